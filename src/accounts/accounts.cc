@@ -1,0 +1,329 @@
+#include "accounts/accounts.h"
+
+#include <algorithm>
+#include <functional>
+
+#include "crypto/crypto.h"
+
+namespace meridian::accounts {
+
+using storage::Space;
+
+namespace {
+constexpr std::string_view kPendingPrefix = "pending:";
+
+std::string DirectoryKey(std::string_view pseudonym) {
+  return "phone/" + std::string(pseudonym);
+}
+std::string ProfileKey(std::string_view uid) { return std::string(uid) + "/profile"; }
+
+// Records are stored as one line of JSON metadata, a newline, then the raw bytes.
+std::string FrameRecord(const Json& meta, std::string_view body) {
+  std::string out = DumpJson(meta);
+  out.push_back('\n');
+  out.append(body);
+  return out;
+}
+
+Result<std::pair<Json, std::string>> UnframeRecord(std::string_view bytes) {
+  size_t nl = bytes.find('\n');
+  if (nl == std::string_view::npos) return Error(Code::kIntegrityError, "corrupt record");
+  ASSIGN_OR_RETURN(auto meta, ParseJsonObject(bytes.substr(0, nl)));
+  return std::pair{std::move(meta), std::string(bytes.substr(nl + 1))};
+}
+}  // namespace
+
+Accounts::Accounts(storage::Store& store, storage::ValueCodec& codec, PhoneDirectory& directory,
+                   const Clock& clock, Random& random, AccountKeys keys,
+                   AccountSettings settings)
+    : store_(store),
+      codec_(codec),
+      directory_(directory),
+      clock_(clock),
+      random_(random),
+      keys_(std::move(keys)),
+      settings_(std::move(settings)) {}
+
+std::mutex& Accounts::StripeFor(std::string_view id) {
+  return stripes_[std::hash<std::string_view>{}(id) % stripes_.size()];
+}
+
+std::string PhonePseudonym(std::string_view directory_key, std::string_view e164) {
+  return crypto::Pseudonym(directory_key, "phone", e164);
+}
+
+std::string Accounts::NamePseudonym(std::string_view purpose, std::string_view value) const {
+  // 128 bits are plenty for a per-user name and keep storage keys short.
+  return crypto::Pseudonym(keys_.names_key, purpose, value).substr(0, 32);
+}
+
+std::string Accounts::RecordKey(std::string_view uid, std::string_view collection,
+                                std::string_view key) const {
+  std::string k(uid);
+  k += '/';
+  k += NamePseudonym("collection", collection);
+  if (!key.empty()) {
+    k += '/';
+    k += NamePseudonym("key", std::string(collection) + '\0' + std::string(key));
+  }
+  return k;
+}
+
+Result<std::optional<std::string>> Accounts::FindPhone(const std::string& pseudonym) {
+  ASSIGN_OR_RETURN(auto v, store_.Get(Space::kDirectory, DirectoryKey(pseudonym)));
+  if (!v) return std::optional<std::string>();
+  std::string_view id = *v;
+  if (id.substr(0, kPendingPrefix.size()) == kPendingPrefix) id.remove_prefix(kPendingPrefix.size());
+  return std::optional<std::string>(std::string(id));
+}
+
+Issued Accounts::IssueFor(const std::string& uid, int64_t token_epoch) {
+  crypto::TokenClaims c{uid, settings_.region, token_epoch,
+                        clock_.NowMs() + settings_.token_ttl_ms};
+  return Issued{uid, settings_.region, crypto::IssueToken(c, keys_.token_key)};
+}
+
+Result<Issued> Accounts::Register(const RegisterRequest& req) {
+  // Hash first: it is the slow part and needs no lock.
+  ASSIGN_OR_RETURN(auto pw_hash, crypto::HashPassword(req.password, settings_.dev_fast_password_hashing));
+  const std::string pseudonym = PhonePseudonym(keys_.directory_key, req.phone);
+  const std::string dir_key = DirectoryKey(pseudonym);
+  const std::string uid = "u_" + random_.Hex(16);
+
+  // Reserve the pseudonym here, then ask the other home regions. Two concurrent
+  // registrations of one phone in two regions each see the other's reservation and both
+  // fail: never both succeed.
+  {
+    std::lock_guard lock(StripeFor(pseudonym));
+    ASSIGN_OR_RETURN(auto existing, store_.Get(Space::kDirectory, dir_key));
+    if (existing) return Error(Code::kPhoneTaken, "this phone number is already registered");
+    storage::WriteBatch reserve;
+    reserve.Put(Space::kDirectory, dir_key, std::string(kPendingPrefix) + uid);
+    RETURN_IF_ERROR(store_.Write(reserve));
+  }
+  auto release = [&] {
+    storage::WriteBatch undo;
+    undo.Delete(Space::kDirectory, dir_key);
+    (void)store_.Write(undo);
+  };
+  auto elsewhere = directory_.FindElsewhere(pseudonym);
+  if (!elsewhere.ok()) {
+    release();
+    return elsewhere.status();
+  }
+  if (elsewhere->has_value()) {
+    release();
+    return Error(Code::kPhoneTaken, "this phone number is already registered");
+  }
+
+  const int64_t now = clock_.NowMs();
+  Json profile = {{"country", req.country},   {"phone", req.phone},
+                  {"name", req.name},         {"email", req.email},
+                  {"password_hash", pw_hash}, {"created_at", FormatRfc3339(now)}};
+  storage::Placement placement{settings_.region, "active", 1, 1};
+  const std::string pkey = ProfileKey(uid);
+  ASSIGN_OR_RETURN(auto sealed,
+                   codec_.Seal({settings_.region, uid, "profile", pkey, 0}, DumpJson(profile)));
+  storage::WriteBatch batch;
+  batch.Put(Space::kPlacement, uid, storage::EncodePlacement(placement));
+  batch.Put(Space::kIdentity, pkey, std::move(sealed));
+  batch.Put(Space::kDirectory, dir_key, uid);
+  Status st = store_.Write(batch);
+  if (!st.ok()) {
+    release();
+    return st;
+  }
+  return IssueFor(uid, placement.token_epoch);
+}
+
+Result<Json> Accounts::LoadProfile(std::string_view uid) {
+  const std::string pkey = ProfileKey(uid);
+  ASSIGN_OR_RETURN(auto stored, store_.Get(Space::kIdentity, pkey));
+  if (!stored) return Error(Code::kNotFound, "user not found");
+  ASSIGN_OR_RETURN(auto plain, codec_.Open({settings_.region, uid, "profile", pkey, 0}, *stored));
+  auto j = ParseJsonObject(plain);
+  if (!j.ok()) return Error(Code::kIntegrityError, "stored profile is corrupt");
+  return std::move(j).value();
+}
+
+Result<Issued> Accounts::Login(const LoginRequest& req) {
+  const Status bad(Code::kUnauthenticated, "phone or password is wrong");
+  ASSIGN_OR_RETURN(auto uid, FindPhone(PhonePseudonym(keys_.directory_key, req.phone)));
+  ASSIGN_OR_RETURN(auto placement, PlacementOf(uid.value_or("")));
+  if (!uid || !placement || placement->region != settings_.region) {
+    // Same cost as a real check, so timing does not tell registered numbers apart.
+    (void)crypto::VerifyPassword(
+        "$argon2id$v=19$m=8,t=1,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        req.password);
+    return bad;
+  }
+  ASSIGN_OR_RETURN(auto profile, LoadProfile(*uid));
+  auto hash = profile.value("password_hash", std::string());
+  if (!crypto::VerifyPassword(hash, req.password)) return bad;
+  return IssueFor(*uid, placement->token_epoch);
+}
+
+Result<std::optional<storage::Placement>> Accounts::PlacementOf(std::string_view user_id) {
+  if (user_id.empty()) return std::optional<storage::Placement>();
+  ASSIGN_OR_RETURN(auto v, store_.Get(Space::kPlacement, user_id));
+  if (!v) return std::optional<storage::Placement>();
+  auto p = storage::DecodePlacement(*v);
+  if (!p) return Error(Code::kIntegrityError, "stored placement is corrupt");
+  return std::optional<storage::Placement>(std::move(*p));
+}
+
+Result<Principal> Accounts::Authenticate(std::string_view token) {
+  ASSIGN_OR_RETURN(auto claims, crypto::VerifyToken(token, keys_.token_key, clock_.NowMs()));
+  if (claims.region != settings_.region) {
+    return Error(Code::kUnauthenticated, "token was issued by another region");
+  }
+  ASSIGN_OR_RETURN(auto placement, PlacementOf(claims.user_id));
+  if (!placement || placement->region != settings_.region ||
+      placement->token_epoch != claims.epoch) {
+    return Error(Code::kUnauthenticated, "token is no longer valid");
+  }
+  return Principal{claims.user_id, claims.region};
+}
+
+Result<Json> Accounts::Me(const Principal& p) {
+  ASSIGN_OR_RETURN(auto profile, LoadProfile(p.user_id));
+  return Json{{"user_id", p.user_id},
+              {"country", profile.value("country", "")},
+              {"home_region", settings_.region},
+              {"phone", profile.value("phone", "")},
+              {"name", profile.value("name", "")},
+              {"email", profile.value("email", "")},
+              {"created_at", profile.value("created_at", "")}};
+}
+
+Result<int64_t> Accounts::PutRecord(const Principal& p, std::string_view collection,
+                                    std::string_view key, std::string content_type,
+                                    std::string body) {
+  RETURN_IF_ERROR(ValidateRecordName(collection, "collection"));
+  RETURN_IF_ERROR(ValidateRecordName(key, "key"));
+  if (content_type.empty()) content_type = "application/octet-stream";
+  if (content_type.size() > 256) return Error(Code::kInvalidField, "content type is too long");
+  const std::string rk = RecordKey(p.user_id, collection, key);
+  std::lock_guard lock(StripeFor(p.user_id));
+  int64_t version = 1;
+  auto current = GetRecord(p, collection, key);
+  if (current.ok()) {
+    version = current->version + 1;
+  } else if (current.status().code() != Code::kNotFound) {
+    return current.status();
+  }
+  Json meta = {{"collection", collection},
+               {"key", key},
+               {"content_type", content_type},
+               {"version", version},
+               {"updated_at", FormatRfc3339(clock_.NowMs())}};
+  ASSIGN_OR_RETURN(auto sealed, codec_.Seal({settings_.region, p.user_id, "record", rk, 0},
+                                            FrameRecord(meta, body)));
+  storage::WriteBatch batch;
+  batch.Put(Space::kContent, rk, std::move(sealed));
+  RETURN_IF_ERROR(store_.Write(batch));
+  return version;
+}
+
+Result<Record> Accounts::GetRecord(const Principal& p, std::string_view collection,
+                                   std::string_view key) {
+  RETURN_IF_ERROR(ValidateRecordName(collection, "collection"));
+  RETURN_IF_ERROR(ValidateRecordName(key, "key"));
+  const std::string rk = RecordKey(p.user_id, collection, key);
+  ASSIGN_OR_RETURN(auto stored, store_.Get(Space::kContent, rk));
+  if (!stored) return Error(Code::kNotFound, "no such record");
+  ASSIGN_OR_RETURN(auto plain, codec_.Open({settings_.region, p.user_id, "record", rk, 0}, *stored));
+  ASSIGN_OR_RETURN(auto parts, UnframeRecord(plain));
+  return Record{parts.first.value("content_type", "application/octet-stream"),
+                std::move(parts.second), parts.first.value("version", int64_t{1})};
+}
+
+Result<std::vector<std::string>> Accounts::ListRecords(const Principal& p,
+                                                       std::string_view collection) {
+  RETURN_IF_ERROR(ValidateRecordName(collection, "collection"));
+  const std::string prefix = RecordKey(p.user_id, collection, "") + "/";
+  std::vector<std::string> keys;
+  Status inner;
+  RETURN_IF_ERROR(store_.Scan(Space::kContent, prefix, [&](std::string_view k, std::string_view v) {
+    auto plain = codec_.Open({settings_.region, p.user_id, "record", k, 0}, v);
+    if (!plain.ok()) {
+      inner = plain.status();
+      return false;
+    }
+    auto parts = UnframeRecord(*plain);
+    if (!parts.ok()) {
+      inner = parts.status();
+      return false;
+    }
+    keys.push_back(parts->first.value("key", ""));
+    return true;
+  }));
+  RETURN_IF_ERROR(inner);
+  std::sort(keys.begin(), keys.end());
+  return keys;
+}
+
+Status Accounts::DeleteRecord(const Principal& p, std::string_view collection,
+                              std::string_view key) {
+  RETURN_IF_ERROR(ValidateRecordName(collection, "collection"));
+  RETURN_IF_ERROR(ValidateRecordName(key, "key"));
+  const std::string rk = RecordKey(p.user_id, collection, key);
+  std::lock_guard lock(StripeFor(p.user_id));
+  ASSIGN_OR_RETURN(auto stored, store_.Get(Space::kContent, rk));
+  if (!stored) return Error(Code::kNotFound, "no such record");
+  storage::WriteBatch batch;
+  batch.Delete(Space::kContent, rk);
+  return store_.Write(batch);
+}
+
+Result<std::string> Accounts::AddDevice(const Principal& p, const DeviceRequest& req) {
+  // The pseudonym is over the IMEI without its check digit (the identifying part).
+  const std::string device_id = "d_" + NamePseudonym("device", req.imei.substr(0, 14));
+  const std::string dk = p.user_id + "/" + device_id;
+  Json dev = {{"device_id", device_id},
+              {"imei", req.imei},
+              {"model", req.model},
+              {"added_at", FormatRfc3339(clock_.NowMs())}};
+  ASSIGN_OR_RETURN(auto sealed,
+                   codec_.Seal({settings_.region, p.user_id, "device", dk, 0}, DumpJson(dev)));
+  storage::WriteBatch batch;
+  batch.Put(Space::kDevice, dk, std::move(sealed));
+  RETURN_IF_ERROR(store_.Write(batch));
+  return device_id;
+}
+
+Result<Json> Accounts::ListDevices(const Principal& p) {
+  Json devices = Json::array();
+  Status inner;
+  RETURN_IF_ERROR(store_.Scan(Space::kDevice, p.user_id + "/", [&](std::string_view k,
+                                                                   std::string_view v) {
+    auto plain = codec_.Open({settings_.region, p.user_id, "device", k, 0}, v);
+    if (!plain.ok()) {
+      inner = plain.status();
+      return false;
+    }
+    auto j = ParseJsonObject(*plain);
+    if (!j.ok()) {
+      inner = Status(Code::kIntegrityError, "stored device is corrupt");
+      return false;
+    }
+    devices.push_back({{"device_id", j->value("device_id", "")},
+                       {"model", j->value("model", "")},
+                       {"added_at", j->value("added_at", "")}});
+    return true;
+  }));
+  RETURN_IF_ERROR(inner);
+  return Json{{"devices", std::move(devices)}};
+}
+
+Result<int64_t> Accounts::CountUsers() {
+  int64_t n = 0;
+  RETURN_IF_ERROR(store_.Scan(Space::kPlacement, "", [&](std::string_view, std::string_view v) {
+    auto p = storage::DecodePlacement(v);
+    if (p && p->region == settings_.region && p->state == "active") ++n;
+    return true;
+  }));
+  return n;
+}
+
+}  // namespace meridian::accounts

@@ -1,0 +1,108 @@
+// Accounts, records and devices of the users homed in this region. Synchronous: it runs on
+// the node's worker threads, never on an event loop. Everything personal it stores goes
+// through the ValueCodec; every storage key is a user id or a pseudonym.
+#pragma once
+
+#include <array>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "accounts/validate.h"
+#include "common/clock.h"
+#include "common/json.h"
+#include "common/random.h"
+#include "common/status.h"
+#include "storage/codec.h"
+#include "storage/store.h"
+
+namespace meridian::accounts {
+
+// The phone pseudonym of the cluster-wide directory: the only form in which a phone number
+// leaves its home region (directory lookups between regions carry it).
+std::string PhonePseudonym(std::string_view directory_key, std::string_view e164);
+
+// Asks the other home regions about a phone pseudonym (phone_taken is cluster-wide).
+class PhoneDirectory {
+ public:
+  virtual ~PhoneDirectory() = default;
+  // The region (other than this one) that holds the pseudonym, or nullopt if none does.
+  // Fails with unavailable when a region cannot be asked.
+  virtual Result<std::optional<std::string>> FindElsewhere(const std::string& pseudonym) = 0;
+};
+
+struct AccountKeys {
+  std::string token_key;      // this region's token MAC key
+  std::string directory_key;  // cluster-wide phone pseudonym key
+  std::string names_key;      // this region's key for record and device name pseudonyms
+};
+
+struct AccountSettings {
+  std::string region;
+  bool dev_fast_password_hashing = false;
+  int64_t token_ttl_ms = 24 * 3600 * 1000;
+};
+
+struct Principal {
+  std::string user_id;
+  std::string region;
+};
+
+struct Issued {
+  std::string user_id;
+  std::string home_region;
+  std::string token;
+};
+
+struct Record {
+  std::string content_type;
+  std::string body;
+  int64_t version = 0;
+};
+
+class Accounts {
+ public:
+  Accounts(storage::Store& store, storage::ValueCodec& codec, PhoneDirectory& directory,
+           const Clock& clock, Random& random, AccountKeys keys, AccountSettings settings);
+
+  // Who holds this pseudonym here: user id, or nullopt (reservations count as held).
+  Result<std::optional<std::string>> FindPhone(const std::string& pseudonym);
+
+  Result<Issued> Register(const RegisterRequest& req);
+  Result<Issued> Login(const LoginRequest& req);
+  // Verifies a bearer token issued by this region and still valid for the user.
+  Result<Principal> Authenticate(std::string_view token);
+
+  Result<Json> Me(const Principal& p);
+  Result<int64_t> PutRecord(const Principal& p, std::string_view collection, std::string_view key,
+                            std::string content_type, std::string body);
+  Result<Record> GetRecord(const Principal& p, std::string_view collection, std::string_view key);
+  Result<std::vector<std::string>> ListRecords(const Principal& p, std::string_view collection);
+  Status DeleteRecord(const Principal& p, std::string_view collection, std::string_view key);
+  Result<std::string> AddDevice(const Principal& p, const DeviceRequest& req);
+  Result<Json> ListDevices(const Principal& p);
+
+  Result<std::optional<storage::Placement>> PlacementOf(std::string_view user_id);
+  // Users homed here (for counts in metrics and the overview).
+  Result<int64_t> CountUsers();
+
+ private:
+  std::mutex& StripeFor(std::string_view id);
+  std::string NamePseudonym(std::string_view purpose, std::string_view value) const;
+  std::string RecordKey(std::string_view uid, std::string_view collection,
+                        std::string_view key) const;
+  Result<Json> LoadProfile(std::string_view uid);
+  Issued IssueFor(const std::string& uid, int64_t token_epoch);
+
+  storage::Store& store_;
+  storage::ValueCodec& codec_;
+  PhoneDirectory& directory_;
+  const Clock& clock_;
+  Random& random_;
+  AccountKeys keys_;
+  AccountSettings settings_;
+  std::array<std::mutex, 64> stripes_;
+};
+
+}  // namespace meridian::accounts

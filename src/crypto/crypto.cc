@@ -1,0 +1,116 @@
+#include "crypto/crypto.h"
+
+#include <sodium.h>
+
+#include <charconv>
+#include <vector>
+
+#include "common/encoding.h"
+
+namespace meridian::crypto {
+
+Status Init() {
+  if (sodium_init() < 0) return Error(Code::kInternal, "libsodium failed to initialise");
+  return Status::Ok();
+}
+
+std::string HmacSha256(std::string_view key, std::string_view message) {
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(key.data()), key.size());
+  crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(message.data()),
+                                message.size());
+  std::string out(crypto_auth_hmacsha256_BYTES, '\0');
+  crypto_auth_hmacsha256_final(&st, reinterpret_cast<unsigned char*>(out.data()));
+  sodium_memzero(&st, sizeof st);
+  return out;
+}
+
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && sodium_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+std::string Pseudonym(std::string_view key, std::string_view purpose, std::string_view value) {
+  std::string msg;
+  msg.reserve(purpose.size() + 1 + value.size());
+  msg.append(purpose).push_back('\0');
+  msg.append(value);
+  return HexEncode(HmacSha256(key, msg));
+}
+
+Result<std::string> HashPassword(std::string_view password, bool dev_fast) {
+  char out[crypto_pwhash_STRBYTES];
+  unsigned long long ops =
+      dev_fast ? crypto_pwhash_OPSLIMIT_MIN : crypto_pwhash_OPSLIMIT_INTERACTIVE;
+  size_t mem = dev_fast ? crypto_pwhash_MEMLIMIT_MIN : crypto_pwhash_MEMLIMIT_INTERACTIVE;
+  if (crypto_pwhash_str_alg(out, password.data(), password.size(), ops, mem,
+                            crypto_pwhash_ALG_ARGON2ID13) != 0) {
+    return Error(Code::kInternal, "password hashing ran out of memory");
+  }
+  return std::string(out);
+}
+
+bool VerifyPassword(std::string_view stored_hash, std::string_view password) {
+  std::string h(stored_hash);  // needs NUL termination
+  return crypto_pwhash_str_verify(h.c_str(), password.data(), password.size()) == 0;
+}
+
+namespace {
+constexpr std::string_view kTokenPrefix = "mt1.";
+
+std::vector<std::string_view> Split(std::string_view s, char sep) {
+  std::vector<std::string_view> parts;
+  size_t start = 0;
+  for (size_t i = 0; i <= s.size(); ++i) {
+    if (i == s.size() || s[i] == sep) {
+      parts.push_back(s.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  return parts;
+}
+
+bool ParseInt(std::string_view s, int64_t* out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+std::optional<TokenClaims> ParsePayload(std::string_view b64) {
+  auto payload = Base64UrlDecode(b64);
+  if (!payload) return std::nullopt;
+  auto f = Split(*payload, '\n');
+  if (f.size() != 4 || f[0].empty() || f[1].empty()) return std::nullopt;
+  TokenClaims c;
+  c.user_id = f[0];
+  c.region = f[1];
+  if (!ParseInt(f[2], &c.epoch) || !ParseInt(f[3], &c.expires_ms)) return std::nullopt;
+  return c;
+}
+}  // namespace
+
+std::string IssueToken(const TokenClaims& claims, std::string_view key) {
+  std::string payload = claims.user_id + "\n" + claims.region + "\n" +
+                        std::to_string(claims.epoch) + "\n" + std::to_string(claims.expires_ms);
+  std::string signed_part = std::string(kTokenPrefix) + Base64UrlEncode(payload);
+  return signed_part + "." + Base64UrlEncode(HmacSha256(key, signed_part));
+}
+
+std::optional<TokenClaims> PeekToken(std::string_view token) {
+  if (token.substr(0, kTokenPrefix.size()) != kTokenPrefix) return std::nullopt;
+  auto parts = Split(token.substr(kTokenPrefix.size()), '.');
+  if (parts.size() != 2) return std::nullopt;
+  return ParsePayload(parts[0]);
+}
+
+Result<TokenClaims> VerifyToken(std::string_view token, std::string_view key, int64_t now_ms) {
+  auto claims = PeekToken(token);
+  if (!claims) return Error(Code::kUnauthenticated, "malformed token");
+  size_t dot = token.rfind('.');
+  auto mac = Base64UrlDecode(token.substr(dot + 1));
+  if (!mac || !ConstantTimeEquals(*mac, HmacSha256(key, token.substr(0, dot)))) {
+    return Error(Code::kUnauthenticated, "invalid token");
+  }
+  if (claims->expires_ms <= now_ms) return Error(Code::kUnauthenticated, "token expired");
+  return std::move(*claims);
+}
+
+}  // namespace meridian::crypto

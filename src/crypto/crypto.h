@@ -1,0 +1,53 @@
+// Crypto mechanisms shared by the services: keyed MACs and pseudonyms, password hashing,
+// user tokens, and the dev CA. Knows nothing of HTTP or storage.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace meridian::crypto {
+
+// Call once at start-up (libsodium).
+Status Init();
+
+std::string HmacSha256(std::string_view key, std::string_view message);
+// Constant-time comparison of equal-length secrets.
+bool ConstantTimeEquals(std::string_view a, std::string_view b);
+
+// Keyed pseudonym of an identifier for one purpose ("phone", "device", "name"):
+// HMAC-SHA256(key, purpose || 0x00 || value) in hex. Never a plain hash: phone numbers and
+// IMEIs are small spaces that a hash would not protect.
+std::string Pseudonym(std::string_view key, std::string_view purpose, std::string_view value);
+
+// Argon2id (libsodium). `dev_fast` uses the minimum cost: for local development only.
+Result<std::string> HashPassword(std::string_view password, bool dev_fast);
+bool VerifyPassword(std::string_view stored_hash, std::string_view password);
+
+// Bearer tokens: "mt1.<payload>.<mac>", HMAC-SHA256 with the home region's token key.
+struct TokenClaims {
+  std::string user_id;
+  std::string region;
+  int64_t epoch = 0;  // bumped to revoke every earlier token of the user
+  int64_t expires_ms = 0;
+};
+std::string IssueToken(const TokenClaims& claims, std::string_view key);
+// Reads the claims without checking the MAC: only for routing a request to the region that
+// can verify it.
+std::optional<TokenClaims> PeekToken(std::string_view token);
+// Checks format, MAC (constant time) and expiry.
+Result<TokenClaims> VerifyToken(std::string_view token, std::string_view key, int64_t now_ms);
+
+// A development certificate authority and the node certificates it signs (P-256, PEM).
+struct KeyAndCert {
+  std::string key_pem;
+  std::string cert_pem;
+};
+Result<KeyAndCert> GenerateCa(std::string_view common_name);
+Result<KeyAndCert> IssueNodeCert(const KeyAndCert& ca, std::string_view common_name,
+                                 std::string_view ip_address);
+
+}  // namespace meridian::crypto

@@ -1,0 +1,257 @@
+#include "dev/dev.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "config/cluster.h"
+#include "crypto/crypto.h"
+#include "net/http.h"
+
+namespace meridian::dev {
+namespace fs = std::filesystem;
+namespace {
+
+struct RegionDef {
+  const char* name;
+  const char* role;
+};
+// The built-in layout, in port order (API.md, "Local cluster").
+constexpr RegionDef kLayout[] = {
+    {"beijing", "home"}, {"oregon", "home"}, {"singapore", "home"}, {"california", "edge"}};
+
+// Approximate public round-trip times (SYSTEM.md, "Latency between regions").
+constexpr const char* kLatency = R"([latency_ms]
+oregon = { california = 19, singapore = 161, beijing = 150 }
+california = { singapore = 174, beijing = 160 }
+singapore = { beijing = 80 }
+)";
+
+std::string RenderConfig(const DevOptions& o, const std::string& policy_spec) {
+  std::string out = fmt::format(
+      "# Written by `meridian dev`; rewritten at each start.\n"
+      "[cluster]\npolicy = \"{}\"\ntls = {}\nca_file = \"ca.pem\"\n"
+      "admin_token_file = \"admin.token\"\nsecrets_dir = \"secrets\"\n\n"
+      "[node]\nio_threads = {}\nworkers = 16\npassword_hashing = \"dev-fast\"\n"
+      "emulate_latency = {}\n\n",
+      policy_spec, o.plaintext ? "false" : "true", o.io_threads,
+      o.emulate_latency ? "true" : "false");
+  int port = o.base_port;
+  for (const auto& r : kLayout) {
+    out += fmt::format(
+        "[[regions]]\nname = \"{}\"\nrole = \"{}\"\nlisten = \"127.0.0.1:{}\"\n"
+        "url = \"{}://127.0.0.1:{}\"\ndata_dir = \"{}\"\n\n",
+        r.name, r.role, port, o.plaintext ? "http" : "https", port, r.name);
+    ++port;
+  }
+  return out + kLatency;
+}
+
+Status EnsureTls(const std::string& dir) {
+  const std::string ca_cert = dir + "/ca.pem";
+  const std::string ca_key = dir + "/secrets/ca.key";
+  crypto::KeyAndCert ca;
+  if (fs::exists(ca_cert) && fs::exists(ca_key)) {
+    ca = {config::ReadFileOr(ca_key), config::ReadFileOr(ca_cert)};
+  } else {
+    ASSIGN_OR_RETURN(ca, crypto::GenerateCa("Meridian dev CA"));
+    RETURN_IF_ERROR(config::WriteFileAtomic(ca_key, ca.key_pem, 0600));
+    RETURN_IF_ERROR(config::WriteFileAtomic(ca_cert, ca.cert_pem));
+    for (const auto& r : kLayout) fs::remove(dir + "/tls/" + r.name + ".pem");
+  }
+  std::error_code ec;
+  fs::create_directories(dir + "/tls", ec);
+  for (const auto& r : kLayout) {
+    std::string cert = dir + "/tls/" + r.name + ".pem";
+    if (fs::exists(cert)) continue;
+    ASSIGN_OR_RETURN(auto kc, crypto::IssueNodeCert(ca, r.name, "127.0.0.1"));
+    RETURN_IF_ERROR(config::WriteFileAtomic(dir + "/tls/" + r.name + ".key", kc.key_pem, 0600));
+    RETURN_IF_ERROR(config::WriteFileAtomic(cert, kc.cert_pem));
+  }
+  return Status::Ok();
+}
+
+pid_t Spawn(const std::string& exe, const std::string& config, const std::string& region,
+            const std::string& log_path) {
+  pid_t pid = fork();
+  if (pid != 0) return pid;
+  // Child: its own log file, default signal mask, and it dies with the supervisor.
+  int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd >= 0) {
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  execl(exe.c_str(), exe.c_str(), "node", "--config", config.c_str(), "--region", region.c_str(),
+        static_cast<char*>(nullptr));
+  _exit(127);
+}
+
+bool WaitHealthy(net::HttpClient& client, const std::string& url, std::chrono::seconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    net::ClientCall call;
+    call.base_url = url;
+    call.request.method = "GET";
+    call.request.target = "/v1/health";
+    call.timeout = std::chrono::milliseconds(500);
+    auto r = client.SendSync(std::move(call));
+    if (r.ok() && r->status == 200) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+void StopAll(std::map<pid_t, std::string>& children) {
+  for (auto& [pid, name] : children) kill(pid, SIGTERM);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (!children.empty() && std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid > 0) {
+      children.erase(pid);
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  for (auto& [pid, name] : children) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+  children.clear();
+}
+
+}  // namespace
+
+int WriteCluster(const DevOptions& o) {
+  std::error_code ec;
+  fs::create_directories(o.dir, ec);
+  const std::string dir = fs::absolute(o.dir).lexically_normal().string();
+  std::string policy_spec = o.policy;
+  if (policy_spec != "current" && policy_spec != "legacy") {
+    policy_spec = fs::absolute(policy_spec).lexically_normal().string();
+  }
+  const std::string cfg_path = dir + "/cluster.toml";
+  if (auto st = config::WriteFileAtomic(cfg_path, RenderConfig(o, policy_spec)); !st.ok()) {
+    std::fprintf(stderr, "meridian dev: %s\n", st.message().c_str());
+    return 1;
+  }
+  std::vector<policy::Diagnostic> diags;
+  auto cfg = config::Load(cfg_path, &diags);
+  if (!cfg.ok()) {
+    for (const auto& d : diags) std::fprintf(stderr, "%s\n", d.ToString().c_str());
+    return 2;
+  }
+  if (auto st = crypto::Init(); !st.ok()) return 1;
+  Status st = config::EnsureSecrets(*cfg);
+  if (st.ok() && !o.plaintext) st = EnsureTls(dir);
+  if (!st.ok()) {
+    std::fprintf(stderr, "meridian dev: %s\n", st.message().c_str());
+    return 1;
+  }
+  return 0;
+}
+
+int RunDev(const DevOptions& o) {
+  if (int rc = WriteCluster(o); rc != 0) return rc;
+  const std::string dir = fs::absolute(o.dir).lexically_normal().string();
+  const std::string cfg_path = dir + "/cluster.toml";
+  std::vector<policy::Diagnostic> diags;
+  auto cfg = config::Load(cfg_path, &diags);
+  if (!cfg.ok()) return 2;
+
+  std::fprintf(stderr,
+               "WARNING: development cluster: passwords are hashed with the minimum Argon2id "
+               "cost (fast, NOT for production).\n");
+
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGCHLD);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  std::map<pid_t, std::string> children;
+  for (const auto& r : cfg->regions) {
+    std::error_code ec;
+    fs::create_directories(r.data_dir, ec);
+    pid_t pid = Spawn(o.self_exe, cfg_path, r.name, r.data_dir + "/node.log");
+    if (pid < 0) {
+      std::fprintf(stderr, "meridian dev: cannot start the %s node\n", r.name.c_str());
+      StopAll(children);
+      return 1;
+    }
+    children[pid] = r.name;
+  }
+
+  net::ClientOptions copts;
+  if (cfg->tls) copts.ca_file = cfg->ca_file;
+  auto client = net::MakeClient(copts);
+  bool healthy = client.ok();
+  for (const auto& r : cfg->regions) {
+    if (healthy && !WaitHealthy(**client, r.url, std::chrono::seconds(30))) {
+      std::fprintf(stderr, "meridian dev: the %s node did not become healthy; see %s/node.log\n",
+                   r.name.c_str(), r.data_dir.c_str());
+      healthy = false;
+    }
+  }
+  if (!healthy) {
+    StopAll(children);
+    return 1;
+  }
+
+  std::printf("\nMeridian dev cluster is up (data in %s)\n\n", dir.c_str());
+  std::printf("  %-11s %-5s %-28s %s\n", "REGION", "ROLE", "URL", "LOG");
+  for (const auto& r : cfg->regions) {
+    std::printf("  %-11s %-5s %-28s %s/node.log\n", r.name.c_str(),
+                std::string(policy::RoleName(r.role)).c_str(), r.url.c_str(), r.data_dir.c_str());
+  }
+  std::printf("\n  console:      %s/\n", cfg->regions.front().url.c_str());
+  std::printf("  admin token:  %s\n", cfg->admin_token_file.c_str());
+  if (cfg->tls) std::printf("  CA:           %s (curl --cacert)\n", cfg->ca_file.c_str());
+  std::printf("  policy:       %s (version %lld)\n", cfg->policy.name().c_str(),
+              static_cast<long long>(cfg->policy.version()));
+  std::printf("  WAN latency:  %s\n\nCtrl-C stops every node.\n",
+              cfg->knobs.emulate_latency ? "emulated" : "off");
+  std::fflush(stdout);
+
+  for (;;) {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    if (sig == SIGCHLD) {
+      int status = 0;
+      pid_t pid;
+      bool died = false;
+      while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        auto it = children.find(pid);
+        if (it == children.end()) continue;
+        std::fprintf(stderr, "meridian dev: the %s node exited unexpectedly (%s %d); stopping\n",
+                     it->second.c_str(), WIFSIGNALED(status) ? "signal" : "status",
+                     WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        children.erase(it);
+        died = true;
+      }
+      if (died) {
+        StopAll(children);
+        return 1;
+      }
+      continue;
+    }
+    std::printf("meridian dev: stopping\n");
+    StopAll(children);
+    return 0;
+  }
+}
+
+}  // namespace meridian::dev

@@ -1,0 +1,351 @@
+// The HTTP/1.1 server: one event loop per io thread, each with its own acceptor on the
+// shared port (SO_REUSEPORT), keep-alive, a read deadline per request, header and body
+// limits, optional TLS, and graceful shutdown.
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+#include "common/log.h"
+#include "net/beast.h"
+
+namespace meridian::net {
+namespace {
+
+using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+class SessionBase : public std::enable_shared_from_this<SessionBase> {
+ public:
+  virtual ~SessionBase() = default;
+  virtual void Drain() = 0;  // runs on the session's executor
+  virtual asio::any_io_executor Executor() = 0;
+};
+
+struct Shared {
+  Shared(Handler& h, ServerOptions o) : handler(h), opts(std::move(o)) {}
+  Handler& handler;
+  ServerOptions opts;
+  std::atomic<bool> draining{false};
+  std::mutex mu;
+  std::condition_variable cv;
+  std::unordered_map<SessionBase*, std::weak_ptr<SessionBase>> sessions;
+
+  void Add(SessionBase* s, std::weak_ptr<SessionBase> w) {
+    std::lock_guard lock(mu);
+    sessions.emplace(s, std::move(w));
+  }
+  void Remove(SessionBase* s) {
+    std::lock_guard lock(mu);
+    sessions.erase(s);
+    cv.notify_all();
+  }
+};
+
+HttpResponse PlainError(Code code, std::string msg) {
+  return HttpResponse::FromStatus(Status(code, std::move(msg)));
+}
+
+// CRTP over the stream type: PlainSession and TlsSession differ only in handshake and close.
+template <typename Derived>
+class Session : public SessionBase {
+ public:
+  explicit Session(Shared& sh) : sh_(sh) {}
+  ~Session() override { sh_.Remove(this); }
+
+  void Register() { sh_.Add(this, weak_from_this()); }
+
+  asio::any_io_executor Executor() override { return Self().Stream().get_executor(); }
+
+  void Drain() override {
+    if (reading_) Self().CloseNow();
+  }
+
+ protected:
+  Derived& Self() { return static_cast<Derived&>(*this); }
+  auto& Lowest() { return beast::get_lowest_layer(Self().Stream()); }
+
+  void DoRead() {
+    if (sh_.draining) return Self().CloseNow();
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(sh_.opts.max_header_bytes));
+    parser_->body_limit(static_cast<uint64_t>(64) << 20);
+    reading_ = true;
+    Lowest().expires_after(sh_.opts.read_timeout);
+    http::async_read_header(Self().Stream(), buffer_, *parser_,
+                            [self = Self().shared_from_this()](beast::error_code ec, size_t) {
+                              self->OnHeader(ec);
+                            });
+  }
+
+  void OnHeader(beast::error_code ec) {
+    if (ec) return OnReadError(ec);
+    auto& req = parser_->get();
+    std::string_view target(req.target().data(), req.target().size());
+    std::string_view path = target.substr(0, target.find('?'));
+    size_t limit = sh_.handler.BodyLimit(
+        std::string_view(req.method_string().data(), req.method_string().size()), path);
+    if (parser_->content_length() && *parser_->content_length() > limit) {
+      return Fail(PlainError(Code::kTooLarge, "request body is over the limit"));
+    }
+    parser_->body_limit(limit);
+    if (parser_->is_done()) return OnRequest();
+    if (beast::iequals(req[http::field::expect], "100-continue")) {
+      auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, 11);
+      http::async_write(Self().Stream(), *cont,
+                        [self = Self().shared_from_this(), cont](beast::error_code wec, size_t) {
+                          if (wec) return self->CloseNow();
+                          self->ReadBody();
+                        });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    http::async_read(Self().Stream(), buffer_, *parser_,
+                     [self = Self().shared_from_this()](beast::error_code ec, size_t) {
+                       if (ec) return self->OnReadError(ec);
+                       self->OnRequest();
+                     });
+  }
+
+  void OnReadError(beast::error_code ec) {
+    reading_ = false;
+    if (ec == http::error::header_limit) {
+      return Fail(PlainError(Code::kHeadersTooLarge, "request headers are over the limit"));
+    }
+    if (ec == http::error::body_limit) {
+      return Fail(PlainError(Code::kTooLarge, "request body is over the limit"));
+    }
+    if (ec.category() == beast::error_code(http::error::end_of_stream).category() &&
+        ec != http::error::end_of_stream && ec != http::error::partial_message) {
+      return Fail(PlainError(Code::kInvalidField, "malformed HTTP request"));
+    }
+    // Timeouts, resets and a peer that went away: just close.
+    Self().CloseNow();
+  }
+
+  void OnRequest() {
+    reading_ = false;
+    auto msg = parser_->release();
+    HttpRequest req;
+    req.method = std::string(msg.method_string());
+    req.target = std::string(msg.target());
+    size_t q = req.target.find('?');
+    req.path = req.target.substr(0, q);
+    if (q != std::string::npos) req.query = req.target.substr(q + 1);
+    req.headers = CopyHeaders(msg);
+    req.body = std::move(msg.body());
+    beast::error_code ec;
+    auto ep = Lowest().socket().remote_endpoint(ec);
+    if (!ec) req.remote = ep.address().to_string();
+    keep_alive_ = msg.keep_alive();
+    Lowest().expires_never();  // the handler may take its time; the write gets a deadline
+    sh_.handler.Handle(std::move(req), [self = Self().shared_from_this()](HttpResponse r) {
+      auto exec = self->Executor();
+      asio::post(exec, [self, r = std::move(r)]() mutable { self->Write(std::move(r), true); });
+    });
+  }
+
+  // An error found while reading: answer it and close the connection.
+  void Fail(HttpResponse r) {
+    keep_alive_ = false;
+    Write(std::move(r), false);
+  }
+
+  void Write(HttpResponse r, bool allow_keep_alive) {
+    res_ = {};
+    res_.result(static_cast<unsigned>(r.status));
+    res_.version(11);
+    for (auto& [k, v] : r.headers) res_.set(k, v);
+    res_.set(http::field::server, "meridian");
+    res_.body() = std::move(r.body);
+    res_.keep_alive(allow_keep_alive && keep_alive_ && !sh_.draining);
+    res_.prepare_payload();
+    Lowest().expires_after(sh_.opts.read_timeout);
+    http::async_write(Self().Stream(), res_,
+                      [self = Self().shared_from_this()](beast::error_code ec, size_t) {
+                        if (ec || !self->res_.keep_alive()) return self->CloseNow();
+                        self->DoRead();
+                      });
+  }
+
+  Shared& sh_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::response<http::string_body> res_;
+  bool reading_ = false;
+  bool keep_alive_ = true;
+};
+
+class PlainSession final : public Session<PlainSession> {
+ public:
+  PlainSession(Shared& sh, tcp::socket&& socket) : Session(sh), stream_(std::move(socket)) {}
+  beast::tcp_stream& Stream() { return stream_; }
+  std::shared_ptr<PlainSession> shared_from_this() {
+    return std::static_pointer_cast<PlainSession>(SessionBase::shared_from_this());
+  }
+  void Run() {
+    Register();
+    DoRead();
+  }
+  void CloseNow() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+
+ private:
+  beast::tcp_stream stream_;
+};
+
+class TlsSession final : public Session<TlsSession> {
+ public:
+  TlsSession(Shared& sh, tcp::socket&& socket, ssl::context& ctx)
+      : Session(sh), stream_(std::move(socket), ctx) {}
+  beast::ssl_stream<beast::tcp_stream>& Stream() { return stream_; }
+  std::shared_ptr<TlsSession> shared_from_this() {
+    return std::static_pointer_cast<TlsSession>(SessionBase::shared_from_this());
+  }
+  void Run() {
+    Register();
+    reading_ = true;
+    beast::get_lowest_layer(stream_).expires_after(sh_.opts.read_timeout);
+    stream_.async_handshake(ssl::stream_base::server,
+                            [self = shared_from_this()](beast::error_code ec) {
+                              if (ec) return self->CloseNow();
+                              self->DoRead();
+                            });
+  }
+  void CloseNow() {
+    beast::error_code ec;
+    beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_both, ec);
+    beast::get_lowest_layer(stream_).close();
+  }
+
+ private:
+  beast::ssl_stream<beast::tcp_stream> stream_;
+};
+
+class Server final : public HttpServer {
+ public:
+  Server(Handler& handler, const ServerOptions& opts) : sh_(handler, opts) {}
+
+  ~Server() override {
+    Shutdown();
+    Wait();
+  }
+
+  Status Start() {
+    const auto& o = sh_.opts;
+    if (o.tls) {
+      tls_ = std::make_unique<ssl::context>(ssl::context::tls_server);
+      tls_->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                        ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                        ssl::context::no_tlsv1_1);
+      beast::error_code ec;
+      tls_->use_certificate_chain_file(o.cert_file, ec);
+      if (!ec) tls_->use_private_key_file(o.key_file, ssl::context::pem, ec);
+      if (ec) return Error(Code::kInternal, "cannot load the node's TLS certificate or key");
+    }
+    beast::error_code ec;
+    auto addr = asio::ip::make_address(o.host, ec);
+    if (ec) return Error(Code::kInvalidField, "listen host is not an IP address");
+    uint16_t port = o.port;
+    for (int i = 0; i < std::max(1, o.io_threads); ++i) {
+      auto& ctx = contexts_.emplace_back(std::make_unique<asio::io_context>(1));
+      auto& acc = acceptors_.emplace_back(std::make_unique<tcp::acceptor>(*ctx));
+      tcp::endpoint ep(addr, port);
+      acc->open(ep.protocol(), ec);
+      if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
+      if (!ec) acc->set_option(ReusePort(true), ec);
+      if (!ec) acc->bind(ep, ec);
+      if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+      if (ec) {
+        return Error(Code::kUnavailable,
+                     "cannot listen on " + o.host + ":" + std::to_string(port) + ": " +
+                         ec.message());
+      }
+      port = acc->local_endpoint().port();
+    }
+    port_ = port;
+    for (size_t i = 0; i < contexts_.size(); ++i) {
+      Accept(i);
+      guards_.emplace_back(asio::make_work_guard(*contexts_[i]));
+      threads_.emplace_back([ctx = contexts_[i].get()] { ctx->run(); });
+    }
+    return Status::Ok();
+  }
+
+  uint16_t port() const override { return port_; }
+
+  void Shutdown() override {
+    if (sh_.draining.exchange(true)) return;
+    for (size_t i = 0; i < acceptors_.size(); ++i) {
+      asio::post(*contexts_[i], [acc = acceptors_[i].get()] {
+        beast::error_code ec;
+        acc->close(ec);
+      });
+    }
+    std::vector<std::shared_ptr<SessionBase>> live;
+    {
+      std::lock_guard lock(sh_.mu);
+      for (auto& [raw, weak] : sh_.sessions) {
+        if (auto s = weak.lock()) live.push_back(std::move(s));
+      }
+    }
+    for (auto& s : live) {
+      asio::post(s->Executor(), [s] { s->Drain(); });
+    }
+    live.clear();
+    {
+      std::unique_lock lock(sh_.mu);
+      sh_.cv.wait_for(lock, sh_.opts.shutdown_grace, [&] { return sh_.sessions.empty(); });
+    }
+    guards_.clear();
+    for (auto& ctx : contexts_) ctx->stop();
+  }
+
+  void Wait() override {
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+
+ private:
+  void Accept(size_t i) {
+    acceptors_[i]->async_accept(*contexts_[i], [this, i](beast::error_code ec, tcp::socket s) {
+      if (ec) {
+        if (ec == asio::error::operation_aborted || sh_.draining) return;
+        log::Warn("accept_failed", {{"error", ec.message()}});
+      } else {
+        s.set_option(tcp::no_delay(true), ec);
+        if (tls_) {
+          std::make_shared<TlsSession>(sh_, std::move(s), *tls_)->Run();
+        } else {
+          std::make_shared<PlainSession>(sh_, std::move(s))->Run();
+        }
+      }
+      if (!sh_.draining) Accept(i);
+    });
+  }
+
+  Shared sh_;
+  std::unique_ptr<ssl::context> tls_;
+  std::vector<std::unique_ptr<asio::io_context>> contexts_;
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
+  std::vector<std::thread> threads_;
+  uint16_t port_ = 0;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<HttpServer>> StartServer(const ServerOptions& options, Handler& handler) {
+  auto s = std::make_unique<Server>(handler, options);
+  RETURN_IF_ERROR(s->Start());
+  return std::unique_ptr<HttpServer>(std::move(s));
+}
+
+}  // namespace meridian::net

@@ -1,0 +1,40 @@
+// Prometheus metrics of a node. Labels are route templates, status codes and region
+// names only: never a path, a query or anything a user sent.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+namespace meridian::node {
+
+class Metrics {
+ public:
+  explicit Metrics(std::string region) : region_(std::move(region)) {}
+  void ObserveRequest(std::string_view route, int status, double seconds);
+  void CountForward(std::string_view destination, bool ok);
+  void CountRedirect(std::string_view destination);
+  void SetGauge(std::string_view name, double value);
+  std::string Render() const;
+
+ private:
+  static constexpr std::array<double, 12> kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                      0.05,   0.1,   0.25,   0.5,   1.0,  2.5};
+  struct Histogram {
+    std::array<uint64_t, kBuckets.size()> counts{};
+    uint64_t count = 0;
+    double sum = 0;
+  };
+  mutable std::mutex mu_;
+  std::string region_;
+  std::map<std::pair<std::string, int>, uint64_t> requests_;
+  std::map<std::string, Histogram> latency_;
+  std::map<std::pair<std::string, std::string>, uint64_t> forwards_;
+  std::map<std::string, uint64_t> redirects_;
+  std::map<std::string, double> gauges_;
+};
+
+}  // namespace meridian::node

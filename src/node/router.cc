@@ -1,0 +1,479 @@
+#include "node/router.h"
+
+#include <chrono>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "common/json.h"
+#include "common/log.h"
+#include "crypto/crypto.h"
+
+namespace meridian::node {
+namespace {
+
+using net::HttpRequest;
+using net::HttpResponse;
+using net::Respond;
+
+enum class RouteId {
+  kHealth,
+  kRegions,
+  kMetrics,
+  kConsole,
+  kAccounts,
+  kSessions,
+  kMe,
+  kRecord,
+  kRecordList,
+  kDevices,
+  kAdminPlacement,
+  kInternalDirectory,
+  kInternalPlacement,
+};
+
+enum class Access { kPublic, kPersonalNoToken, kUser, kAdmin, kInternal };
+
+struct Route {
+  RouteId id;
+  std::string_view name;  // the template: the only form of the path in logs and metrics
+  Access access;
+  std::vector<std::string_view> methods;
+};
+
+const std::vector<Route>& Routes() {
+  static const std::vector<Route> kRoutes = {
+      {RouteId::kHealth, "/v1/health", Access::kPublic, {"GET"}},
+      {RouteId::kRegions, "/v1/regions", Access::kPublic, {"GET"}},
+      {RouteId::kMetrics, "/metrics", Access::kPublic, {"GET"}},
+      {RouteId::kConsole, "/", Access::kPublic, {"GET"}},
+      {RouteId::kAccounts, "/v1/accounts", Access::kPersonalNoToken, {"POST"}},
+      {RouteId::kSessions, "/v1/sessions", Access::kPersonalNoToken, {"POST"}},
+      {RouteId::kMe, "/v1/me", Access::kUser, {"GET"}},
+      {RouteId::kRecord, "/v1/me/records/{collection}/{key}", Access::kUser,
+       {"GET", "PUT", "DELETE"}},
+      {RouteId::kRecordList, "/v1/me/records/{collection}", Access::kUser, {"GET"}},
+      {RouteId::kDevices, "/v1/me/devices", Access::kUser, {"GET", "POST"}},
+      {RouteId::kAdminPlacement, "/v1/admin/users/{user_id}/placement", Access::kAdmin, {"GET"}},
+      {RouteId::kInternalDirectory, "/internal/v1/directory/phone/{pseudonym}", Access::kInternal,
+       {"GET"}},
+      {RouteId::kInternalPlacement, "/internal/v1/placement/{user_id}", Access::kInternal,
+       {"GET"}},
+  };
+  return kRoutes;
+}
+
+std::vector<std::string_view> SplitPath(std::string_view path) {
+  std::vector<std::string_view> parts;
+  if (path.empty() || path[0] != '/') return parts;
+  path.remove_prefix(1);
+  while (!path.empty()) {
+    size_t slash = path.find('/');
+    parts.push_back(path.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+    if (path.empty()) parts.emplace_back();  // trailing slash: an empty segment
+  }
+  return parts;
+}
+
+struct Match {
+  const Route* route = nullptr;
+  std::vector<std::string> params;  // percent-decoded
+  bool bad_escape = false;
+};
+
+Match MatchRoute(std::string_view path) {
+  auto segs = SplitPath(path);
+  for (const auto& r : Routes()) {
+    auto pat = SplitPath(r.name);
+    if (pat.size() != segs.size()) continue;
+    Match m;
+    bool ok = true;
+    for (size_t i = 0; i < pat.size() && ok; ++i) {
+      if (!pat[i].empty() && pat[i].front() == '{') {
+        auto decoded = net::PercentDecode(segs[i]);
+        if (!decoded) m.bad_escape = true;
+        m.params.push_back(decoded.value_or(""));
+      } else {
+        ok = pat[i] == segs[i];
+      }
+    }
+    if (ok) {
+      m.route = &r;
+      return m;
+    }
+  }
+  return {};
+}
+
+HttpResponse JsonOk(int status, const Json& body) {
+  return HttpResponse::Json(status, DumpJson(body));
+}
+
+std::string_view BearerToken(const HttpRequest& req) {
+  std::string_view h = req.Header("authorization");
+  if (h.size() < 7) return {};
+  std::string scheme(h.substr(0, 7));
+  for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (scheme != "bearer ") return {};
+  h.remove_prefix(7);
+  while (!h.empty() && h.front() == ' ') h.remove_prefix(1);
+  return h;
+}
+
+class Router final : public net::Handler {
+ public:
+  explicit Router(NodeContext ctx) : c_(ctx) { regions_body_ = BuildRegions(); }
+
+  size_t BodyLimit(std::string_view method, std::string_view path) const override {
+    if (method == "PUT" && path.rfind("/v1/me/records/", 0) == 0) {
+      return c_.config.knobs.max_record_bytes;
+    }
+    return c_.config.knobs.max_body_bytes;
+  }
+
+  void Handle(HttpRequest&& req, Respond respond) override {
+    Match m = MatchRoute(req.path);
+    std::string_view route_name = m.route ? m.route->name : "unmatched";
+    auto start = std::chrono::steady_clock::now();
+    Respond done = [this, route_name, start, respond = std::move(respond)](HttpResponse r) {
+      double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      c_.metrics.ObserveRequest(route_name, r.status, secs);
+      respond(std::move(r));
+    };
+    if (m.route == nullptr) {
+      return done(HttpResponse::FromStatus(Error(Code::kNotFound, "no such route")));
+    }
+    bool method_ok = false;
+    for (auto meth : m.route->methods) method_ok |= meth == req.method;
+    if (!method_ok) {
+      auto r = HttpResponse::FromStatus(
+          Error(Code::kMethodNotAllowed, "method not allowed on this route"));
+      std::string allow;
+      for (auto meth : m.route->methods) allow += (allow.empty() ? "" : ", ") + std::string(meth);
+      r.SetHeader("allow", allow);
+      return done(std::move(r));
+    }
+    if (m.bad_escape) {
+      return done(HttpResponse::FromStatus(Error(Code::kInvalidField, "malformed path escape")));
+    }
+    Dispatch(*m.route, std::move(m.params), std::move(req), std::move(done));
+  }
+
+ private:
+  bool IsInternal(const HttpRequest& req) const {
+    return crypto::ConstantTimeEquals(req.Header(kInternalHeader), c_.secrets.internal_token);
+  }
+  bool IsAdmin(const HttpRequest& req) const {
+    return crypto::ConstantTimeEquals(BearerToken(req), c_.secrets.admin_token);
+  }
+
+  // Runs `fn` on a worker; a full queue answers 429 at once.
+  template <typename Fn>
+  void OnWorker(Respond done, Fn fn) {
+    auto shared = std::make_shared<Respond>(std::move(done));
+    bool posted = c_.workers.TryPost([shared, fn = std::move(fn)]() mutable { (*shared)(fn()); });
+    if (!posted) {
+      (*shared)(HttpResponse::FromStatus(Error(Code::kOverloaded, "node is overloaded")));
+    }
+  }
+
+  void Dispatch(const Route& route, std::vector<std::string> params, HttpRequest&& req,
+                Respond done) {
+    switch (route.access) {
+      case Access::kPublic: return done(Public(route.id));
+      case Access::kPersonalNoToken: {
+        auto shared_req = std::make_shared<HttpRequest>(std::move(req));
+        return OnWorker(std::move(done), [this, id = route.id, shared_req] {
+          return id == RouteId::kAccounts ? Register(*shared_req) : Login(*shared_req);
+        });
+      }
+      case Access::kAdmin:
+        if (!IsAdmin(req)) {
+          return done(HttpResponse::FromStatus(
+              Error(Code::kUnauthenticated, "this call needs the cluster's admin token")));
+        }
+        return OnWorker(std::move(done), [this, params = std::move(params)] {
+          return AdminPlacement(params[0]);
+        });
+      case Access::kInternal:
+        if (!IsInternal(req)) {
+          return done(HttpResponse::FromStatus(
+              Error(Code::kUnauthenticated, "internal endpoint: region credentials required")));
+        }
+        return OnWorker(std::move(done), [this, id = route.id, params = std::move(params)] {
+          return Internal(id, params[0]);
+        });
+      case Access::kUser: return UserRequest(route, std::move(params), std::move(req), std::move(done));
+    }
+  }
+
+  HttpResponse Public(RouteId id) {
+    switch (id) {
+      case RouteId::kHealth:
+        return JsonOk(200, {{"status", "ok"},
+                            {"region", c_.self.name},
+                            {"role", policy::RoleName(c_.self.role)}});
+      case RouteId::kRegions: return HttpResponse::Json(200, regions_body_);
+      case RouteId::kMetrics: {
+        HttpResponse r;
+        r.SetHeader("content-type", "text/plain; version=0.0.4");
+        r.body = c_.metrics.Render();
+        return r;
+      }
+      default: {
+        HttpResponse r;
+        r.SetHeader("content-type", "text/html; charset=utf-8");
+        r.body = ConsolePage();
+        return r;
+      }
+    }
+  }
+
+  std::string BuildRegions() const {
+    Json regions = Json::array();
+    for (const auto& r : c_.config.regions) {
+      regions.push_back({{"name", r.name},
+                         {"role", policy::RoleName(r.role)},
+                         {"url", r.url},
+                         {"hpke_public_key", nullptr},
+                         {"hpke_key_id", nullptr},
+                         {"audit_verifier_key", nullptr}});
+    }
+    Json countries = Json::object();
+    for (const auto& [k, v] : c_.config.policy.countries()) countries[k] = v;
+    return DumpJson({{"policy_version", c_.config.policy.version()},
+                     {"policy_name", c_.config.policy.name()},
+                     {"regions", regions},
+                     {"countries", countries},
+                     {"default_region", c_.config.policy.default_region()}});
+  }
+
+  std::string ConsolePage() const {
+    std::string rows;
+    for (const auto& r : c_.config.regions) {
+      rows += fmt::format("<tr><td>{}</td><td>{}</td><td><a href=\"{}/v1/health\">{}</a></td></tr>",
+                          r.name, policy::RoleName(r.role), r.url, r.url);
+    }
+    return fmt::format(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Meridian "
+        "console</title></head><body><h1>Meridian: {}</h1><table><thead><tr><th>region</th>"
+        "<th>role</th><th>url</th></tr></thead><tbody>{}</tbody></table></body></html>",
+        c_.self.name, rows);
+  }
+
+  // 307 to the same path on the home node; nothing of the body is kept or logged.
+  HttpResponse RedirectHome(const HttpRequest& req, const std::string& home) {
+    const auto* dest = c_.config.Find(home);
+    c_.metrics.CountRedirect(home);
+    HttpResponse r = JsonOk(307, {{"error", "wrong_region"},
+                                  {"home_region", home},
+                                  {"message", "this request belongs to its home region"}});
+    r.SetHeader("location", (dest ? dest->url : std::string()) + req.target);
+    return r;
+  }
+
+  HttpResponse Register(const HttpRequest& req) {
+    auto body = ParseJsonObject(req.body);
+    if (!body.ok()) return HttpResponse::FromStatus(body.status());
+    auto country = RequireString(*body, "country", 8);
+    if (!country.ok()) return HttpResponse::FromStatus(country.status());
+    if (auto st = accounts::ValidateCountry(*country); !st.ok()) {
+      return HttpResponse::FromStatus(st);
+    }
+    const std::string& home = c_.config.policy.HomeFor(*country);
+    if (home != c_.self.name || c_.accounts == nullptr) return RedirectHome(req, home);
+    auto parsed = accounts::ParseRegister(*body);
+    if (!parsed.ok()) return HttpResponse::FromStatus(parsed.status());
+    auto issued = c_.accounts->Register(*parsed);
+    if (!issued.ok()) return HttpResponse::FromStatus(issued.status());
+    return JsonOk(201, {{"user_id", issued->user_id},
+                        {"home_region", issued->home_region},
+                        {"token", issued->token}});
+  }
+
+  HttpResponse Login(const HttpRequest& req) {
+    auto body = ParseJsonObject(req.body);
+    if (!body.ok()) return HttpResponse::FromStatus(body.status());
+    auto parsed = accounts::ParseLogin(*body);
+    if (!parsed.ok()) return HttpResponse::FromStatus(parsed.status());
+    std::string pseudonym = accounts::PhonePseudonym(c_.secrets.directory_key, parsed->phone);
+    if (c_.accounts != nullptr) {
+      auto here = c_.accounts->FindPhone(pseudonym);
+      if (!here.ok()) return HttpResponse::FromStatus(here.status());
+      if (here->has_value()) {
+        auto issued = c_.accounts->Login(*parsed);
+        if (!issued.ok()) return HttpResponse::FromStatus(issued.status());
+        return JsonOk(200, {{"user_id", issued->user_id},
+                            {"home_region", issued->home_region},
+                            {"token", issued->token}});
+      }
+    }
+    net::HttpRequest ask;
+    ask.method = "GET";
+    ask.target = "/internal/v1/directory/phone/" + pseudonym;
+    for (auto& [region, res] : c_.inter.FanOutHomes(ask)) {
+      if (res.ok() && res->status == 200) return RedirectHome(req, region);
+    }
+    return HttpResponse::FromStatus(Error(Code::kUnauthenticated, "phone or password is wrong"));
+  }
+
+  HttpResponse AdminPlacement(const std::string& user_id) {
+    if (c_.accounts != nullptr) {
+      auto p = c_.accounts->PlacementOf(user_id);
+      if (!p.ok()) return HttpResponse::FromStatus(p.status());
+      if (p->has_value()) {
+        return JsonOk(200, {{"user_id", user_id},
+                            {"home_region", (*p)->region},
+                            {"state", (*p)->state},
+                            {"epoch", (*p)->epoch}});
+      }
+    }
+    net::HttpRequest ask;
+    ask.method = "GET";
+    ask.target = "/internal/v1/placement/" + net::PercentEncode(user_id);
+    for (auto& [region, res] : c_.inter.FanOutHomes(ask)) {
+      if (res.ok() && res->status == 200) return HttpResponse::Json(200, res->body);
+    }
+    return HttpResponse::FromStatus(Error(Code::kNotFound, "no region knows this user"));
+  }
+
+  HttpResponse Internal(RouteId id, const std::string& param) {
+    if (c_.accounts == nullptr) {
+      return HttpResponse::FromStatus(Error(Code::kNotFound, "an edge region holds no users"));
+    }
+    if (id == RouteId::kInternalDirectory) {
+      auto found = c_.accounts->FindPhone(param);
+      if (!found.ok()) return HttpResponse::FromStatus(found.status());
+      if (!found->has_value()) return HttpResponse::FromStatus(Error(Code::kNotFound, "unknown"));
+      return JsonOk(200, {{"region", c_.self.name}});
+    }
+    auto p = c_.accounts->PlacementOf(param);
+    if (!p.ok()) return HttpResponse::FromStatus(p.status());
+    if (!p->has_value() || (*p)->region != c_.self.name) {
+      return HttpResponse::FromStatus(Error(Code::kNotFound, "unknown"));
+    }
+    return JsonOk(200, {{"user_id", param},
+                        {"home_region", (*p)->region},
+                        {"state", (*p)->state},
+                        {"epoch", (*p)->epoch}});
+  }
+
+  void UserRequest(const Route& route, std::vector<std::string> params, HttpRequest&& req,
+                   Respond done) {
+    std::string_view token = BearerToken(req);
+    auto claims = crypto::PeekToken(token);
+    if (!claims) {
+      return done(HttpResponse::FromStatus(
+          Error(Code::kUnauthenticated, "a valid bearer token is required")));
+    }
+    if (claims->region != c_.self.name) {
+      const auto* home = c_.config.Find(claims->region);
+      if (home == nullptr || home->role != policy::Role::kHome) {
+        return done(HttpResponse::FromStatus(Error(Code::kUnauthenticated, "invalid token")));
+      }
+      if (!req.Header(kForwardedHeader).empty() && IsInternal(req)) {
+        // Never forward twice: the sender's view of the user's home is stale.
+        return done(HttpResponse::FromStatus(
+            Error(Code::kWrongRegion, "this region is not the user's home")));
+      }
+      return Forward(claims->region, std::move(req), std::move(done));
+    }
+    if (c_.accounts == nullptr) {
+      return done(HttpResponse::FromStatus(Error(Code::kUnauthenticated, "invalid token")));
+    }
+    auto shared_req = std::make_shared<HttpRequest>(std::move(req));
+    OnWorker(std::move(done), [this, id = route.id, params = std::move(params), shared_req] {
+      auto principal = c_.accounts->Authenticate(BearerToken(*shared_req));
+      if (!principal.ok()) return HttpResponse::FromStatus(principal.status());
+      return UserCall(id, *principal, params, *shared_req);
+    });
+  }
+
+  void Forward(const std::string& region, HttpRequest&& req, Respond done) {
+    net::HttpRequest out;
+    out.method = req.method;
+    out.target = req.target;
+    out.body = std::move(req.body);
+    for (auto& [k, v] : req.headers) {
+      if (k == std::string_view(kInternalHeader) || k == std::string_view(kForwardedHeader)) {
+        continue;
+      }
+      out.headers.emplace_back(k, std::move(v));
+    }
+    c_.inter.Call(region, std::move(out), [done = std::move(done)](Result<HttpResponse> r) {
+      if (!r.ok()) return done(HttpResponse::FromStatus(r.status()));
+      HttpResponse resp = std::move(r).value();
+      std::erase_if(resp.headers, [](const auto& kv) {
+        return kv.first == "connection" || kv.first == "keep-alive" ||
+               kv.first == "transfer-encoding" || kv.first == "content-length" ||
+               kv.first == "server";
+      });
+      done(std::move(resp));
+    });
+  }
+
+  HttpResponse UserCall(RouteId id, const accounts::Principal& p,
+                        const std::vector<std::string>& params, const HttpRequest& req) {
+    auto& acc = *c_.accounts;
+    switch (id) {
+      case RouteId::kMe: {
+        auto me = acc.Me(p);
+        return me.ok() ? JsonOk(200, *me) : HttpResponse::FromStatus(me.status());
+      }
+      case RouteId::kRecordList: {
+        auto keys = acc.ListRecords(p, params[0]);
+        return keys.ok() ? JsonOk(200, {{"keys", *keys}}) : HttpResponse::FromStatus(keys.status());
+      }
+      case RouteId::kRecord: {
+        if (req.method == "PUT") {
+          auto v = acc.PutRecord(p, params[0], params[1], std::string(req.Header("content-type")),
+                                 req.body);
+          return v.ok() ? JsonOk(200, {{"version", *v}}) : HttpResponse::FromStatus(v.status());
+        }
+        if (req.method == "DELETE") {
+          auto st = acc.DeleteRecord(p, params[0], params[1]);
+          if (!st.ok()) return HttpResponse::FromStatus(st);
+          HttpResponse r;
+          r.status = 204;
+          return r;
+        }
+        auto rec = acc.GetRecord(p, params[0], params[1]);
+        if (!rec.ok()) return HttpResponse::FromStatus(rec.status());
+        HttpResponse r;
+        r.SetHeader("content-type", rec->content_type);
+        r.SetHeader("x-record-version", std::to_string(rec->version));
+        r.body = std::move(rec->body);
+        return r;
+      }
+      case RouteId::kDevices: {
+        if (req.method == "GET") {
+          auto list = acc.ListDevices(p);
+          return list.ok() ? JsonOk(200, *list) : HttpResponse::FromStatus(list.status());
+        }
+        auto body = ParseJsonObject(req.body);
+        if (!body.ok()) return HttpResponse::FromStatus(body.status());
+        auto dev = accounts::ParseDevice(*body);
+        if (!dev.ok()) return HttpResponse::FromStatus(dev.status());
+        auto id_or = acc.AddDevice(p, *dev);
+        return id_or.ok() ? JsonOk(201, {{"device_id", *id_or}})
+                          : HttpResponse::FromStatus(id_or.status());
+      }
+      default: return HttpResponse::FromStatus(Error(Code::kNotFound, "no such route"));
+    }
+  }
+
+  NodeContext c_;
+  std::string regions_body_;
+};
+
+}  // namespace
+
+std::unique_ptr<net::Handler> MakeRouter(NodeContext ctx) {
+  return std::make_unique<Router>(ctx);
+}
+
+}  // namespace meridian::node

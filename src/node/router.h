@@ -1,0 +1,32 @@
+// The HTTP front of a node: matches routes, authenticates, and decides for each request
+// whether it is answered here, forwarded to the user's home region (token-carrying
+// requests), or redirected there (personal-data requests with no token). Runs on the
+// event loops; all blocking work goes to the worker pool.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "accounts/accounts.h"
+#include "common/clock.h"
+#include "common/worker_pool.h"
+#include "config/cluster.h"
+#include "net/http.h"
+#include "node/inter_region.h"
+#include "node/metrics.h"
+
+namespace meridian::node {
+
+struct NodeContext {
+  const config::ClusterConfig& config;
+  const config::RegionConfig& self;
+  const config::Secrets& secrets;
+  accounts::Accounts* accounts;  // null in an edge region: it holds no personal data
+  InterRegion& inter;
+  Metrics& metrics;
+  WorkerPool& workers;
+};
+
+std::unique_ptr<net::Handler> MakeRouter(NodeContext ctx);
+
+}  // namespace meridian::node

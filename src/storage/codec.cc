@@ -1,0 +1,25 @@
+#include "storage/codec.h"
+
+namespace meridian::storage {
+namespace {
+constexpr std::string_view kTag = "mv0:";
+
+class FramingCodec final : public ValueCodec {
+ public:
+  Result<std::string> Seal(const CodecContext&, std::string_view plaintext) override {
+    std::string out(kTag);
+    out.append(plaintext);
+    return out;
+  }
+  Result<std::string> Open(const CodecContext&, std::string_view stored) override {
+    if (stored.substr(0, kTag.size()) != kTag) {
+      return Error(Code::kIntegrityError, "stored value has an unknown format");
+    }
+    return std::string(stored.substr(kTag.size()));
+  }
+};
+}  // namespace
+
+std::unique_ptr<ValueCodec> MakeFramingCodec() { return std::make_unique<FramingCodec>(); }
+
+}  // namespace meridian::storage

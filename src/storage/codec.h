@@ -1,0 +1,35 @@
+// The record codec: the one place where stored personal values are turned into bytes and
+// back. Today a framing-only codec; envelope encryption (AES-256-GCM under per-user data
+// keys, bound to region/user/collection/key/version) replaces it here without touching
+// any service.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace meridian::storage {
+
+// What a stored value is bound to: a value copied to another row must not open.
+struct CodecContext {
+  std::string_view region;
+  std::string_view user_id;
+  std::string_view collection;  // the space or record collection pseudonym
+  std::string_view key;         // the row key (pseudonymous)
+  int64_t version = 0;
+};
+
+class ValueCodec {
+ public:
+  virtual ~ValueCodec() = default;
+  virtual Result<std::string> Seal(const CodecContext& ctx, std::string_view plaintext) = 0;
+  virtual Result<std::string> Open(const CodecContext& ctx, std::string_view stored) = 0;
+};
+
+// Version-tagged framing without encryption (until the envelope codec lands).
+std::unique_ptr<ValueCodec> MakeFramingCodec();
+
+}  // namespace meridian::storage

@@ -1,0 +1,120 @@
+#include "storage/store.h"
+
+#include <fmt/format.h>
+
+#include "common/json.h"
+
+namespace meridian::storage {
+
+std::string_view SpaceName(Space s) {
+  switch (s) {
+    case Space::kMeta: return "meta";
+    case Space::kPlacement: return "placement";
+    case Space::kDirectory: return "directory";
+    case Space::kIdentity: return "identity";
+    case Space::kDevice: return "device";
+    case Space::kContent: return "content";
+    case Space::kCommerce: return "commerce";
+    case Space::kPublic: return "public";
+  }
+  return "meta";
+}
+
+policy::DataClass ClassOf(Space s) {
+  switch (s) {
+    case Space::kPlacement:
+    case Space::kDirectory: return policy::DataClass::kPseudonym;
+    case Space::kIdentity: return policy::DataClass::kIdentity;
+    case Space::kDevice: return policy::DataClass::kDevice;
+    case Space::kContent: return policy::DataClass::kContent;
+    case Space::kCommerce: return policy::DataClass::kCommerce;
+    case Space::kMeta:
+    case Space::kPublic: return policy::DataClass::kPublic;
+  }
+  return policy::DataClass::kPublic;
+}
+
+std::string EncodePlacement(const Placement& p) {
+  return DumpJson(Json{{"region", p.region},
+                       {"state", p.state},
+                       {"epoch", p.epoch},
+                       {"token_epoch", p.token_epoch}});
+}
+
+std::optional<Placement> DecodePlacement(std::string_view bytes) {
+  auto j = ParseJsonObject(bytes);
+  if (!j.ok()) return std::nullopt;
+  auto region = RequireString(*j, "region");
+  auto state = RequireString(*j, "state");
+  auto epoch = OptionalInt(*j, "epoch");
+  auto token_epoch = OptionalInt(*j, "token_epoch");
+  if (!region.ok() || !state.ok() || !epoch.ok() || !token_epoch.ok()) return std::nullopt;
+  return Placement{*region, *state, epoch->value_or(1), token_epoch->value_or(1)};
+}
+
+std::string_view OwnerOf(std::string_view key) { return key.substr(0, key.find('/')); }
+
+namespace {
+class ResidencyGuard final : public Store {
+ public:
+  ResidencyGuard(StorePtr inner, std::string region, MayHoldFn may_hold)
+      : inner_(std::move(inner)), region_(std::move(region)), may_hold_(std::move(may_hold)) {}
+
+  Result<std::optional<std::string>> Get(Space space, std::string_view key) override {
+    return inner_->Get(space, key);
+  }
+  Status Scan(Space space, std::string_view prefix, const ScanFn& fn) override {
+    return inner_->Scan(space, prefix, fn);
+  }
+
+  Status Write(const WriteBatch& batch) override {
+    for (const auto& op : batch.ops()) {
+      if (op.is_delete) continue;  // removing data never breaks residency
+      policy::DataClass cls = ClassOf(op.space);
+      if (!may_hold_(cls)) {
+        return Error(Code::kResidencyViolation,
+                     fmt::format("region {} may not store {} data", region_,
+                                 policy::DataClassName(cls)));
+      }
+      if (op.space == Space::kPlacement) {
+        auto p = DecodePlacement(op.value);
+        if (!p || p->region != region_) {
+          return Error(Code::kResidencyViolation,
+                       fmt::format("placement written in {} must name {}", region_, region_));
+        }
+      }
+      if (policy::IsPersonal(cls)) RETURN_IF_ERROR(CheckHomedHere(batch, OwnerOf(op.key)));
+    }
+    return inner_->Write(batch);
+  }
+
+ private:
+  Status CheckHomedHere(const WriteBatch& batch, std::string_view user) {
+    // A placement in the same batch (a new user) counts; it was checked above.
+    for (const auto& op : batch.ops()) {
+      if (op.space == Space::kPlacement && !op.is_delete && op.key == user) {
+        return Status::Ok();
+      }
+    }
+    ASSIGN_OR_RETURN(auto stored, inner_->Get(Space::kPlacement, user));
+    std::optional<Placement> p;
+    if (stored) p = DecodePlacement(*stored);
+    if (!p || p->region != region_ || p->state == "gone") {
+      return Error(Code::kResidencyViolation,
+                   fmt::format("user is not homed in {}; personal data refused", region_));
+    }
+    return Status::Ok();
+  }
+
+  StorePtr inner_;
+  std::string region_;
+  MayHoldFn may_hold_;
+};
+}  // namespace
+
+StorePtr WithResidencyGuard(StorePtr inner, std::string region, MayHoldFn may_hold) {
+  return std::make_unique<ResidencyGuard>(std::move(inner), std::move(region),
+                                          std::move(may_hold));
+}
+
+}  // namespace meridian::storage

@@ -1,0 +1,88 @@
+// The storage boundary. A Store holds keyed values in spaces (one per data class, plus
+// system spaces), writes atomic batches durably, and scans by prefix: the shape both an
+// embedded engine (RocksDB) and a SQL database can implement. No engine type leaks out.
+//
+// Keys never hold personal data: personal spaces are keyed "<user_id>/..." with pseudonyms
+// after the user id. Values of personal spaces pass through a ValueCodec (codec.h).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "policy/policy.h"
+
+namespace meridian::storage {
+
+enum class Space : uint8_t {
+  kMeta,       // node metadata (schema version, counters)
+  kPlacement,  // user id -> home region, state, epochs
+  kDirectory,  // pseudonym -> user id (phone lookups)
+  kIdentity,   // profile: phone, email, name, password hash
+  kDevice,     // devices by pseudonymous id
+  kContent,    // cloud records
+  kCommerce,   // orders
+  kPublic,     // catalog, sales
+};
+inline constexpr int kSpaceCount = 8;
+std::string_view SpaceName(Space s);
+policy::DataClass ClassOf(Space s);
+
+class WriteBatch {
+ public:
+  struct Op {
+    Space space;
+    bool is_delete;
+    std::string key;
+    std::string value;
+  };
+  void Put(Space space, std::string key, std::string value) {
+    ops_.push_back({space, false, std::move(key), std::move(value)});
+  }
+  void Delete(Space space, std::string key) { ops_.push_back({space, true, std::move(key), {}}); }
+  const std::vector<Op>& ops() const { return ops_; }
+  bool empty() const { return ops_.empty(); }
+
+ private:
+  std::vector<Op> ops_;
+};
+
+// Return false to stop the scan.
+using ScanFn = std::function<bool(std::string_view key, std::string_view value)>;
+
+class Store {
+ public:
+  virtual ~Store() = default;
+  virtual Result<std::optional<std::string>> Get(Space space, std::string_view key) = 0;
+  // All or nothing, and durable (synced to disk) when it returns Ok.
+  virtual Status Write(const WriteBatch& batch) = 0;
+  // Every key starting with `prefix`, in key order.
+  virtual Status Scan(Space space, std::string_view prefix, const ScanFn& fn) = 0;
+};
+using StorePtr = std::unique_ptr<Store>;
+
+Result<StorePtr> OpenRocksDb(const std::string& dir);
+
+// Where a user lives. Not personal data: an opaque id and a region name.
+struct Placement {
+  std::string region;
+  std::string state = "active";
+  int64_t epoch = 1;        // bumped when the user moves
+  int64_t token_epoch = 1;  // bumped to revoke every token
+};
+std::string EncodePlacement(const Placement& p);
+std::optional<Placement> DecodePlacement(std::string_view bytes);
+// The user id that owns a key of a personal space ("<user_id>/...").
+std::string_view OwnerOf(std::string_view key);
+
+// Residency at the storage boundary (defence in depth, independent of the router): refuses
+// with residency_violation any write of a data class this region's role may not hold, and
+// any write of personal data for a user not placed in `region`.
+using MayHoldFn = std::function<bool(policy::DataClass)>;
+StorePtr WithResidencyGuard(StorePtr inner, std::string region, MayHoldFn may_hold);
+
+}  // namespace meridian::storage
