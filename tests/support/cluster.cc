@@ -1,0 +1,234 @@
+#include "support/cluster.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "common/random.h"
+#include "config/cluster.h"
+
+namespace meridian::testing {
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+bool PortFree(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
+int FreeBasePort() {
+  std::random_device rd;
+  std::uniform_int_distribution<int> dist(20000, 59000);
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    int base = dist(rd);
+    bool all = true;
+    for (int i = 0; i < 4 && all; ++i) all = PortFree(base + i);
+    if (all) return base;
+  }
+  ADD_FAILURE() << "no four free consecutive ports";
+  return 0;
+}
+
+int RunCommand(const std::vector<std::string>& args) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    int devnull = ::open("/dev/null", O_WRONLY);
+    dup2(devnull, STDOUT_FILENO);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+}  // namespace
+
+const std::vector<std::string>& TestCluster::Regions() {
+  static const std::vector<std::string> kRegions = {"beijing", "oregon", "singapore",
+                                                     "california"};
+  return kRegions;
+}
+
+net::Headers Bearer(const std::string& token) { return {{"authorization", "Bearer " + token}}; }
+
+TestCluster::TestCluster(ClusterOptions opts) : opts_(std::move(opts)) {
+  dir_ = (fs::temp_directory_path() / ("meridian-it-" + SystemRandom::Instance().Hex(6))).string();
+  base_port_ = FreeBasePort();
+  std::vector<std::string> args = {MERIDIAN_BIN, "dev", "--write-config", "--dir", dir_,
+                                   "--base-port", std::to_string(base_port_), "--policy",
+                                   opts_.policy};
+  if (!opts_.tls) args.push_back("--plaintext");
+  if (!opts_.latency) args.push_back("--no-latency");
+  EXPECT_EQ(RunCommand(args), 0) << "meridian dev --write-config failed";
+  config_path_ = dir_ + "/cluster.toml";
+  std::string cfg = config::ReadFileOr(config_path_);
+  std::string knobs = "[node]\nread_timeout_ms = 1500\nshutdown_grace_ms = 5000\n" +
+                      opts_.node_knobs + "\n";
+  auto pos = cfg.find("[node]\n");
+  cfg.replace(pos, 7, knobs);
+  EXPECT_TRUE(config::WriteFileAtomic(config_path_, cfg).ok());
+  admin_token_ = config::ReadFileOr(dir_ + "/admin.token");
+  while (!admin_token_.empty() && admin_token_.back() == '\n') admin_token_.pop_back();
+  net::ClientOptions co;
+  if (opts_.tls) co.ca_file = dir_ + "/ca.pem";
+  auto c = net::MakeClient(co);
+  EXPECT_TRUE(c.ok());
+  client_ = std::move(c).value();
+}
+
+TestCluster::~TestCluster() {
+  for (auto& [region, pid] : pids_) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+  client_.reset();
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+}
+
+void TestCluster::Start() {
+  for (const auto& r : Regions()) StartRegion(r);
+}
+
+void TestCluster::StartRegion(const std::string& region) {
+  ASSERT_EQ(pids_.count(region), 0u) << region << " is already running";
+  fs::create_directories(dir_ + "/" + region);
+  std::string log = dir_ + "/" + region + "/node.log";
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    execl(MERIDIAN_BIN, MERIDIAN_BIN, "node", "--config", config_path_.c_str(), "--region",
+          region.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  pids_[region] = pid;
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto r = TryCall(region, "GET", "/v1/health");
+    if (r.ok() && r->status == 200) return;
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      pids_.erase(region);
+      FAIL() << region << " node exited at start:\n" << config::ReadFileOr(log);
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  FAIL() << region << " node did not become healthy:\n" << config::ReadFileOr(log);
+}
+
+int TestCluster::StopRegion(const std::string& region, int sig) {
+  auto it = pids_.find(region);
+  if (it == pids_.end()) return -1;
+  kill(it->second, sig);
+  int status = 0;
+  waitpid(it->second, &status, 0);
+  pids_.erase(it);
+  return status;
+}
+
+void TestCluster::StopAll() {
+  for (const auto& r : Regions()) StopRegion(r, SIGTERM);
+}
+
+uint16_t TestCluster::Port(const std::string& region) const {
+  const auto& rs = Regions();
+  auto idx = std::find(rs.begin(), rs.end(), region) - rs.begin();
+  return static_cast<uint16_t>(base_port_ + idx);
+}
+
+std::string TestCluster::Url(const std::string& region) const {
+  return std::string(opts_.tls ? "https" : "http") + "://127.0.0.1:" +
+         std::to_string(Port(region));
+}
+
+Result<net::HttpResponse> TestCluster::TryCall(const std::string& region,
+                                               const std::string& method,
+                                               const std::string& target,
+                                               const std::string& body, net::Headers headers) {
+  net::ClientCall call;
+  call.base_url = Url(region);
+  call.request.method = method;
+  call.request.target = target;
+  call.request.body = body;
+  call.request.headers = std::move(headers);
+  call.timeout = 10s;
+  return client_->SendSync(std::move(call));
+}
+
+net::HttpResponse TestCluster::Call(const std::string& region, const std::string& method,
+                                    const std::string& target, const std::string& body,
+                                    net::Headers headers) {
+  auto r = TryCall(region, method, target, body, std::move(headers));
+  EXPECT_TRUE(r.ok()) << method << " " << target << " at " << region << ": "
+                      << r.status().ToString();
+  return r.ok() ? std::move(r).value() : net::HttpResponse{};
+}
+
+std::vector<std::string> TestCluster::FindBytes(const std::string& region,
+                                                const std::string& needle) const {
+  std::vector<std::string> found;
+  const std::string root = dir_ + "/" + region;
+  if (!fs::exists(root)) return found;
+  for (const auto& e : fs::recursive_directory_iterator(root)) {
+    if (!e.is_regular_file()) continue;
+    if (config::ReadFileOr(e.path().string()).find(needle) != std::string::npos) {
+      found.push_back(e.path().string());
+    }
+  }
+  const std::string db_dir = root + "/db";
+  std::vector<std::string> cf_names;
+  if (!rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), db_dir, &cf_names).ok()) {
+    return found;
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  for (const auto& n : cf_names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  if (!rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), db_dir, cfs, &handles, &db).ok()) {
+    found.push_back(db_dir + " (cannot be opened to check)");
+    return found;
+  }
+  for (size_t i = 0; i < handles.size(); ++i) {
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), handles[i]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (it->key().ToString().find(needle) != std::string::npos ||
+          it->value().ToString().find(needle) != std::string::npos) {
+        found.push_back(db_dir + " column family " + cf_names[i]);
+        break;
+      }
+    }
+  }
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+  delete db;
+  return found;
+}
+
+}  // namespace meridian::testing

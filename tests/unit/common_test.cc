@@ -1,0 +1,59 @@
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include "common/clock.h"
+#include "common/encoding.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "net/http.h"
+
+namespace meridian {
+namespace {
+
+TEST(StatusTest, CodesMapToTheApiVocabulary) {
+  EXPECT_EQ(CodeName(Code::kPhoneTaken), "phone_taken");
+  EXPECT_EQ(HttpStatusOf(Code::kPhoneTaken), 409);
+  EXPECT_EQ(HttpStatusOf(Code::kResidencyViolation), 403);
+  EXPECT_EQ(HttpStatusOf(Code::kTooLarge), 413);
+  EXPECT_EQ(HttpStatusOf(Code::kUnauthenticated), 401);
+  auto r = net::HttpResponse::FromStatus(Error(Code::kOverloaded, "busy"));
+  EXPECT_EQ(r.status, 429);
+  EXPECT_EQ(r.Header("retry-after"), "1");
+  EXPECT_EQ(r.body, R"({"error":"overloaded","message":"busy"})");
+}
+
+TEST(EncodingTest, RoundTrips) {
+  std::string bytes("\x00\xff\x10 meridian", 12);
+  EXPECT_EQ(*HexDecode(HexEncode(bytes)), bytes);
+  EXPECT_EQ(*Base64UrlDecode(Base64UrlEncode(bytes)), bytes);
+  EXPECT_EQ(*Base64Decode(Base64Encode(bytes)), bytes);
+  EXPECT_EQ(Base64UrlEncode("\xfb\xff"), "-_8");
+  EXPECT_FALSE(HexDecode("zz").has_value());
+  EXPECT_FALSE(Base64UrlDecode("*").has_value());
+}
+
+TEST(ClockTest, Rfc3339) {
+  EXPECT_EQ(FormatRfc3339(0), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(FormatRfc3339(1795690423170), "2026-11-26T10:53:43.170Z");
+  ManualClock c(5);
+  c.Advance(10);
+  EXPECT_EQ(c.NowMs(), 15);
+}
+
+TEST(RedactedTest, FormatsAsRedacted) {
+  Redacted<std::string> phone{"+919876543210"};
+  EXPECT_EQ(fmt::format("phone={}", phone), "phone=[redacted]");
+}
+
+TEST(PercentTest, DecodeAndEncode) {
+  EXPECT_EQ(*net::PercentDecode("a%2Fb"), "a/b");
+  EXPECT_EQ(*net::PercentDecode("%2e%2E"), "..");
+  EXPECT_FALSE(net::PercentDecode("%").has_value());
+  EXPECT_FALSE(net::PercentDecode("%4").has_value());
+  EXPECT_FALSE(net::PercentDecode("%zz").has_value());
+  EXPECT_EQ(net::PercentEncode("a b/c"), "a%20b%2Fc");
+}
+
+}  // namespace
+}  // namespace meridian

@@ -1,0 +1,79 @@
+#include <gtest/gtest.h>
+
+#include "common/encoding.h"
+#include "crypto/crypto.h"
+
+namespace meridian::crypto {
+namespace {
+
+class CryptoTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(Init().ok()); }
+  const std::string key_ = std::string(32, 'k');
+};
+
+TEST_F(CryptoTest, HmacSha256MatchesRfc4231Case2) {
+  auto mac = HmacSha256("Jefe", "what do ya want for nothing?");
+  EXPECT_EQ(HexEncode(mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+TEST_F(CryptoTest, PseudonymIsKeyedAndPerPurpose) {
+  auto a = Pseudonym(key_, "phone", "+919876543210");
+  EXPECT_EQ(a, Pseudonym(key_, "phone", "+919876543210"));
+  EXPECT_NE(a, Pseudonym(std::string(32, 'j'), "phone", "+919876543210"));
+  EXPECT_NE(a, Pseudonym(key_, "device", "+919876543210"));
+  EXPECT_EQ(a.find("919876543210"), std::string::npos);
+}
+
+TEST_F(CryptoTest, TokenRoundTrip) {
+  TokenClaims c{"u_1", "singapore", 3, 10'000};
+  auto t = IssueToken(c, key_);
+  auto v = VerifyToken(t, key_, 9'999);
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ(v->user_id, "u_1");
+  EXPECT_EQ(v->region, "singapore");
+  EXPECT_EQ(v->epoch, 3);
+  EXPECT_EQ(PeekToken(t)->region, "singapore");
+}
+
+TEST_F(CryptoTest, ExpiredTokenIsRefused) {
+  auto t = IssueToken({"u_1", "oregon", 1, 10'000}, key_);
+  EXPECT_EQ(VerifyToken(t, key_, 10'000).status().code(), Code::kUnauthenticated);
+}
+
+TEST_F(CryptoTest, TamperedTokenIsRefused) {
+  auto t = IssueToken({"u_1", "oregon", 1, 10'000}, key_);
+  // Change the payload to another user, keeping the MAC.
+  auto forged_payload = Base64UrlEncode("u_2\noregon\n1\n10000");
+  std::string forged = "mt1." + forged_payload + t.substr(t.rfind('.'));
+  EXPECT_EQ(VerifyToken(forged, key_, 0).status().code(), Code::kUnauthenticated);
+  // Flip one character of the MAC.
+  std::string flipped = t;
+  flipped.back() = flipped.back() == 'A' ? 'B' : 'A';
+  EXPECT_EQ(VerifyToken(flipped, key_, 0).status().code(), Code::kUnauthenticated);
+  // Another region's key.
+  EXPECT_EQ(VerifyToken(t, std::string(32, 'x'), 0).status().code(), Code::kUnauthenticated);
+  for (const char* junk : {"", "mt1.", "mt1.a.b.c", "Bearer", "mt2.abc.def"}) {
+    EXPECT_FALSE(VerifyToken(junk, key_, 0).ok()) << junk;
+  }
+}
+
+TEST_F(CryptoTest, PasswordHashVerifies) {
+  auto h = HashPassword("correct horse battery", /*dev_fast=*/true);
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->rfind("$argon2id$", 0), 0u);
+  EXPECT_TRUE(VerifyPassword(*h, "correct horse battery"));
+  EXPECT_FALSE(VerifyPassword(*h, "correct horse batterY"));
+}
+
+TEST_F(CryptoTest, DevCaIssuesNodeCertificates) {
+  auto ca = GenerateCa("test CA");
+  ASSERT_TRUE(ca.ok()) << ca.status().ToString();
+  auto node = IssueNodeCert(*ca, "oregon", "127.0.0.1");
+  ASSERT_TRUE(node.ok()) << node.status().ToString();
+  EXPECT_NE(node->cert_pem.find("BEGIN CERTIFICATE"), std::string::npos);
+  EXPECT_NE(node->key_pem.find("PRIVATE KEY"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace meridian::crypto

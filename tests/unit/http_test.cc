@@ -1,0 +1,235 @@
+// The HTTP server and client over real loopback sockets.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "common/random.h"
+#include "crypto/crypto.h"
+#include "net/http.h"
+
+namespace meridian::net {
+namespace {
+
+using namespace std::chrono_literals;
+
+class EchoHandler final : public Handler {
+ public:
+  size_t BodyLimit(std::string_view, std::string_view path) const override {
+    return path == "/big" ? 4096 : 64;
+  }
+  void Handle(HttpRequest&& req, Respond respond) override {
+    ++calls;
+    if (req.path == "/slow") {
+      std::thread([respond] {
+        std::this_thread::sleep_for(300ms);
+        respond(HttpResponse::Json(200, R"({"slow":true})"));
+      }).detach();
+      return;
+    }
+    HttpResponse r = HttpResponse::Json(200, req.method + " " + req.path + " " + req.body);
+    respond(std::move(r));
+  }
+  std::atomic<int> calls{0};
+};
+
+// A raw client: sends bytes, returns whatever comes back until the peer closes or 3 s pass.
+std::string RawExchange(uint16_t port, const std::string& bytes, bool* closed = nullptr) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  EXPECT_EQ(::send(fd, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
+  std::string out;
+  auto deadline = std::chrono::steady_clock::now() + 3s;
+  bool eof = false;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char buf[4096];
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) {
+      eof = true;
+      break;
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  if (closed) *closed = eof;
+  return out;
+}
+
+class HttpTest : public ::testing::Test {
+ protected:
+  void Start(ServerOptions opts = {}) {
+    opts.read_timeout = opts.read_timeout == 10'000ms ? 300ms : opts.read_timeout;
+    opts.io_threads = 2;
+    auto s = StartServer(opts, handler_);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    server_ = std::move(s).value();
+    auto c = MakeClient({});
+    ASSERT_TRUE(c.ok());
+    client_ = std::move(c).value();
+  }
+  Result<HttpResponse> Call(std::string method, std::string target, std::string body = {}) {
+    ClientCall call;
+    call.base_url = "http://127.0.0.1:" + std::to_string(server_->port());
+    call.request.method = std::move(method);
+    call.request.target = std::move(target);
+    call.request.body = std::move(body);
+    return client_->SendSync(std::move(call));
+  }
+  EchoHandler handler_;
+  std::unique_ptr<HttpServer> server_;
+  std::unique_ptr<HttpClient> client_;
+};
+
+TEST_F(HttpTest, ServesRequestsOverKeepAlive) {
+  Start();
+  for (int i = 0; i < 5; ++i) {
+    auto r = Call("POST", "/echo?x=1", "hi");
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, "POST /echo hi");
+  }
+  EXPECT_EQ(handler_.calls.load(), 5);
+}
+
+TEST_F(HttpTest, BodyOverTheLimitGets413AndNeverReachesTheHandler) {
+  Start();
+  auto r = Call("POST", "/small", std::string(65, 'x'));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 413);
+  EXPECT_NE(r->body.find("too_large"), std::string::npos);
+  auto big = Call("POST", "/big", std::string(4000, 'x'));
+  ASSERT_TRUE(big.ok());
+  EXPECT_EQ(big->status, 200);
+  EXPECT_EQ(handler_.calls.load(), 1);
+}
+
+TEST_F(HttpTest, ChunkedBodyOverTheLimitGets413) {
+  Start();
+  std::string req =
+      "POST /small HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "50\r\n" + std::string(80, 'y') + "\r\n0\r\n\r\n";
+  auto out = RawExchange(server_->port(), req);
+  EXPECT_EQ(out.rfind("HTTP/1.1 413", 0), 0u) << out;
+  EXPECT_EQ(handler_.calls.load(), 0);
+}
+
+TEST_F(HttpTest, HeadersOverTheLimitGet431) {
+  Start();
+  std::string req = "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(10'000, 'h') + "\r\n\r\n";
+  auto out = RawExchange(server_->port(), req);
+  EXPECT_EQ(out.rfind("HTTP/1.1 431", 0), 0u) << out.substr(0, 80);
+  EXPECT_EQ(handler_.calls.load(), 0);
+}
+
+TEST_F(HttpTest, MalformedRequestGets400) {
+  Start();
+  auto out = RawExchange(server_->port(), "GARBAGE\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 400", 0), 0u) << out;
+}
+
+TEST_F(HttpTest, StalledClientIsDisconnectedAfterTheReadTimeout) {
+  Start();
+  auto t0 = std::chrono::steady_clock::now();
+  bool closed = false;
+  auto out = RawExchange(server_->port(), "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf", &closed);
+  auto waited = std::chrono::steady_clock::now() - t0;
+  EXPECT_TRUE(closed);
+  EXPECT_TRUE(out.empty()) << out;
+  EXPECT_GE(waited, 250ms);
+  EXPECT_LT(waited, 2500ms);
+  EXPECT_EQ(handler_.calls.load(), 0);
+}
+
+TEST_F(HttpTest, ShutdownFinishesInFlightRequests) {
+  Start();
+  std::atomic<int> status{0};
+  ClientCall call;
+  call.base_url = "http://127.0.0.1:" + std::to_string(server_->port());
+  call.request.method = "GET";
+  call.request.target = "/slow";
+  client_->Send(call, [&](Result<HttpResponse> r) { status = r.ok() ? r->status : -1; });
+  while (handler_.calls.load() == 0) std::this_thread::sleep_for(5ms);
+  server_->Shutdown();
+  server_->Wait();
+  EXPECT_EQ(status.load(), 200);
+  auto after = Call("GET", "/echo");
+  EXPECT_FALSE(after.ok());
+}
+
+TEST_F(HttpTest, ClientAddsTheEmulatedRoundTrip) {
+  Start();
+  ClientCall call;
+  call.base_url = "http://127.0.0.1:" + std::to_string(server_->port());
+  call.request.method = "GET";
+  call.request.target = "/echo";
+  call.added_latency = 150ms;
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = client_->SendSync(call);
+  ASSERT_TRUE(r.ok());
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 150ms);
+}
+
+TEST_F(HttpTest, UnreachablePeerIsUnavailable) {
+  auto c = MakeClient({});
+  ASSERT_TRUE(c.ok());
+  ClientCall call;
+  call.base_url = "http://127.0.0.1:1";
+  call.request.method = "GET";
+  call.request.target = "/";
+  auto r = (*c)->SendSync(call);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kUnavailable);
+}
+
+TEST(HttpTlsTest, TlsWithTheClusterCa) {
+  ASSERT_TRUE(crypto::Init().ok());
+  auto dir = std::filesystem::temp_directory_path() / ("meridian-tls-" + SystemRandom::Instance().Hex(4));
+  std::filesystem::create_directories(dir);
+  auto ca = crypto::GenerateCa("test CA");
+  auto node = crypto::IssueNodeCert(*ca, "oregon", "127.0.0.1");
+  ASSERT_TRUE(ca.ok() && node.ok());
+  std::ofstream(dir / "ca.pem") << ca->cert_pem;
+  std::ofstream(dir / "node.pem") << node->cert_pem;
+  std::ofstream(dir / "node.key") << node->key_pem;
+  auto other_ca = crypto::GenerateCa("other CA");
+  std::ofstream(dir / "other.pem") << other_ca->cert_pem;
+
+  EchoHandler handler;
+  ServerOptions opts;
+  opts.tls = true;
+  opts.cert_file = (dir / "node.pem").string();
+  opts.key_file = (dir / "node.key").string();
+  auto server = StartServer(opts, handler);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  ClientCall call;
+  call.base_url = "https://127.0.0.1:" + std::to_string((*server)->port());
+  call.request.method = "GET";
+  call.request.target = "/tls";
+
+  auto good = MakeClient({(dir / "ca.pem").string()});
+  auto r = (*good)->SendSync(call);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->body, "GET /tls ");
+
+  auto wrong = MakeClient({(dir / "other.pem").string()});
+  EXPECT_FALSE((*wrong)->SendSync(call).ok());
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace meridian::net

@@ -1,0 +1,112 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "config/cluster.h"
+#include "policy/policy.h"
+
+namespace meridian::policy {
+namespace {
+
+Result<Policy> ParseText(const std::string& text, std::vector<Diagnostic>* d) {
+  return Parse(text, "test.toml", BuiltinRegionRoles(), d);
+}
+
+const char* kHeader = R"(name = "t"
+version = 3
+default_region = "oregon"
+edge_regions = ["california"]
+[roles]
+home = ["identity", "device", "content", "commerce", "pseudonym", "public"]
+edge = ["public"]
+)";
+
+TEST(PolicyTest, BuiltinCurrentHomesCountriesPerTheBrief) {
+  std::vector<Diagnostic> d;
+  auto p = Load("current", BuiltinRegionRoles(), &d);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->HomeFor("CN"), "beijing");
+  for (const char* c : {"IN", "PK", "BD", "LK", "NP", "ID", "MY", "SG", "TH", "VN", "PH", "MM",
+                        "KH", "LA"}) {
+    EXPECT_EQ(p->HomeFor(c), "singapore") << c;
+  }
+  for (const char* c : {"US", "BR", "DE", "FR", "JP", "AU", "NG"}) {
+    EXPECT_EQ(p->HomeFor(c), "oregon") << c;
+  }
+  EXPECT_TRUE(p->MayHold(Role::kHome, DataClass::kIdentity));
+  EXPECT_FALSE(p->MayHold(Role::kEdge, DataClass::kIdentity));
+  EXPECT_TRUE(p->MayHold(Role::kEdge, DataClass::kPublic));
+}
+
+TEST(PolicyTest, BuiltinLegacyHomesEveryoneInBeijing) {
+  std::vector<Diagnostic> d;
+  auto p = Load("legacy", BuiltinRegionRoles(), &d);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  for (const char* c : {"CN", "IN", "US", "DE", "SG"}) EXPECT_EQ(p->HomeFor(c), "beijing");
+  EXPECT_LT(p->version(), Load("current", BuiltinRegionRoles(), &d)->version());
+}
+
+TEST(PolicyTest, UnknownCountryCodeIsReportedWithItsLine) {
+  std::vector<Diagnostic> d;
+  auto p = ParseText(std::string(kHeader) + "[countries]\nIN = \"singapore\"\nXQ = \"oregon\"\n", &d);
+  ASSERT_FALSE(p.ok());
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].line, 10);
+  EXPECT_NE(d[0].ToString().find("test.toml:10: 'XQ' is not an ISO 3166-1"), std::string::npos)
+      << d[0].ToString();
+}
+
+TEST(PolicyTest, EdgeRegionCannotBeAHome) {
+  std::vector<Diagnostic> d;
+  auto p = ParseText(std::string(kHeader) + "[countries]\nUS = \"california\"\n", &d);
+  ASSERT_FALSE(p.ok());
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_NE(d[0].message.find("edge region cannot be a home"), std::string::npos);
+}
+
+TEST(PolicyTest, UnknownRegionAndEveryErrorAreAllReported) {
+  std::vector<Diagnostic> d;
+  auto p = Parse(
+      "name = \"x\"\nversion = 0\ndefault_region = \"mars\"\n[roles]\nedge = [\"identity\"]\n"
+      "[countries]\nDE = \"frankfurt\"\nde = \"oregon\"\n",
+      "bad.toml", BuiltinRegionRoles(), &d);
+  ASSERT_FALSE(p.ok());
+  // version, default_region, edge holding identity, unknown region, lower-case code.
+  EXPECT_EQ(d.size(), 5u);
+  for (const auto& diag : d) EXPECT_GT(diag.line, 0) << diag.ToString();
+}
+
+TEST(PolicyTest, SyntaxErrorNamesTheLine) {
+  std::vector<Diagnostic> d;
+  auto p = ParseText("name = \"x\"\nversion = = 2\n", &d);
+  ASSERT_FALSE(p.ok());
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].line, 2);
+}
+
+TEST(PolicyTest, IsoCountriesComeFromIsoCodes) {
+  EXPECT_TRUE(IsIsoCountry("IN"));
+  EXPECT_TRUE(IsIsoCountry("US"));
+  EXPECT_FALSE(IsIsoCountry("XX"));
+  EXPECT_FALSE(IsIsoCountry("in"));
+  EXPECT_FALSE(IsIsoCountry(""));
+}
+
+TEST(ClusterConfigTest, InvalidConfigListsProblemsWithLines) {
+  auto dir = std::filesystem::temp_directory_path() / "meridian-cfg-test";
+  std::filesystem::create_directories(dir);
+  auto path = (dir / "cluster.toml").string();
+  std::ofstream(path) << "[cluster]\npolicy = \"current\"\n[[regions]]\nname = \"oregon\"\n"
+                         "role = \"sideways\"\nlisten = \"nowhere\"\nurl = \"ftp://x\"\n";
+  std::vector<Diagnostic> d;
+  auto c = config::Load(path, &d);
+  ASSERT_FALSE(c.ok());
+  ASSERT_GE(d.size(), 3u);
+  EXPECT_EQ(d[0].line, 5);  // role
+  EXPECT_EQ(d[1].line, 6);  // listen
+  EXPECT_EQ(d[2].line, 7);  // url
+}
+
+}  // namespace
+}  // namespace meridian::policy

@@ -1,0 +1,120 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "common/random.h"
+#include "storage/store.h"
+
+namespace meridian::storage {
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    path_ = std::filesystem::temp_directory_path() /
+            ("meridian-store-" + SystemRandom::Instance().Hex(6));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string str() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+TEST(RocksStoreTest, PutGetScanDelete) {
+  TempDir dir;
+  auto store = OpenRocksDb(dir.str());
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  WriteBatch b;
+  b.Put(Space::kContent, "u1/a", "1");
+  b.Put(Space::kContent, "u1/b", "2");
+  b.Put(Space::kContent, "u2/a", "3");
+  b.Put(Space::kIdentity, "u1/a", "other space");
+  ASSERT_TRUE((*store)->Write(b).ok());
+  EXPECT_EQ(*(*store)->Get(Space::kContent, "u1/b").value(), "2");
+  EXPECT_EQ(*(*store)->Get(Space::kIdentity, "u1/a").value(), "other space");
+  EXPECT_FALSE((*store)->Get(Space::kDevice, "u1/a").value().has_value());
+  std::vector<std::string> keys;
+  ASSERT_TRUE((*store)->Scan(Space::kContent, "u1/", [&](auto k, auto) {
+    keys.emplace_back(k);
+    return true;
+  }).ok());
+  EXPECT_EQ(keys, (std::vector<std::string>{"u1/a", "u1/b"}));
+  WriteBatch d;
+  d.Delete(Space::kContent, "u1/a");
+  ASSERT_TRUE((*store)->Write(d).ok());
+  EXPECT_FALSE((*store)->Get(Space::kContent, "u1/a").value().has_value());
+}
+
+TEST(RocksStoreTest, DataSurvivesReopen) {
+  TempDir dir;
+  {
+    auto store = OpenRocksDb(dir.str());
+    WriteBatch b;
+    b.Put(Space::kPlacement, "u1", EncodePlacement({"oregon", "active", 2, 5}));
+    ASSERT_TRUE((*store)->Write(b).ok());
+  }
+  auto store = OpenRocksDb(dir.str());
+  ASSERT_TRUE(store.ok());
+  auto v = (*store)->Get(Space::kPlacement, "u1");
+  ASSERT_TRUE(v.ok() && v->has_value());
+  auto p = DecodePlacement(**v);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->region, "oregon");
+  EXPECT_EQ(p->epoch, 2);
+  EXPECT_EQ(p->token_epoch, 5);
+}
+
+class GuardTest : public ::testing::Test {
+ protected:
+  StorePtr Guarded(const std::string& region, bool edge) {
+    auto raw = OpenRocksDb(dir_.str());
+    EXPECT_TRUE(raw.ok());
+    return WithResidencyGuard(std::move(raw).value(), region, [edge](policy::DataClass c) {
+      return edge ? c == policy::DataClass::kPublic : true;
+    });
+  }
+  TempDir dir_;
+};
+
+TEST_F(GuardTest, EdgeRegionRefusesPersonalData) {
+  auto store = Guarded("california", /*edge=*/true);
+  WriteBatch b;
+  b.Put(Space::kPlacement, "u1", EncodePlacement({"california"}));
+  b.Put(Space::kIdentity, "u1/profile", "personal");
+  auto st = store->Write(b);
+  EXPECT_EQ(st.code(), Code::kResidencyViolation);
+  EXPECT_FALSE(store->Get(Space::kIdentity, "u1/profile").value().has_value());
+  WriteBatch pub;
+  pub.Put(Space::kPublic, "catalog/x", "ok");
+  EXPECT_TRUE(store->Write(pub).ok());
+}
+
+TEST_F(GuardTest, HomeRegionRefusesUsersHomedElsewhere) {
+  auto store = Guarded("oregon", /*edge=*/false);
+  // A user placed in oregon may be written; a user placed in singapore may not.
+  WriteBatch b;
+  b.Put(Space::kPlacement, "u_home", EncodePlacement({"oregon"}));
+  b.Put(Space::kIdentity, "u_home/profile", "x");
+  ASSERT_TRUE(store->Write(b).ok());
+  WriteBatch later;
+  later.Put(Space::kContent, "u_home/r", "y");
+  EXPECT_TRUE(store->Write(later).ok());
+
+  WriteBatch foreign;
+  foreign.Put(Space::kPlacement, "u_sg", EncodePlacement({"singapore"}));
+  EXPECT_EQ(store->Write(foreign).code(), Code::kResidencyViolation);
+  WriteBatch unknown;
+  unknown.Put(Space::kContent, "u_nobody/r", "z");
+  EXPECT_EQ(store->Write(unknown).code(), Code::kResidencyViolation);
+  // A refused batch writes nothing at all.
+  WriteBatch mixed;
+  mixed.Put(Space::kContent, "u_home/r2", "fine");
+  mixed.Put(Space::kDevice, "u_nobody/d", "refused");
+  EXPECT_EQ(store->Write(mixed).code(), Code::kResidencyViolation);
+  EXPECT_FALSE(store->Get(Space::kContent, "u_home/r2").value().has_value());
+}
+
+}  // namespace
+}  // namespace meridian::storage
