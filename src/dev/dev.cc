@@ -175,6 +175,9 @@ int RunDev(const DevOptions& o) {
                "WARNING: development cluster: passwords are hashed with the minimum Argon2id "
                "cost (fast, NOT for production).\n");
 
+  // An inherited SIG_IGN would discard these before sigwait sees them (and auto-reap the
+  // children): restore the defaults first.
+  for (int s : {SIGTERM, SIGINT, SIGCHLD}) signal(s, SIG_DFL);
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);

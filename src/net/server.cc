@@ -1,6 +1,7 @@
 // The HTTP/1.1 server: one event loop per io thread, each with its own acceptor on the
 // shared port (SO_REUSEPORT), keep-alive, a read deadline per request, header and body
 // limits, optional TLS, and graceful shutdown.
+#include <array>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -151,7 +152,27 @@ class Session : public SessionBase {
   // An error found while reading: answer it and close the connection.
   void Fail(HttpResponse r) {
     keep_alive_ = false;
+    linger_ = true;
     Write(std::move(r), false);
+  }
+
+  // After answering an error before the body was read, keep reading (and discarding) for a
+  // moment so the client's unsent body does not turn our close into a reset that destroys
+  // the answer before the client reads it (a "lingering close").
+  void LingerThenClose() {
+    beast::error_code ec;
+    Lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+    Lowest().expires_after(std::chrono::seconds(2));
+    drain_ = std::make_unique<std::array<char, 16 * 1024>>();
+    DrainSome();
+  }
+
+  void DrainSome() {
+    Lowest().async_read_some(asio::buffer(*drain_),
+                             [self = Self().shared_from_this()](beast::error_code ec, size_t) {
+                               if (ec) return self->CloseNow();
+                               self->DrainSome();
+                             });
   }
 
   void Write(HttpResponse r, bool allow_keep_alive) {
@@ -166,7 +187,10 @@ class Session : public SessionBase {
     Lowest().expires_after(sh_.opts.read_timeout);
     http::async_write(Self().Stream(), res_,
                       [self = Self().shared_from_this()](beast::error_code ec, size_t) {
-                        if (ec || !self->res_.keep_alive()) return self->CloseNow();
+                        if (ec) return self->CloseNow();
+                        if (!self->res_.keep_alive()) {
+                          return self->linger_ ? self->LingerThenClose() : self->CloseNow();
+                        }
                         self->DoRead();
                       });
   }
@@ -177,6 +201,8 @@ class Session : public SessionBase {
   http::response<http::string_body> res_;
   bool reading_ = false;
   bool keep_alive_ = true;
+  bool linger_ = false;
+  std::unique_ptr<std::array<char, 16 * 1024>> drain_;  // only while lingering
 };
 
 class PlainSession final : public Session<PlainSession> {

@@ -43,6 +43,8 @@ int RunNode(const std::string& config_path, const std::string& region) {
   }
 
   // Signals are taken by sigwait below: block them before any thread starts.
+  signal(SIGTERM, SIG_DFL);
+  signal(SIGINT, SIG_DFL);
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
