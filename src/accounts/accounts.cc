@@ -12,9 +12,7 @@ using storage::Space;
 namespace {
 constexpr std::string_view kPendingPrefix = "pending:";
 
-std::string DirectoryKey(std::string_view pseudonym) {
-  return "phone/" + std::string(pseudonym);
-}
+std::string DirectoryKey(std::string_view pseudonym) { return "phone/" + std::string(pseudonym); }
 std::string ProfileKey(std::string_view uid) { return std::string(uid) + "/profile"; }
 
 // Records are stored as one line of JSON metadata, a newline, then the raw bytes.
@@ -34,8 +32,7 @@ Result<std::pair<Json, std::string>> UnframeRecord(std::string_view bytes) {
 }  // namespace
 
 Accounts::Accounts(storage::Store& store, storage::ValueCodec& codec, PhoneDirectory& directory,
-                   const Clock& clock, Random& random, AccountKeys keys,
-                   AccountSettings settings)
+                   const Clock& clock, Random& random, AccountKeys keys, AccountSettings settings)
     : store_(store),
       codec_(codec),
       directory_(directory),
@@ -73,7 +70,8 @@ Result<std::optional<std::string>> Accounts::FindPhone(const std::string& pseudo
   ASSIGN_OR_RETURN(auto v, store_.Get(Space::kDirectory, DirectoryKey(pseudonym)));
   if (!v) return std::optional<std::string>();
   std::string_view id = *v;
-  if (id.substr(0, kPendingPrefix.size()) == kPendingPrefix) id.remove_prefix(kPendingPrefix.size());
+  if (id.substr(0, kPendingPrefix.size()) == kPendingPrefix)
+    id.remove_prefix(kPendingPrefix.size());
   return std::optional<std::string>(std::string(id));
 }
 
@@ -85,7 +83,8 @@ Issued Accounts::IssueFor(const std::string& uid, int64_t token_epoch) {
 
 Result<Issued> Accounts::Register(const RegisterRequest& req) {
   // Hash first: it is the slow part and needs no lock.
-  ASSIGN_OR_RETURN(auto pw_hash, crypto::HashPassword(req.password, settings_.dev_fast_password_hashing));
+  ASSIGN_OR_RETURN(auto pw_hash,
+                   crypto::HashPassword(req.password, settings_.dev_fast_password_hashing));
   const std::string pseudonym = PhonePseudonym(keys_.directory_key, req.phone);
   const std::string dir_key = DirectoryKey(pseudonym);
   const std::string uid = "u_" + random_.Hex(16);
@@ -153,7 +152,8 @@ Result<Issued> Accounts::Login(const LoginRequest& req) {
   if (!uid || !placement || placement->region != settings_.region) {
     // Same cost as a real check, so timing does not tell registered numbers apart.
     (void)crypto::VerifyPassword(
-        "$argon2id$v=19$m=8,t=1,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "$argon2id$v=19$m=8,t=1,p=1$AAAAAAAAAAAAAAAAAAAAAA$"
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         req.password);
     return bad;
   }
@@ -232,7 +232,8 @@ Result<Record> Accounts::GetRecord(const Principal& p, std::string_view collecti
   const std::string rk = RecordKey(p.user_id, collection, key);
   ASSIGN_OR_RETURN(auto stored, store_.Get(Space::kContent, rk));
   if (!stored) return Error(Code::kNotFound, "no such record");
-  ASSIGN_OR_RETURN(auto plain, codec_.Open({settings_.region, p.user_id, "record", rk, 0}, *stored));
+  ASSIGN_OR_RETURN(auto plain,
+                   codec_.Open({settings_.region, p.user_id, "record", rk, 0}, *stored));
   ASSIGN_OR_RETURN(auto parts, UnframeRecord(plain));
   return Record{parts.first.value("content_type", "application/octet-stream"),
                 std::move(parts.second), parts.first.value("version", int64_t{1})};
@@ -295,23 +296,23 @@ Result<std::string> Accounts::AddDevice(const Principal& p, const DeviceRequest&
 Result<Json> Accounts::ListDevices(const Principal& p) {
   Json devices = Json::array();
   Status inner;
-  RETURN_IF_ERROR(store_.Scan(Space::kDevice, p.user_id + "/", [&](std::string_view k,
-                                                                   std::string_view v) {
-    auto plain = codec_.Open({settings_.region, p.user_id, "device", k, 0}, v);
-    if (!plain.ok()) {
-      inner = plain.status();
-      return false;
-    }
-    auto j = ParseJsonObject(*plain);
-    if (!j.ok()) {
-      inner = Status(Code::kIntegrityError, "stored device is corrupt");
-      return false;
-    }
-    devices.push_back({{"device_id", j->value("device_id", "")},
-                       {"model", j->value("model", "")},
-                       {"added_at", j->value("added_at", "")}});
-    return true;
-  }));
+  RETURN_IF_ERROR(
+      store_.Scan(Space::kDevice, p.user_id + "/", [&](std::string_view k, std::string_view v) {
+        auto plain = codec_.Open({settings_.region, p.user_id, "device", k, 0}, v);
+        if (!plain.ok()) {
+          inner = plain.status();
+          return false;
+        }
+        auto j = ParseJsonObject(*plain);
+        if (!j.ok()) {
+          inner = Status(Code::kIntegrityError, "stored device is corrupt");
+          return false;
+        }
+        devices.push_back({{"device_id", j->value("device_id", "")},
+                           {"model", j->value("model", "")},
+                           {"added_at", j->value("added_at", "")}});
+        return true;
+      }));
   RETURN_IF_ERROR(inner);
   return Json{{"devices", std::move(devices)}};
 }

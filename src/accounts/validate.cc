@@ -13,7 +13,8 @@ Result<std::string> NormalizePhone(std::string_view raw, std::string_view countr
   if (raw.empty() || raw.size() > 64) return Error(Code::kInvalidPhone, "phone is not valid");
   const PhoneNumberUtil& util = *PhoneNumberUtil::GetInstance();
   PhoneNumber number;
-  if (util.Parse(std::string(raw), std::string(country), &number) != PhoneNumberUtil::NO_PARSING_ERROR ||
+  if (util.Parse(std::string(raw), std::string(country), &number) !=
+          PhoneNumberUtil::NO_PARSING_ERROR ||
       !util.IsValidNumber(number)) {
     return Error(Code::kInvalidPhone, "phone is not a valid phone number");
   }

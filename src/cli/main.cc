@@ -7,10 +7,10 @@
 
 #include <CLI/CLI.hpp>
 
+#include "config/cluster.h"
 #include "dev/dev.h"
 #include "node/node.h"
 #include "policy/policy.h"
-#include "config/cluster.h"
 
 #ifndef MERIDIAN_VERSION
 #define MERIDIAN_VERSION "dev"
@@ -62,8 +62,9 @@ int main(int argc, char** argv) {
   bool no_latency = false;
   auto* dev = app.add_subcommand("dev", "Start the local four-region cluster on loopback");
   dev->add_option("--dir", dev_opts.dir, "data folder")->capture_default_str();
-  dev->add_option("--base-port", dev_opts.base_port, "first port (beijing, oregon, singapore, "
-                                                     "california follow)")
+  dev->add_option("--base-port", dev_opts.base_port,
+                  "first port (beijing, oregon, singapore, "
+                  "california follow)")
       ->capture_default_str()
       ->check(CLI::Range(1, 65532));
   dev->add_flag("--plaintext", dev_opts.plaintext, "plain HTTP instead of TLS");

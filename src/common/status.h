@@ -93,10 +93,10 @@ class [[nodiscard]] Result {
 // Early return of a failed Status or Result.
 #define MERIDIAN_CONCAT_INNER(a, b) a##b
 #define MERIDIAN_CONCAT(a, b) MERIDIAN_CONCAT_INNER(a, b)
-#define RETURN_IF_ERROR(expr)                 \
-  do {                                        \
-    ::meridian::Status _st = (expr);          \
-    if (!_st.ok()) return _st;                \
+#define RETURN_IF_ERROR(expr)        \
+  do {                               \
+    ::meridian::Status _st = (expr); \
+    if (!_st.ok()) return _st;       \
   } while (0)
 #define ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                          \

@@ -101,8 +101,8 @@ Result<Secrets> LoadSecrets(const ClusterConfig& c, std::string_view region) {
     s.admin_token.pop_back();
   }
   if (s.admin_token.size() < 16) {
-    return Error(Code::kInternal, fmt::format("admin token file {} is missing or too short",
-                                              c.admin_token_file));
+    return Error(Code::kInternal,
+                 fmt::format("admin token file {} is missing or too short", c.admin_token_file));
   }
   ASSIGN_OR_RETURN(s.internal_token, ReadHexSecret(SecretPath(c, "internal.key")));
   ASSIGN_OR_RETURN(s.directory_key, ReadHexSecret(SecretPath(c, "directory.key")));
@@ -269,8 +269,7 @@ Result<ClusterConfig> Load(const std::string& path, std::vector<policy::Diagnost
     if (p.ok()) c.policy = std::move(p).value();
   }
   if (diags->size() > before) {
-    std::vector<policy::Diagnostic> mine(diags->begin() + static_cast<long>(before),
-                                         diags->end());
+    std::vector<policy::Diagnostic> mine(diags->begin() + static_cast<long>(before), diags->end());
     return Error(Code::kInvalidField, policy::JoinDiagnostics(mine));
   }
   return c;

@@ -17,8 +17,8 @@ struct RegionConfig {
   policy::Role role = policy::Role::kHome;
   std::string listen_host;
   uint16_t listen_port = 0;
-  std::string url;       // public base URL, e.g. https://127.0.0.1:7400
-  std::string data_dir;  // absolute
+  std::string url;        // public base URL, e.g. https://127.0.0.1:7400
+  std::string data_dir;   // absolute
   std::string cert_file;  // TLS certificate and key of the node (when the cluster uses TLS)
   std::string key_file;
 };

@@ -15,7 +15,9 @@ namespace {
 template <auto Fn>
 struct Deleter {
   template <typename T>
-  void operator()(T* p) const { Fn(p); }
+  void operator()(T* p) const {
+    Fn(p);
+  }
 };
 using KeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
 using CertPtr = std::unique_ptr<X509, Deleter<X509_free>>;
@@ -113,8 +115,8 @@ Result<KeyAndCert> IssueNodeCert(const KeyAndCert& ca, std::string_view common_n
   if (!key) return Fail("key generation failed");
   CertPtr cert = NewCert(key.get(), common_name);
   X509_set_issuer_name(cert.get(), X509_get_subject_name(ca_cert.get()));
-  std::string san = "IP:" + std::string(ip_address) + ",DNS:localhost,DNS:" +
-                    std::string(common_name);
+  std::string san =
+      "IP:" + std::string(ip_address) + ",DNS:localhost,DNS:" + std::string(common_name);
   if (!AddExt(cert.get(), ca_cert.get(), NID_basic_constraints, "critical,CA:FALSE") ||
       !AddExt(cert.get(), ca_cert.get(), NID_key_usage, "critical,digitalSignature") ||
       !AddExt(cert.get(), ca_cert.get(), NID_ext_key_usage, "serverAuth,clientAuth") ||

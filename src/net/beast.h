@@ -31,4 +31,6 @@ Headers CopyHeaders(const Fields& fields) {
   for (const auto& f : fields) h.emplace_back(ToLower(f.name_string()), std::string(f.value()));
   return h;
 }
+// Our request value from a parsed Beast message.
+HttpRequest FromBeast(http::request<http::string_body>&& msg);
 }  // namespace meridian::net

@@ -122,8 +122,8 @@ class Client final : public HttpClient {
     op.req.target(r.target);
     op.req.version(11);
     for (const auto& [k, v] : r.headers) {
-      if (k == "host" || k == "connection" || k == "content-length" ||
-          k == "transfer-encoding" || k == "expect" || k == "keep-alive") {
+      if (k == "host" || k == "connection" || k == "content-length" || k == "transfer-encoding" ||
+          k == "expect" || k == "keep-alive") {
         continue;
       }
       op.req.set(k, v);
@@ -134,9 +134,7 @@ class Client final : public HttpClient {
     op.req.prepare_payload();
   }
 
-  std::string PoolKey(const Url& u) const {
-    return (u.tls ? "s:" : "p:") + u.host + ":" + u.port;
-  }
+  std::string PoolKey(const Url& u) const { return (u.tls ? "s:" : "p:") + u.host + ":" + u.port; }
 
   void Start(const std::shared_ptr<Op>& op) {
     auto& idle = pool_[PoolKey(op->url)];
@@ -168,8 +166,7 @@ class Client final : public HttpClient {
           if (ec) return Fail(op, ec);
           auto& lowest = op->conn->Lowest();
           lowest.expires_after(op->call.timeout);
-          lowest.async_connect(results, [this, op](beast::error_code cec,
-                                                   const tcp::endpoint&) {
+          lowest.async_connect(results, [this, op](beast::error_code cec, const tcp::endpoint&) {
             if (cec) return Fail(op, cec);
             beast::error_code nec;
             op->conn->Lowest().socket().set_option(tcp::no_delay(true), nec);
@@ -237,8 +234,8 @@ class Client final : public HttpClient {
       return Connect(op);
     }
     std::string what = ec == beast::error::timeout ? "timed out" : "failed";
-    Finish(op, Error(Code::kUnavailable, "call to " + op->url.host + ":" + op->url.port + " " +
-                                             what));
+    Finish(op,
+           Error(Code::kUnavailable, "call to " + op->url.host + ":" + op->url.port + " " + what));
   }
 
   void Finish(const std::shared_ptr<Op>& op, Result<HttpResponse> r) {

@@ -60,7 +60,7 @@ class Handler {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  uint16_t port = 0;  // 0: any free port
+  uint16_t port = 0;   // 0: any free port
   int io_threads = 1;  // one event loop per thread, sharing the port (SO_REUSEPORT)
   bool tls = false;
   std::string cert_file;
@@ -83,7 +83,7 @@ class HttpServer {
 Result<std::unique_ptr<HttpServer>> StartServer(const ServerOptions& options, Handler& handler);
 
 struct ClientOptions {
-  std::string ca_file;  // trust anchor for https:// URLs
+  std::string ca_file;    // trust anchor for https:// URLs
   std::string cert_file;  // client certificate, when the peer asks for one
   std::string key_file;
   size_t max_response_bytes = 64 << 20;
@@ -111,4 +111,11 @@ Result<std::unique_ptr<HttpClient>> MakeClient(const ClientOptions& options);
 std::optional<std::string> PercentDecode(std::string_view s);
 std::string PercentEncode(std::string_view s);
 
+}  // namespace meridian::net
+
+namespace meridian::net {
+// Parses one complete HTTP/1.1 request from bytes with the server's parser and limits (the
+// same conversion the server applies). For fuzzing and tests: the server reads from sockets.
+Result<HttpRequest> ParseRequest(std::string_view bytes, size_t max_header_bytes,
+                                 size_t max_body_bytes);
 }  // namespace meridian::net

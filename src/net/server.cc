@@ -73,10 +73,9 @@ class Session : public SessionBase {
     parser_->body_limit(static_cast<uint64_t>(64) << 20);
     reading_ = true;
     Lowest().expires_after(sh_.opts.read_timeout);
-    http::async_read_header(Self().Stream(), buffer_, *parser_,
-                            [self = Self().shared_from_this()](beast::error_code ec, size_t) {
-                              self->OnHeader(ec);
-                            });
+    http::async_read_header(
+        Self().Stream(), buffer_, *parser_,
+        [self = Self().shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
   }
 
   void OnHeader(beast::error_code ec) {
@@ -129,19 +128,11 @@ class Session : public SessionBase {
 
   void OnRequest() {
     reading_ = false;
-    auto msg = parser_->release();
-    HttpRequest req;
-    req.method = std::string(msg.method_string());
-    req.target = std::string(msg.target());
-    size_t q = req.target.find('?');
-    req.path = req.target.substr(0, q);
-    if (q != std::string::npos) req.query = req.target.substr(q + 1);
-    req.headers = CopyHeaders(msg);
-    req.body = std::move(msg.body());
+    keep_alive_ = parser_->get().keep_alive();
+    HttpRequest req = FromBeast(parser_->release());
     beast::error_code ec;
     auto ep = Lowest().socket().remote_endpoint(ec);
     if (!ec) req.remote = ep.address().to_string();
-    keep_alive_ = msg.keep_alive();
     Lowest().expires_never();  // the handler may take its time; the write gets a deadline
     sh_.handler.Handle(std::move(req), [self = Self().shared_from_this()](HttpResponse r) {
       auto exec = self->Executor();
@@ -268,8 +259,7 @@ class Server final : public HttpServer {
     if (o.tls) {
       tls_ = std::make_unique<ssl::context>(ssl::context::tls_server);
       tls_->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                        ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
-                        ssl::context::no_tlsv1_1);
+                        ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
       beast::error_code ec;
       tls_->use_certificate_chain_file(o.cert_file, ec);
       if (!ec) tls_->use_private_key_file(o.key_file, ssl::context::pem, ec);
@@ -289,9 +279,8 @@ class Server final : public HttpServer {
       if (!ec) acc->bind(ep, ec);
       if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
       if (ec) {
-        return Error(Code::kUnavailable,
-                     "cannot listen on " + o.host + ":" + std::to_string(port) + ": " +
-                         ec.message());
+        return Error(Code::kUnavailable, "cannot listen on " + o.host + ":" + std::to_string(port) +
+                                             ": " + ec.message());
       }
       port = acc->local_endpoint().port();
     }

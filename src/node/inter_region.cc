@@ -63,7 +63,8 @@ Result<std::optional<std::string>> PeerDirectory::FindElsewhere(const std::strin
   req.target = "/internal/v1/directory/phone/" + pseudonym;
   for (auto& [region, res] : ir_.FanOutHomes(req)) {
     if (!res.ok()) {
-      return Error(Code::kUnavailable, "region " + region + " cannot be reached to check the phone");
+      return Error(Code::kUnavailable,
+                   "region " + region + " cannot be reached to check the phone");
     }
     if (res->status == 200) return std::optional<std::string>(region);
     if (res->status != 404) {

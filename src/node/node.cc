@@ -86,8 +86,8 @@ int RunNode(const std::string& config_path, const std::string& region) {
                                   cfg->knobs.token_ttl_s * 1000});
   }
   WorkerPool workers(cfg->knobs.workers, static_cast<size_t>(cfg->knobs.workers) * 64);
-  auto router = MakeRouter(
-      NodeContext{*cfg, *self, *secrets, accounts.get(), inter, metrics, workers});
+  auto router =
+      MakeRouter(NodeContext{*cfg, *self, *secrets, accounts.get(), inter, metrics, workers});
 
   net::ServerOptions sopts;
   sopts.host = self->listen_host;

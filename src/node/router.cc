@@ -51,15 +51,18 @@ const std::vector<Route>& Routes() {
       {RouteId::kAccounts, "/v1/accounts", Access::kPersonalNoToken, {"POST"}},
       {RouteId::kSessions, "/v1/sessions", Access::kPersonalNoToken, {"POST"}},
       {RouteId::kMe, "/v1/me", Access::kUser, {"GET"}},
-      {RouteId::kRecord, "/v1/me/records/{collection}/{key}", Access::kUser,
+      {RouteId::kRecord,
+       "/v1/me/records/{collection}/{key}",
+       Access::kUser,
        {"GET", "PUT", "DELETE"}},
       {RouteId::kRecordList, "/v1/me/records/{collection}", Access::kUser, {"GET"}},
       {RouteId::kDevices, "/v1/me/devices", Access::kUser, {"GET", "POST"}},
       {RouteId::kAdminPlacement, "/v1/admin/users/{user_id}/placement", Access::kAdmin, {"GET"}},
-      {RouteId::kInternalDirectory, "/internal/v1/directory/phone/{pseudonym}", Access::kInternal,
+      {RouteId::kInternalDirectory,
+       "/internal/v1/directory/phone/{pseudonym}",
+       Access::kInternal,
        {"GET"}},
-      {RouteId::kInternalPlacement, "/internal/v1/placement/{user_id}", Access::kInternal,
-       {"GET"}},
+      {RouteId::kInternalPlacement, "/internal/v1/placement/{user_id}", Access::kInternal, {"GET"}},
   };
   return kRoutes;
 }
@@ -139,8 +142,7 @@ class Router final : public net::Handler {
     std::string_view route_name = m.route ? m.route->name : "unmatched";
     auto start = std::chrono::steady_clock::now();
     Respond done = [this, route_name, start, respond = std::move(respond)](HttpResponse r) {
-      double secs =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       c_.metrics.ObserveRequest(route_name, r.status, secs);
       respond(std::move(r));
     };
@@ -184,7 +186,8 @@ class Router final : public net::Handler {
   void Dispatch(const Route& route, std::vector<std::string> params, HttpRequest&& req,
                 Respond done) {
     switch (route.access) {
-      case Access::kPublic: return done(Public(route.id));
+      case Access::kPublic:
+        return done(Public(route.id));
       case Access::kPersonalNoToken: {
         auto shared_req = std::make_shared<HttpRequest>(std::move(req));
         return OnWorker(std::move(done), [this, id = route.id, shared_req] {
@@ -196,9 +199,8 @@ class Router final : public net::Handler {
           return done(HttpResponse::FromStatus(
               Error(Code::kUnauthenticated, "this call needs the cluster's admin token")));
         }
-        return OnWorker(std::move(done), [this, params = std::move(params)] {
-          return AdminPlacement(params[0]);
-        });
+        return OnWorker(std::move(done),
+                        [this, params = std::move(params)] { return AdminPlacement(params[0]); });
       case Access::kInternal:
         if (!IsInternal(req)) {
           return done(HttpResponse::FromStatus(
@@ -207,17 +209,19 @@ class Router final : public net::Handler {
         return OnWorker(std::move(done), [this, id = route.id, params = std::move(params)] {
           return Internal(id, params[0]);
         });
-      case Access::kUser: return UserRequest(route, std::move(params), std::move(req), std::move(done));
+      case Access::kUser:
+        return UserRequest(route, std::move(params), std::move(req), std::move(done));
     }
   }
 
   HttpResponse Public(RouteId id) {
     switch (id) {
       case RouteId::kHealth:
-        return JsonOk(200, {{"status", "ok"},
-                            {"region", c_.self.name},
-                            {"role", policy::RoleName(c_.self.role)}});
-      case RouteId::kRegions: return HttpResponse::Json(200, regions_body_);
+        return JsonOk(
+            200,
+            {{"status", "ok"}, {"region", c_.self.name}, {"role", policy::RoleName(c_.self.role)}});
+      case RouteId::kRegions:
+        return HttpResponse::Json(200, regions_body_);
       case RouteId::kMetrics: {
         HttpResponse r;
         r.SetHeader("content-type", "text/plain; version=0.0.4");
@@ -462,7 +466,8 @@ class Router final : public net::Handler {
         return id_or.ok() ? JsonOk(201, {{"device_id", *id_or}})
                           : HttpResponse::FromStatus(id_or.status());
       }
-      default: return HttpResponse::FromStatus(Error(Code::kNotFound, "no such route"));
+      default:
+        return HttpResponse::FromStatus(Error(Code::kNotFound, "no such route"));
     }
   }
 
@@ -472,8 +477,12 @@ class Router final : public net::Handler {
 
 }  // namespace
 
-std::unique_ptr<net::Handler> MakeRouter(NodeContext ctx) {
-  return std::make_unique<Router>(ctx);
+std::string_view RouteTemplateOf(std::string_view path, std::vector<std::string>* params) {
+  Match m = MatchRoute(path);
+  if (params != nullptr) *params = std::move(m.params);
+  return m.route != nullptr ? m.route->name : "unmatched";
 }
+
+std::unique_ptr<net::Handler> MakeRouter(NodeContext ctx) { return std::make_unique<Router>(ctx); }
 
 }  // namespace meridian::node

@@ -6,6 +6,8 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "accounts/accounts.h"
 #include "common/clock.h"
@@ -28,5 +30,9 @@ struct NodeContext {
 };
 
 std::unique_ptr<net::Handler> MakeRouter(NodeContext ctx);
+
+// The route template a path matches ("/v1/me/records/{collection}/{key}"), "unmatched" if
+// none, with its percent-decoded parameters. The only form of a path that is logged.
+std::string_view RouteTemplateOf(std::string_view path, std::vector<std::string>* params);
 
 }  // namespace meridian::node

@@ -21,8 +21,8 @@ std::optional<Role> ParseRole(std::string_view name) {
 
 namespace {
 constexpr std::pair<DataClass, std::string_view> kClassNames[] = {
-    {DataClass::kIdentity, "identity"}, {DataClass::kDevice, "device"},
-    {DataClass::kContent, "content"},   {DataClass::kCommerce, "commerce"},
+    {DataClass::kIdentity, "identity"},   {DataClass::kDevice, "device"},
+    {DataClass::kContent, "content"},     {DataClass::kCommerce, "commerce"},
     {DataClass::kPseudonym, "pseudonym"}, {DataClass::kPublic, "public"},
 };
 }  // namespace
@@ -135,8 +135,8 @@ Result<Policy> Parse(std::string_view text, std::string_view source_name,
   if (auto d = doc.get("default_region"); d && d->is_string()) {
     p.default_region_ = **d->as_string();
     if (!regions.count(p.default_region_)) {
-      add(LineOf(d), fmt::format("default_region '{}' is not a region of the cluster",
-                                 p.default_region_));
+      add(LineOf(d),
+          fmt::format("default_region '{}' is not a region of the cluster", p.default_region_));
     } else if (!region_is(p.default_region_, Role::kHome)) {
       add(LineOf(d), fmt::format("default_region '{}' is an edge region, not a home region",
                                  p.default_region_));
@@ -206,8 +206,8 @@ Result<Policy> Parse(std::string_view text, std::string_view source_name,
       if (!regions.count(region)) {
         add(line, fmt::format("country '{}' maps to unknown region '{}'", code, region));
       } else if (!region_is(region, Role::kHome)) {
-        add(line, fmt::format("country '{}' maps to '{}', an edge region cannot be a home",
-                              code, region));
+        add(line, fmt::format("country '{}' maps to '{}', an edge region cannot be a home", code,
+                              region));
       }
       p.countries_[code] = std::move(region);
     }

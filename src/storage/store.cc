@@ -8,14 +8,22 @@ namespace meridian::storage {
 
 std::string_view SpaceName(Space s) {
   switch (s) {
-    case Space::kMeta: return "meta";
-    case Space::kPlacement: return "placement";
-    case Space::kDirectory: return "directory";
-    case Space::kIdentity: return "identity";
-    case Space::kDevice: return "device";
-    case Space::kContent: return "content";
-    case Space::kCommerce: return "commerce";
-    case Space::kPublic: return "public";
+    case Space::kMeta:
+      return "meta";
+    case Space::kPlacement:
+      return "placement";
+    case Space::kDirectory:
+      return "directory";
+    case Space::kIdentity:
+      return "identity";
+    case Space::kDevice:
+      return "device";
+    case Space::kContent:
+      return "content";
+    case Space::kCommerce:
+      return "commerce";
+    case Space::kPublic:
+      return "public";
   }
   return "meta";
 }
@@ -23,13 +31,19 @@ std::string_view SpaceName(Space s) {
 policy::DataClass ClassOf(Space s) {
   switch (s) {
     case Space::kPlacement:
-    case Space::kDirectory: return policy::DataClass::kPseudonym;
-    case Space::kIdentity: return policy::DataClass::kIdentity;
-    case Space::kDevice: return policy::DataClass::kDevice;
-    case Space::kContent: return policy::DataClass::kContent;
-    case Space::kCommerce: return policy::DataClass::kCommerce;
+    case Space::kDirectory:
+      return policy::DataClass::kPseudonym;
+    case Space::kIdentity:
+      return policy::DataClass::kIdentity;
+    case Space::kDevice:
+      return policy::DataClass::kDevice;
+    case Space::kContent:
+      return policy::DataClass::kContent;
+    case Space::kCommerce:
+      return policy::DataClass::kCommerce;
     case Space::kMeta:
-    case Space::kPublic: return policy::DataClass::kPublic;
+    case Space::kPublic:
+      return policy::DataClass::kPublic;
   }
   return policy::DataClass::kPublic;
 }
@@ -72,9 +86,8 @@ class ResidencyGuard final : public Store {
       if (op.is_delete) continue;  // removing data never breaks residency
       policy::DataClass cls = ClassOf(op.space);
       if (!may_hold_(cls)) {
-        return Error(Code::kResidencyViolation,
-                     fmt::format("region {} may not store {} data", region_,
-                                 policy::DataClassName(cls)));
+        return Error(Code::kResidencyViolation, fmt::format("region {} may not store {} data",
+                                                            region_, policy::DataClassName(cls)));
       }
       if (op.space == Space::kPlacement) {
         auto p = DecodePlacement(op.value);
@@ -113,8 +126,7 @@ class ResidencyGuard final : public Store {
 }  // namespace
 
 StorePtr WithResidencyGuard(StorePtr inner, std::string region, MayHoldFn may_hold) {
-  return std::make_unique<ResidencyGuard>(std::move(inner), std::move(region),
-                                          std::move(may_hold));
+  return std::make_unique<ResidencyGuard>(std::move(inner), std::move(region), std::move(may_hold));
 }
 
 }  // namespace meridian::storage

@@ -18,8 +18,8 @@ class BadInputTest : public ::testing::Test {
   static void SetUpTestSuite() {
     cluster_ = new TestCluster({.node_knobs = "token_ttl_s = 2"});
     cluster_->Start();
-    user_ = new TestUser{"IN", "+91 98765 44444", "+919876544444", "singapore", "F",
-                         "f@example.in"};
+    user_ =
+        new TestUser{"IN", "+91 98765 44444", "+919876544444", "singapore", "F", "f@example.in"};
     RegisterVia(*cluster_, "singapore", *user_);
   }
   static void TearDownTestSuite() {
@@ -37,8 +37,9 @@ class BadInputTest : public ::testing::Test {
   }
   // Tokens of this cluster live 2 s, so each test logs in afresh.
   std::string FreshToken() {
-    auto r = cluster_->Call("singapore", "POST", "/v1/sessions",
-                            DumpJson({{"phone", user_->e164}, {"password", "correct horse battery"}}));
+    auto r =
+        cluster_->Call("singapore", "POST", "/v1/sessions",
+                       DumpJson({{"phone", user_->e164}, {"password", "correct horse battery"}}));
     EXPECT_EQ(r.status, 200) << r.body;
     return JsonOf(r).value("token", "");
   }
@@ -109,13 +110,15 @@ TEST_F(BadInputTest, MissingExpiredAndTamperedTokens) {
   ExpectError(cluster_->Call("singapore", "GET", "/v1/admin/users/" + user_->user_id + "/placement",
                              "", Bearer(FreshToken())),
               401, "unauthenticated");
-  ExpectError(cluster_->Call("singapore", "GET", "/v1/admin/users/" + user_->user_id + "/placement"),
-              401, "unauthenticated");
+  ExpectError(
+      cluster_->Call("singapore", "GET", "/v1/admin/users/" + user_->user_id + "/placement"), 401,
+      "unauthenticated");
   ExpectError(cluster_->Call("singapore", "GET", "/internal/v1/directory/phone/abc"), 401,
               "unauthenticated");
   // Tokens of this cluster live 2 s here.
-  auto fresh = cluster_->Call("singapore", "POST", "/v1/sessions",
-                              DumpJson({{"phone", user_->e164}, {"password", "correct horse battery"}}));
+  auto fresh =
+      cluster_->Call("singapore", "POST", "/v1/sessions",
+                     DumpJson({{"phone", user_->e164}, {"password", "correct horse battery"}}));
   ASSERT_EQ(fresh.status, 200);
   std::string token = JsonOf(fresh)["token"];
   EXPECT_EQ(cluster_->Call("singapore", "GET", "/v1/me", "", Bearer(token)).status, 200);
@@ -134,15 +137,18 @@ TEST_F(BadInputTest, WrongPasswordAndUnknownPhone) {
 }
 
 TEST_F(BadInputTest, BodiesAndHeadersOverTheLimit) {
-  std::string big = R"({"country":"IN","phone":"+91 90000 12345","password":"0123456789","name":")" +
-                    std::string(17 * 1024, 'n') + "\"}";
+  std::string big =
+      R"({"country":"IN","phone":"+91 90000 12345","password":"0123456789","name":")" +
+      std::string(17 * 1024, 'n') + "\"}";
   ExpectError(Register(big), 413, "too_large");
   auto h = Bearer(FreshToken());
   auto rec = cluster_->Call("singapore", "PUT", "/v1/me/records/big/one",
                             std::string(1024 * 1024 + 1, 'r'), h);
   ExpectError(rec, 413, "too_large");
-  EXPECT_EQ(cluster_->Call("singapore", "PUT", "/v1/me/records/big/one",
-                           std::string(1024 * 1024, 'r'), h).status, 200);
+  EXPECT_EQ(
+      cluster_->Call("singapore", "PUT", "/v1/me/records/big/one", std::string(1024 * 1024, 'r'), h)
+          .status,
+      200);
   h.emplace_back("x-padding", std::string(9000, 'p'));
   auto hdr = cluster_->Call("singapore", "GET", "/v1/me", "", h);
   EXPECT_EQ(hdr.status, 431);
@@ -153,8 +159,8 @@ TEST_F(BadInputTest, InvalidImei) {
   ExpectError(cluster_->Call("california", "POST", "/v1/me/devices",
                              R"({"imei":"490154203237519","model":"x"})", Bearer(FreshToken())),
               400, "invalid_imei");
-  ExpectError(cluster_->Call("singapore", "POST", "/v1/me/devices", R"({"imei":"12345","model":"x"})",
-                             Bearer(FreshToken())),
+  ExpectError(cluster_->Call("singapore", "POST", "/v1/me/devices",
+                             R"({"imei":"12345","model":"x"})", Bearer(FreshToken())),
               400, "invalid_imei");
   auto devs = cluster_->Call("singapore", "GET", "/v1/me/devices", "", Bearer(FreshToken()));
   EXPECT_EQ(JsonOf(devs)["devices"].size(), 0u);
@@ -162,9 +168,10 @@ TEST_F(BadInputTest, InvalidImei) {
 
 TEST_F(BadInputTest, BadCollectionAndKeyNames) {
   auto h = Bearer(FreshToken());
-  for (std::string target : std::vector<std::string>{"/v1/me/records/..%2Fother/k", "/v1/me/records/a/..",
-                             "/v1/me/records/a/b%2Fc", "/v1/me/records/a/b%00c",
-                             "/v1/me/records/a/" + std::string(257, 'k'), "/v1/me/records/a/%zz"}) {
+  for (std::string target : std::vector<std::string>{
+           "/v1/me/records/..%2Fother/k", "/v1/me/records/a/..", "/v1/me/records/a/b%2Fc",
+           "/v1/me/records/a/b%00c", "/v1/me/records/a/" + std::string(257, 'k'),
+           "/v1/me/records/a/%zz"}) {
     ExpectError(cluster_->Call("singapore", "PUT", target, "x", h), 400, "invalid_field");
   }
   auto list = cluster_->Call("singapore", "GET", "/v1/me/records/a", "", h);
@@ -187,7 +194,8 @@ TEST_F(BadInputTest, HalfARequestThenSilenceIsCutOff) {
   a.sin_port = htons(cluster_->Port("singapore"));
   inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
   ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  std::string half = "POST /v1/accounts HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"country\"";
+  std::string half =
+      "POST /v1/accounts HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"country\"";
   ASSERT_GT(::send(fd, half.data(), half.size(), 0), 0);
   auto t0 = std::chrono::steady_clock::now();
   pollfd p{fd, POLLIN, 0};
@@ -201,13 +209,13 @@ TEST_F(BadInputTest, HalfARequestThenSilenceIsCutOff) {
 TEST_F(BadInputTest, RefusedRegistrationsStoreNothing) {
   const std::string p = kNeverPhone;
   for (const std::string& body : std::vector<std::string>{
-        std::string("{\"country\":\"IN\",\"phone\":\"") + p,
-        R"({"country":"IN","phone":")" + p + R"(","password":1})",
-        R"({"country":"XX","phone":")" + p + R"(","password":"0123456789"})",
-        R"({"country":"IN","phone":")" + p + R"(","password":"short"})",
-        R"({"country":"IN","phone":")" + p + R"(","password":"0123456789","email":"bad"})",
-        R"({"country":"IN","phone":")" + p + R"(","password":"0123456789","name":")" +
-            std::string(17 * 1024, 'n') + "\"}"}) {
+           std::string("{\"country\":\"IN\",\"phone\":\"") + p,
+           R"({"country":"IN","phone":")" + p + R"(","password":1})",
+           R"({"country":"XX","phone":")" + p + R"(","password":"0123456789"})",
+           R"({"country":"IN","phone":")" + p + R"(","password":"short"})",
+           R"({"country":"IN","phone":")" + p + R"(","password":"0123456789","email":"bad"})",
+           R"({"country":"IN","phone":")" + p + R"(","password":"0123456789","name":")" +
+               std::string(17 * 1024, 'n') + "\"}"}) {
     for (const std::string at : {"singapore", "california", "oregon"}) {
       auto r = cluster_->Call(at, "POST", "/v1/accounts", body);
       // Other nodes refuse it or send it home unread (307); the home refuses it.

@@ -26,7 +26,8 @@ struct Output {
 };
 
 Output RunCommand(const std::vector<std::string>& args) {
-  std::string out_path = (fs::temp_directory_path() / ("meridian-out-" + SystemRandom::Instance().Hex(4))).string();
+  std::string out_path =
+      (fs::temp_directory_path() / ("meridian-out-" + SystemRandom::Instance().Hex(4))).string();
   pid_t pid = fork();
   if (pid == 0) {
     int fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -84,11 +85,12 @@ TEST(LifecycleTest, NodeRefusesAnInvalidConfigWithFileLineMessages) {
                            "[roles]\nhome = [\"identity\"]\nedge = [\"public\"]\n"
                            "[countries]\nZZ = \"oregon\"\nUS = \"california\"\n";
   auto cfg = (dir / "cluster.toml").string();
-  std::ofstream(cfg) << "[cluster]\npolicy = \"policy.toml\"\n"
-                        "[[regions]]\nname = \"oregon\"\nrole = \"home\"\nlisten = \"127.0.0.1:1\"\n"
-                        "url = \"http://127.0.0.1:1\"\n"
-                        "[[regions]]\nname = \"california\"\nrole = \"edge\"\n"
-                        "listen = \"127.0.0.1:2\"\nurl = \"http://127.0.0.1:2\"\n";
+  std::ofstream(cfg)
+      << "[cluster]\npolicy = \"policy.toml\"\n"
+         "[[regions]]\nname = \"oregon\"\nrole = \"home\"\nlisten = \"127.0.0.1:1\"\n"
+         "url = \"http://127.0.0.1:1\"\n"
+         "[[regions]]\nname = \"california\"\nrole = \"edge\"\n"
+         "listen = \"127.0.0.1:2\"\nurl = \"http://127.0.0.1:2\"\n";
   auto o = RunCommand({MERIDIAN_BIN, "node", "--config", cfg, "--region", "oregon"});
   EXPECT_NE(o.exit_code, 0);
   EXPECT_NE(o.text.find(policy + ":8: 'ZZ' is not an ISO 3166-1"), std::string::npos) << o.text;
@@ -100,15 +102,18 @@ TEST(LifecycleTest, NodeRefusesAnInvalidConfigWithFileLineMessages) {
   EXPECT_EQ(check.exit_code, 1);
   EXPECT_NE(check.text.find(policy + ":8:"), std::string::npos) << check.text;
   auto good = RunCommand({MERIDIAN_BIN, "policy", "check",
-                   std::string(MERIDIAN_SOURCE_DIR) + "/policies/current.toml"});
+                          std::string(MERIDIAN_SOURCE_DIR) + "/policies/current.toml"});
   EXPECT_EQ(good.exit_code, 0) << good.text;
   EXPECT_EQ(RunCommand({MERIDIAN_BIN, "policy", "check", "legacy"}).exit_code, 0);
   fs::remove_all(dir);
 }
 
 TEST(LifecycleTest, EverySubcommandHasHelp) {
-  for (auto sub : {std::vector<std::string>{"--help"}, {"node", "--help"}, {"dev", "--help"},
-                   {"policy", "check", "--help"}, {"version"}}) {
+  for (auto sub : {std::vector<std::string>{"--help"},
+                   {"node", "--help"},
+                   {"dev", "--help"},
+                   {"policy", "check", "--help"},
+                   {"version"}}) {
     std::vector<std::string> args = {MERIDIAN_BIN};
     args.insert(args.end(), sub.begin(), sub.end());
     auto o = RunCommand(args);
@@ -146,9 +151,8 @@ class DevSupervisorTest : public ::testing::Test {
       int fd = ::open("/dev/null", O_WRONLY);
       dup2(fd, STDOUT_FILENO);
       dup2(fd, STDERR_FILENO);
-      execl(MERIDIAN_BIN, MERIDIAN_BIN, "dev", "--plaintext", "--no-latency", "--dir",
-            dir_.c_str(), "--base-port", std::to_string(base_port_).c_str(),
-            static_cast<char*>(nullptr));
+      execl(MERIDIAN_BIN, MERIDIAN_BIN, "dev", "--plaintext", "--no-latency", "--dir", dir_.c_str(),
+            "--base-port", std::to_string(base_port_).c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
     auto client = net::MakeClient({});

@@ -26,8 +26,8 @@ TEST(ResidencyTest, UsersFromManyCountriesLiveOnlyInTheirHomeRegion) {
   for (auto& u : users) {
     RegisterVia(c, "california", u);
     // Content stored through the edge, as a phone would.
-    auto put = c.Call("california", "PUT", "/v1/me/records/notes/secret",
-                      "diary-of-" + u.email, Bearer(u.token));
+    auto put = c.Call("california", "PUT", "/v1/me/records/notes/secret", "diary-of-" + u.email,
+                      Bearer(u.token));
     ASSERT_EQ(put.status, 200) << put.body;
   }
   for (const auto& u : users) {
@@ -52,8 +52,8 @@ TEST(ResidencyTest, UsersFromManyCountriesLiveOnlyInTheirHomeRegion) {
           // (Once values are encrypted at rest this becomes "found nowhere".)
           continue;
         }
-        EXPECT_TRUE(where.empty()) << u.country << " data found in " << region << ": "
-                                   << where.front();
+        EXPECT_TRUE(where.empty())
+            << u.country << " data found in " << region << ": " << where.front();
       }
     }
   }
@@ -64,8 +64,8 @@ TEST(ResidencyTest, UsersFromManyCountriesLiveOnlyInTheirHomeRegion) {
 TEST(ResidencyTest, WrongRegionRedirectStoresAndLogsNothing) {
   TestCluster c;
   c.Start();
-  TestUser u{"IN", "+91 99887 76655", "+919988776655", "singapore", "Ravi Kumar",
-             "ravi@example.in"};
+  TestUser u{"IN",        "+91 99887 76655", "+919988776655",
+             "singapore", "Ravi Kumar",      "ravi@example.in"};
   auto r = c.Call("beijing", "POST", "/v1/accounts", RegisterBody(u));
   ASSERT_EQ(r.status, 307) << r.body;
   EXPECT_EQ(std::string(r.Header("location")), c.Url("singapore") + "/v1/accounts");

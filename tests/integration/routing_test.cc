@@ -41,8 +41,10 @@ TEST(RoutingTest, EveryUserCallWorksThroughEveryNode) {
 
   // The edge counted its forwards to singapore.
   auto metrics = c.Call("california", "GET", "/metrics");
-  EXPECT_NE(metrics.body.find("meridian_forwards_total{region=\"california\",destination=\"singapore\",result=\"ok\"}"),
-            std::string::npos)
+  EXPECT_NE(
+      metrics.body.find(
+          "meridian_forwards_total{region=\"california\",destination=\"singapore\",result=\"ok\"}"),
+      std::string::npos)
       << metrics.body;
   EXPECT_EQ(metrics.body.find(u.user_id), std::string::npos);
 }

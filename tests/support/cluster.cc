@@ -70,26 +70,28 @@ int RunCommand(const std::vector<std::string>& args) {
 }  // namespace
 
 const std::vector<std::string>& TestCluster::Regions() {
-  static const std::vector<std::string> kRegions = {"beijing", "oregon", "singapore",
-                                                     "california"};
+  static const std::vector<std::string> kRegions = {"beijing", "oregon", "singapore", "california"};
   return kRegions;
 }
 
 net::Headers Bearer(const std::string& token) { return {{"authorization", "Bearer " + token}}; }
 
 TestCluster::TestCluster(ClusterOptions opts) : opts_(std::move(opts)) {
+  // A runner that ignores SIGCHLD (ctest does) would make waitpid() lose our children.
+  signal(SIGCHLD, SIG_DFL);
   dir_ = (fs::temp_directory_path() / ("meridian-it-" + SystemRandom::Instance().Hex(6))).string();
   base_port_ = FreeBasePort();
-  std::vector<std::string> args = {MERIDIAN_BIN, "dev", "--write-config", "--dir", dir_,
-                                   "--base-port", std::to_string(base_port_), "--policy",
-                                   opts_.policy};
+  std::vector<std::string> args = {
+      MERIDIAN_BIN, "dev",         "--write-config",           "--dir",
+      dir_,         "--base-port", std::to_string(base_port_), "--policy",
+      opts_.policy};
   if (!opts_.tls) args.push_back("--plaintext");
   if (!opts_.latency) args.push_back("--no-latency");
   EXPECT_EQ(RunCommand(args), 0) << "meridian dev --write-config failed";
   config_path_ = dir_ + "/cluster.toml";
   std::string cfg = config::ReadFileOr(config_path_);
-  std::string knobs = "[node]\nread_timeout_ms = 1500\nshutdown_grace_ms = 5000\n" +
-                      opts_.node_knobs + "\n";
+  std::string knobs =
+      "[node]\nread_timeout_ms = 1500\nshutdown_grace_ms = 5000\n" + opts_.node_knobs + "\n";
   auto pos = cfg.find("[node]\n");
   cfg.replace(pos, 7, knobs);
   EXPECT_TRUE(config::WriteFileAtomic(config_path_, cfg).ok());
@@ -165,14 +167,12 @@ uint16_t TestCluster::Port(const std::string& region) const {
 }
 
 std::string TestCluster::Url(const std::string& region) const {
-  return std::string(opts_.tls ? "https" : "http") + "://127.0.0.1:" +
-         std::to_string(Port(region));
+  return std::string(opts_.tls ? "https" : "http") + "://127.0.0.1:" + std::to_string(Port(region));
 }
 
-Result<net::HttpResponse> TestCluster::TryCall(const std::string& region,
-                                               const std::string& method,
-                                               const std::string& target,
-                                               const std::string& body, net::Headers headers) {
+Result<net::HttpResponse> TestCluster::TryCall(const std::string& region, const std::string& method,
+                                               const std::string& target, const std::string& body,
+                                               net::Headers headers) {
   net::ClientCall call;
   call.base_url = Url(region);
   call.request.method = method;

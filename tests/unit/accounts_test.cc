@@ -26,16 +26,17 @@ class AccountsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(crypto::Init().ok());
-    dir_ = std::filesystem::temp_directory_path() / ("meridian-acc-" + SystemRandom::Instance().Hex(6));
+    dir_ = std::filesystem::temp_directory_path() /
+           ("meridian-acc-" + SystemRandom::Instance().Hex(6));
     auto raw = storage::OpenRocksDb(dir_.string());
     ASSERT_TRUE(raw.ok());
     store_ = storage::WithResidencyGuard(std::move(raw).value(), "singapore",
                                          [](policy::DataClass) { return true; });
     codec_ = storage::MakeFramingCodec();
-    acc_ = std::make_unique<Accounts>(*store_, *codec_, dir_svc_, clock_, random_,
-                                      AccountKeys{std::string(32, 't'), std::string(32, 'd'),
-                                                  std::string(32, 'n')},
-                                      AccountSettings{"singapore", true, 3'600'000});
+    acc_ = std::make_unique<Accounts>(
+        *store_, *codec_, dir_svc_, clock_, random_,
+        AccountKeys{std::string(32, 't'), std::string(32, 'd'), std::string(32, 'n')},
+        AccountSettings{"singapore", true, 3'600'000});
   }
   void TearDown() override {
     acc_.reset();

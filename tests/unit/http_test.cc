@@ -122,7 +122,8 @@ TEST_F(HttpTest, ChunkedBodyOverTheLimitGets413) {
   Start();
   std::string req =
       "POST /small HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-      "50\r\n" + std::string(80, 'y') + "\r\n0\r\n\r\n";
+      "50\r\n" +
+      std::string(80, 'y') + "\r\n0\r\n\r\n";
   auto out = RawExchange(server_->port(), req);
   EXPECT_EQ(out.rfind("HTTP/1.1 413", 0), 0u) << out;
   EXPECT_EQ(handler_.calls.load(), 0);
@@ -146,7 +147,8 @@ TEST_F(HttpTest, StalledClientIsDisconnectedAfterTheReadTimeout) {
   Start();
   auto t0 = std::chrono::steady_clock::now();
   bool closed = false;
-  auto out = RawExchange(server_->port(), "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf", &closed);
+  auto out = RawExchange(
+      server_->port(), "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf", &closed);
   auto waited = std::chrono::steady_clock::now() - t0;
   EXPECT_TRUE(closed);
   EXPECT_TRUE(out.empty()) << out;
@@ -198,7 +200,8 @@ TEST_F(HttpTest, UnreachablePeerIsUnavailable) {
 
 TEST(HttpTlsTest, TlsWithTheClusterCa) {
   ASSERT_TRUE(crypto::Init().ok());
-  auto dir = std::filesystem::temp_directory_path() / ("meridian-tls-" + SystemRandom::Instance().Hex(4));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("meridian-tls-" + SystemRandom::Instance().Hex(4));
   std::filesystem::create_directories(dir);
   auto ca = crypto::GenerateCa("test CA");
   auto node = crypto::IssueNodeCert(*ca, "oregon", "127.0.0.1");

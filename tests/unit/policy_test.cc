@@ -27,8 +27,8 @@ TEST(PolicyTest, BuiltinCurrentHomesCountriesPerTheBrief) {
   auto p = Load("current", BuiltinRegionRoles(), &d);
   ASSERT_TRUE(p.ok()) << p.status().ToString();
   EXPECT_EQ(p->HomeFor("CN"), "beijing");
-  for (const char* c : {"IN", "PK", "BD", "LK", "NP", "ID", "MY", "SG", "TH", "VN", "PH", "MM",
-                        "KH", "LA"}) {
+  for (const char* c :
+       {"IN", "PK", "BD", "LK", "NP", "ID", "MY", "SG", "TH", "VN", "PH", "MM", "KH", "LA"}) {
     EXPECT_EQ(p->HomeFor(c), "singapore") << c;
   }
   for (const char* c : {"US", "BR", "DE", "FR", "JP", "AU", "NG"}) {
@@ -49,7 +49,8 @@ TEST(PolicyTest, BuiltinLegacyHomesEveryoneInBeijing) {
 
 TEST(PolicyTest, UnknownCountryCodeIsReportedWithItsLine) {
   std::vector<Diagnostic> d;
-  auto p = ParseText(std::string(kHeader) + "[countries]\nIN = \"singapore\"\nXQ = \"oregon\"\n", &d);
+  auto p =
+      ParseText(std::string(kHeader) + "[countries]\nIN = \"singapore\"\nXQ = \"oregon\"\n", &d);
   ASSERT_FALSE(p.ok());
   ASSERT_EQ(d.size(), 1u);
   EXPECT_EQ(d[0].line, 10);

@@ -36,10 +36,13 @@ TEST(RocksStoreTest, PutGetScanDelete) {
   EXPECT_EQ(*(*store)->Get(Space::kIdentity, "u1/a").value(), "other space");
   EXPECT_FALSE((*store)->Get(Space::kDevice, "u1/a").value().has_value());
   std::vector<std::string> keys;
-  ASSERT_TRUE((*store)->Scan(Space::kContent, "u1/", [&](auto k, auto) {
-    keys.emplace_back(k);
-    return true;
-  }).ok());
+  ASSERT_TRUE((*store)
+                  ->Scan(Space::kContent, "u1/",
+                         [&](auto k, auto) {
+                           keys.emplace_back(k);
+                           return true;
+                         })
+                  .ok());
   EXPECT_EQ(keys, (std::vector<std::string>{"u1/a", "u1/b"}));
   WriteBatch d;
   d.Delete(Space::kContent, "u1/a");

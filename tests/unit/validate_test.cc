@@ -13,12 +13,12 @@ struct PhoneCase {
 
 TEST(PhoneTest, NormalisesNumbersOfManyCountriesToE164) {
   const PhoneCase cases[] = {
-      {"IN", "+91 98765 43210", "+919876543210"},  {"IN", "098765 43210", "+919876543210"},
-      {"US", "(650) 253-0000", "+16502530000"},    {"CN", "138 0013 8000", "+8613800138000"},
-      {"SG", "8123 4567", "+6581234567"},          {"DE", "030 123456", "+4930123456"},
-      {"GB", "020 7946 0018", "+442079460018"},    {"BR", "(11) 91234-5678", "+5511912345678"},
-      {"JP", "090-1234-5678", "+819012345678"},    {"ID", "0812-3456-7890", "+6281234567890"},
-      {"FR", "06 12 34 56 78", "+33612345678"},    {"AU", "0412 345 678", "+61412345678"},
+      {"IN", "+91 98765 43210", "+919876543210"}, {"IN", "098765 43210", "+919876543210"},
+      {"US", "(650) 253-0000", "+16502530000"},   {"CN", "138 0013 8000", "+8613800138000"},
+      {"SG", "8123 4567", "+6581234567"},         {"DE", "030 123456", "+4930123456"},
+      {"GB", "020 7946 0018", "+442079460018"},   {"BR", "(11) 91234-5678", "+5511912345678"},
+      {"JP", "090-1234-5678", "+819012345678"},   {"ID", "0812-3456-7890", "+6281234567890"},
+      {"FR", "06 12 34 56 78", "+33612345678"},   {"AU", "0412 345 678", "+61412345678"},
       {"MY", "012-345 6789", "+60123456789"},
   };
   for (const auto& c : cases) {
@@ -29,8 +29,8 @@ TEST(PhoneTest, NormalisesNumbersOfManyCountriesToE164) {
 }
 
 TEST(PhoneTest, RejectsInvalidNumbers) {
-  for (const char* raw : {"", "12", "not a phone", "+1 555", "+999 123456789",
-                          "+91 12345 67890 12345"}) {
+  for (const char* raw :
+       {"", "12", "not a phone", "+1 555", "+999 123456789", "+91 12345 67890 12345"}) {
     auto r = NormalizePhone(raw, "IN");
     ASSERT_FALSE(r.ok()) << raw;
     EXPECT_EQ(r.status().code(), Code::kInvalidPhone);
@@ -74,15 +74,37 @@ TEST(ValidateTest, RecordNames) {
 
 TEST(ValidateTest, RegisterBodyChecksEveryField) {
   auto body = [](const char* text) { return *ParseJsonObject(text); };
-  auto ok = ParseRegister(body(R"({"country":"IN","phone":"+91 98765 43210","password":"0123456789","name":"A","email":"a@b.in"})"));
+  auto ok = ParseRegister(body(
+      R"({"country":"IN","phone":"+91 98765 43210","password":"0123456789","name":"A","email":"a@b.in"})"));
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
   EXPECT_EQ(ok->phone, "+919876543210");
-  EXPECT_EQ(ParseRegister(body(R"({"country":"XX","phone":"+91 98765 43210","password":"0123456789"})")).status().code(), Code::kInvalidCountry);
-  EXPECT_EQ(ParseRegister(body(R"({"country":"IN","phone":"12","password":"0123456789"})")).status().code(), Code::kInvalidPhone);
-  EXPECT_EQ(ParseRegister(body(R"({"country":"IN","phone":"+91 98765 43210","password":"short"})")).status().code(), Code::kWeakPassword);
-  EXPECT_EQ(ParseRegister(body(R"({"country":"IN","phone":919876543210,"password":"0123456789"})")).status().code(), Code::kInvalidField);
-  EXPECT_EQ(ParseRegister(body(R"({"phone":"+91 98765 43210","password":"0123456789"})")).status().code(), Code::kInvalidField);
-  EXPECT_EQ(ParseRegister(body(R"({"country":"IN","phone":"+91 98765 43210","password":"0123456789","email":"nope"})")).status().code(), Code::kInvalidField);
+  EXPECT_EQ(
+      ParseRegister(body(R"({"country":"XX","phone":"+91 98765 43210","password":"0123456789"})"))
+          .status()
+          .code(),
+      Code::kInvalidCountry);
+  EXPECT_EQ(ParseRegister(body(R"({"country":"IN","phone":"12","password":"0123456789"})"))
+                .status()
+                .code(),
+            Code::kInvalidPhone);
+  EXPECT_EQ(ParseRegister(body(R"({"country":"IN","phone":"+91 98765 43210","password":"short"})"))
+                .status()
+                .code(),
+            Code::kWeakPassword);
+  EXPECT_EQ(ParseRegister(body(R"({"country":"IN","phone":919876543210,"password":"0123456789"})"))
+                .status()
+                .code(),
+            Code::kInvalidField);
+  EXPECT_EQ(
+      ParseRegister(body(R"({"phone":"+91 98765 43210","password":"0123456789"})")).status().code(),
+      Code::kInvalidField);
+  EXPECT_EQ(
+      ParseRegister(
+          body(
+              R"({"country":"IN","phone":"+91 98765 43210","password":"0123456789","email":"nope"})"))
+          .status()
+          .code(),
+      Code::kInvalidField);
 }
 
 TEST(ValidateTest, JsonErrors) {
