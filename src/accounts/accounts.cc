@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <functional>
 
+#include "common/encoding.h"
 #include "crypto/crypto.h"
 
 namespace meridian::accounts {
@@ -178,7 +179,7 @@ Result<Principal> Accounts::Authenticate(std::string_view token) {
     return Error(Code::kUnauthenticated, "token was issued by another region");
   }
   ASSIGN_OR_RETURN(auto placement, PlacementOf(claims.user_id));
-  if (!placement || placement->region != settings_.region ||
+  if (!placement || placement->region != settings_.region || placement->state != "active" ||
       placement->token_epoch != claims.epoch) {
     return Error(Code::kUnauthenticated, "token is no longer valid");
   }
@@ -315,6 +316,90 @@ Result<Json> Accounts::ListDevices(const Principal& p) {
       }));
   RETURN_IF_ERROR(inner);
   return Json{{"devices", std::move(devices)}};
+}
+
+Result<Json> Accounts::Export(const Principal& p) {
+  ASSIGN_OR_RETURN(auto profile, LoadProfile(p.user_id));
+  profile.erase("password_hash");  // a credential, not data the user gave us to keep
+  ASSIGN_OR_RETURN(auto devices, ListDevices(p));
+  Json records = Json::array();
+  Status inner;
+  RETURN_IF_ERROR(
+      store_.Scan(Space::kContent, p.user_id + "/", [&](std::string_view k, std::string_view v) {
+        auto plain = codec_.Open({settings_.region, p.user_id, "record", k, 0}, v);
+        auto parts = plain.ok() ? UnframeRecord(*plain)
+                                : Result<std::pair<Json, std::string>>(plain.status());
+        if (!parts.ok()) {
+          inner = parts.status();
+          return false;
+        }
+        Json rec = parts->first;
+        rec["body_base64"] = Base64Encode(parts->second);
+        records.push_back(std::move(rec));
+        return true;
+      }));
+  RETURN_IF_ERROR(inner);
+  Json full_devices = Json::array();
+  RETURN_IF_ERROR(
+      store_.Scan(Space::kDevice, p.user_id + "/", [&](std::string_view k, std::string_view v) {
+        auto plain = codec_.Open({settings_.region, p.user_id, "device", k, 0}, v);
+        auto j = plain.ok() ? ParseJsonObject(*plain) : Result<Json>(plain.status());
+        if (!j.ok()) {
+          inner = j.status();
+          return false;
+        }
+        full_devices.push_back(*j);
+        return true;
+      }));
+  RETURN_IF_ERROR(inner);
+  return Json{{"format", "meridian-export-v1"},
+              {"user_id", p.user_id},
+              {"home_region", settings_.region},
+              {"exported_at", FormatRfc3339(clock_.NowMs())},
+              {"profile", profile},
+              {"devices", full_devices},
+              {"records", records}};
+}
+
+Result<Json> Accounts::DeleteUser(const Principal& p) {
+  std::lock_guard lock(StripeFor(p.user_id));
+  ASSIGN_OR_RETURN(auto profile, LoadProfile(p.user_id));
+  ASSIGN_OR_RETURN(auto placement, PlacementOf(p.user_id));
+  if (!placement) return Error(Code::kNotFound, "user not found");
+  storage::WriteBatch batch;
+  int64_t records = 0;
+  int64_t devices = 0;
+  RETURN_IF_ERROR(store_.Scan(Space::kContent, p.user_id + "/", [&](std::string_view k, auto) {
+    batch.Delete(Space::kContent, std::string(k));
+    ++records;
+    return true;
+  }));
+  RETURN_IF_ERROR(store_.Scan(Space::kDevice, p.user_id + "/", [&](std::string_view k, auto) {
+    batch.Delete(Space::kDevice, std::string(k));
+    ++devices;
+    return true;
+  }));
+  batch.Delete(Space::kIdentity, ProfileKey(p.user_id));
+  batch.Delete(Space::kDirectory,
+               DirectoryKey(PhonePseudonym(keys_.directory_key, profile.value("phone", ""))));
+  // A tombstone keeps the id from coming back and revokes every token (state and epoch).
+  storage::Placement tomb = *placement;
+  tomb.state = "deleted";
+  ++tomb.token_epoch;
+  batch.Put(Space::kPlacement, p.user_id, storage::EncodePlacement(tomb));
+  RETURN_IF_ERROR(store_.Write(batch));
+  ASSIGN_OR_RETURN(auto key_id, codec_.Shred(p.user_id));
+  return Json{{"format", "meridian-deletion-receipt-v1"},
+              {"user_pseudonym", NamePseudonym("user", p.user_id)},
+              {"region", settings_.region},
+              {"deleted_at", FormatRfc3339(clock_.NowMs())},
+              {"destroyed",
+               {{"profile", true},
+                {"records", records},
+                {"devices", devices},
+                {"phone_directory_entry", true}}},
+              {"data_key_id", key_id},
+              {"tokens_revoked", true}};
 }
 
 Result<int64_t> Accounts::CountUsers() {

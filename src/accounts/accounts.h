@@ -83,6 +83,12 @@ class Accounts {
   Result<std::string> AddDevice(const Principal& p, const DeviceRequest& req);
   Result<Json> ListDevices(const Principal& p);
 
+  // Every piece of the user's data, as one JSON document (the caller signs it).
+  Result<Json> Export(const Principal& p);
+  // Deletes records, devices and profile, frees the phone, revokes every token and
+  // destroys the user's data key. Returns the receipt's content (the caller signs it).
+  Result<Json> DeleteUser(const Principal& p);
+
   Result<std::optional<storage::Placement>> PlacementOf(std::string_view user_id);
   // Users homed here (for counts in metrics and the overview).
   Result<int64_t> CountUsers();

@@ -11,7 +11,6 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
-#include "common/encoding.h"
 #include "common/random.h"
 
 namespace meridian::config {
@@ -78,57 +77,20 @@ Status WriteFileAtomic(const std::string& path, std::string_view data, int mode)
   return Status::Ok();
 }
 
-namespace {
-std::string SecretPath(const ClusterConfig& c, std::string_view name) {
-  return (fs::path(c.secrets_dir) / name).string();
-}
-
-Result<std::string> ReadHexSecret(const std::string& path) {
-  std::string text = ReadFileOr(path);
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
-  auto bytes = HexDecode(text);
-  if (!bytes || bytes->size() < 32) {
-    return Error(Code::kInternal, fmt::format("secret file {} is missing or invalid", path));
-  }
-  return std::move(*bytes);
-}
-}  // namespace
-
-Result<Secrets> LoadSecrets(const ClusterConfig& c, std::string_view region) {
-  Secrets s;
-  s.admin_token = ReadFileOr(c.admin_token_file);
-  while (!s.admin_token.empty() && std::isspace(static_cast<unsigned char>(s.admin_token.back()))) {
-    s.admin_token.pop_back();
-  }
-  if (s.admin_token.size() < 16) {
+Result<std::string> LoadAdminToken(const ClusterConfig& c) {
+  std::string t = ReadFileOr(c.admin_token_file);
+  while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.pop_back();
+  if (t.size() < 16) {
     return Error(Code::kInternal,
                  fmt::format("admin token file {} is missing or too short", c.admin_token_file));
   }
-  ASSIGN_OR_RETURN(s.internal_token, ReadHexSecret(SecretPath(c, "internal.key")));
-  ASSIGN_OR_RETURN(s.directory_key, ReadHexSecret(SecretPath(c, "directory.key")));
-  ASSIGN_OR_RETURN(s.token_key, ReadHexSecret(SecretPath(c, fmt::format("{}.token.key", region))));
-  ASSIGN_OR_RETURN(s.names_key, ReadHexSecret(SecretPath(c, fmt::format("{}.names.key", region))));
-  s.internal_token = HexEncode(s.internal_token);  // travels in a header
-  return s;
+  return t;
 }
 
-Status EnsureSecrets(const ClusterConfig& c) {
-  std::error_code ec;
-  fs::create_directories(c.secrets_dir, ec);
-  fs::permissions(c.secrets_dir, fs::perms::owner_all, ec);
-  auto ensure = [&](const std::string& path, bool hex) -> Status {
-    if (fs::exists(path)) return Status::Ok();
-    std::string v = SystemRandom::Instance().Hex(32);
-    return WriteFileAtomic(path, hex ? v + "\n" : "mrd_admin_" + v + "\n", 0600);
-  };
-  RETURN_IF_ERROR(ensure(c.admin_token_file, false));
-  RETURN_IF_ERROR(ensure(SecretPath(c, "internal.key"), true));
-  RETURN_IF_ERROR(ensure(SecretPath(c, "directory.key"), true));
-  for (const auto& r : c.regions) {
-    RETURN_IF_ERROR(ensure(SecretPath(c, r.name + ".token.key"), true));
-    RETURN_IF_ERROR(ensure(SecretPath(c, r.name + ".names.key"), true));
-  }
-  return Status::Ok();
+Status EnsureAdminToken(const ClusterConfig& c) {
+  if (fs::exists(c.admin_token_file)) return Status::Ok();
+  return WriteFileAtomic(c.admin_token_file, "mrd_admin_" + SystemRandom::Instance().Hex(32) + "\n",
+                         0600);
 }
 
 namespace {
@@ -174,6 +136,14 @@ Result<ClusterConfig> Load(const std::string& path, std::vector<policy::Diagnost
     c.admin_token_file =
         Resolve(c.dir, (*cluster)["admin_token_file"].value_or(std::string("admin.token")));
     c.secrets_dir = Resolve(c.dir, (*cluster)["secrets_dir"].value_or(std::string("secrets")));
+    c.keystore_secret_file = Resolve(
+        c.dir, (*cluster)["keystore_secret_file"].value_or(std::string("secrets/keystore.secret")));
+    std::string kdf = (*cluster)["keystore_kdf"].value_or(std::string("interactive"));
+    if (kdf != "interactive" && kdf != "dev-fast") {
+      add(LineOf(cluster->get("keystore_kdf")),
+          "keystore_kdf must be \"interactive\" or \"dev-fast\"");
+    }
+    c.keystore_fast_kdf = kdf == "dev-fast";
   }
 
   if (const toml::table* node = doc["node"].as_table()) {
@@ -240,6 +210,8 @@ Result<ClusterConfig> Load(const std::string& path, std::vector<policy::Diagnost
       r.data_dir = Resolve(c.dir, (*t)["data_dir"].value_or(r.name));
       r.cert_file = Resolve(c.dir, (*t)["cert_file"].value_or("tls/" + r.name + ".pem"));
       r.key_file = Resolve(c.dir, (*t)["key_file"].value_or("tls/" + r.name + ".key"));
+      r.keystore_file =
+          Resolve(c.dir, (*t)["keystore"].value_or("secrets/" + r.name + ".keystore"));
       c.regions.push_back(std::move(r));
     }
   }

@@ -21,6 +21,7 @@ struct RegionConfig {
   std::string data_dir;   // absolute
   std::string cert_file;  // TLS certificate and key of the node (when the cluster uses TLS)
   std::string key_file;
+  std::string keystore_file;  // the region's encrypted keystore
 };
 
 // Tunables of a node, in one place.
@@ -50,6 +51,8 @@ struct ClusterConfig {
   std::string ca_file;
   std::string admin_token_file;
   std::string secrets_dir;
+  std::string keystore_secret_file;  // used when MERIDIAN_KEYSTORE_SECRET is not set
+  bool keystore_fast_kdf = false;    // minimum Argon2id cost for the keystore (dev only)
   NodeKnobs knobs;
 
   const RegionConfig* Find(std::string_view name) const;
@@ -62,18 +65,10 @@ struct ClusterConfig {
 // Reads and validates; every problem goes to `diags` as file:line: message.
 Result<ClusterConfig> Load(const std::string& path, std::vector<policy::Diagnostic>* diags);
 
-// Secrets of one node (until the keystore of the privacy work replaces the files): each a
-// hex file under the cluster's secrets folder, the admin token a text file.
-struct Secrets {
-  std::string admin_token;
-  std::string internal_token;  // authenticates calls between regions
-  std::string directory_key;   // cluster-wide phone pseudonym key
-  std::string token_key;       // this region's token MAC key
-  std::string names_key;       // this region's name pseudonym key
-};
-Result<Secrets> LoadSecrets(const ClusterConfig& config, std::string_view region);
-// Creates whatever secret files are missing (never overwrites one).
-Status EnsureSecrets(const ClusterConfig& config);
+// The admin token (a text file, DIR/admin.token for `meridian dev`).
+Result<std::string> LoadAdminToken(const ClusterConfig& config);
+// Creates the admin token file if it is missing (never overwrites it).
+Status EnsureAdminToken(const ClusterConfig& config);
 
 std::string ReadFileOr(const std::string& path, std::string fallback = {});
 Status WriteFileAtomic(const std::string& path, std::string_view data, int mode = 0644);

@@ -54,6 +54,46 @@ bool VerifyPassword(std::string_view stored_hash, std::string_view password) {
   return crypto_pwhash_str_verify(h.c_str(), password.data(), password.size()) == 0;
 }
 
+SigningKeyPair NewSigningKey() {
+  SigningKeyPair kp{std::string(crypto_sign_SECRETKEYBYTES, '\0'),
+                    std::string(crypto_sign_PUBLICKEYBYTES, '\0')};
+  crypto_sign_keypair(reinterpret_cast<unsigned char*>(kp.public_key.data()),
+                      reinterpret_cast<unsigned char*>(kp.secret_key.data()));
+  return kp;
+}
+
+std::string SignEd25519(std::string_view secret_key, std::string_view message) {
+  std::string sig(crypto_sign_BYTES, '\0');
+  if (secret_key.size() != crypto_sign_SECRETKEYBYTES) return {};
+  crypto_sign_detached(reinterpret_cast<unsigned char*>(sig.data()), nullptr,
+                       reinterpret_cast<const unsigned char*>(message.data()), message.size(),
+                       reinterpret_cast<const unsigned char*>(secret_key.data()));
+  return sig;
+}
+
+bool VerifyEd25519(std::string_view public_key, std::string_view message,
+                   std::string_view signature) {
+  if (public_key.size() != crypto_sign_PUBLICKEYBYTES || signature.size() != crypto_sign_BYTES) {
+    return false;
+  }
+  return crypto_sign_verify_detached(
+             reinterpret_cast<const unsigned char*>(signature.data()),
+             reinterpret_cast<const unsigned char*>(message.data()), message.size(),
+             reinterpret_cast<const unsigned char*>(public_key.data())) == 0;
+}
+
+std::string NoteVerifierKey(std::string_view name, std::string_view ed25519_public_key) {
+  std::string keydata(1, '\x01');  // algorithm: Ed25519
+  keydata.append(ed25519_public_key);
+  std::string hashed(name);
+  hashed.push_back('\n');
+  hashed += keydata;
+  unsigned char digest[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(digest, reinterpret_cast<const unsigned char*>(hashed.data()), hashed.size());
+  return std::string(name) + "+" + HexEncode(std::string_view(reinterpret_cast<char*>(digest), 4)) +
+         "+" + Base64Encode(keydata);
+}
+
 namespace {
 constexpr std::string_view kTokenPrefix = "mt1.";
 

@@ -41,6 +41,27 @@ std::optional<TokenClaims> PeekToken(std::string_view token);
 // Checks format, MAC (constant time) and expiry.
 Result<TokenClaims> VerifyToken(std::string_view token, std::string_view key, int64_t now_ms);
 
+// AES-256-GCM. Seal returns ciphertext || tag; Open fails with integrity_error.
+inline constexpr size_t kGcmNonceSize = 12;
+inline constexpr size_t kGcmTagSize = 16;
+Result<std::string> AesGcmSeal(std::string_view key, std::string_view nonce, std::string_view aad,
+                               std::string_view plaintext);
+Result<std::string> AesGcmOpen(std::string_view key, std::string_view nonce, std::string_view aad,
+                               std::string_view sealed);
+
+// Ed25519 (libsodium): 64-byte secret key, 32-byte public key, 64-byte signatures.
+struct SigningKeyPair {
+  std::string secret_key;
+  std::string public_key;
+};
+SigningKeyPair NewSigningKey();
+std::string SignEd25519(std::string_view secret_key, std::string_view message);
+bool VerifyEd25519(std::string_view public_key, std::string_view message,
+                   std::string_view signature);
+
+// The C2SP signed-note verifier key of an Ed25519 key: "<name>+<hex key hash>+<base64>".
+std::string NoteVerifierKey(std::string_view name, std::string_view ed25519_public_key);
+
 // A development certificate authority and the node certificates it signs (P-256, PEM).
 struct KeyAndCert {
   std::string key_pem;

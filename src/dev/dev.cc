@@ -7,14 +7,17 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <thread>
 
 #include <fmt/format.h>
 
+#include "common/random.h"
 #include "config/cluster.h"
 #include "crypto/crypto.h"
+#include "keys/keys.h"
 #include "net/http.h"
 
 namespace meridian::dev {
@@ -40,7 +43,8 @@ std::string RenderConfig(const DevOptions& o, const std::string& policy_spec) {
   std::string out = fmt::format(
       "# Written by `meridian dev`; rewritten at each start.\n"
       "[cluster]\npolicy = \"{}\"\ntls = {}\nca_file = \"ca.pem\"\n"
-      "admin_token_file = \"admin.token\"\nsecrets_dir = \"secrets\"\n\n"
+      "admin_token_file = \"admin.token\"\nsecrets_dir = \"secrets\"\n"
+      "keystore_secret_file = \"secrets/keystore.secret\"\nkeystore_kdf = \"dev-fast\"\n\n"
       "[node]\nio_threads = {}\nworkers = 16\npassword_hashing = \"dev-fast\"\n"
       "emulate_latency = {}\n\n",
       policy_spec, o.plaintext ? "false" : "true", o.io_threads,
@@ -78,6 +82,20 @@ Status EnsureTls(const std::string& dir) {
     RETURN_IF_ERROR(config::WriteFileAtomic(cert, kc.cert_pem));
   }
   return Status::Ok();
+}
+
+// The dev cluster keeps its keystore secret in a file beside the keystores; a production
+// operator passes it in MERIDIAN_KEYSTORE_SECRET instead.
+Status EnsureKeystores(const config::ClusterConfig& cfg) {
+  std::error_code ec;
+  fs::create_directories(cfg.secrets_dir, ec);
+  if (!fs::exists(cfg.keystore_secret_file) && std::getenv("MERIDIAN_KEYSTORE_SECRET") == nullptr) {
+    RETURN_IF_ERROR(config::WriteFileAtomic(cfg.keystore_secret_file,
+                                            SystemRandom::Instance().Hex(24) + "\n", 0600));
+  }
+  ASSIGN_OR_RETURN(auto secret, keys::ReadSecret(cfg.keystore_secret_file));
+  auto made = keys::InitKeystores(cfg, secret, SystemRandom::Instance(), SystemClock::Instance());
+  return made.ok() ? Status::Ok() : made.status();
 }
 
 pid_t Spawn(const std::string& exe, const std::string& config, const std::string& region,
@@ -154,7 +172,8 @@ int WriteCluster(const DevOptions& o) {
     return 2;
   }
   if (auto st = crypto::Init(); !st.ok()) return 1;
-  Status st = config::EnsureSecrets(*cfg);
+  Status st = config::EnsureAdminToken(*cfg);
+  if (st.ok()) st = EnsureKeystores(*cfg);
   if (st.ok() && !o.plaintext) st = EnsureTls(dir);
   if (!st.ok()) {
     std::fprintf(stderr, "meridian dev: %s\n", st.message().c_str());

@@ -2,20 +2,88 @@
 
 #include <signal.h>
 
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include "accounts/accounts.h"
 #include "common/log.h"
 #include "common/random.h"
 #include "common/worker_pool.h"
 #include "crypto/crypto.h"
+#include "keys/envelope.h"
+#include "keys/keys.h"
 #include "node/inter_region.h"
 #include "node/router.h"
 #include "storage/codec.h"
 #include "storage/store.h"
 
 namespace meridian::node {
+namespace {
+
+// After a KEK rotation, rewraps every data key under the new KEK in the background and
+// then destroys the KEK versions nothing uses any more. Also runs once at start, so a
+// rotation done offline (`meridian keys rotate`) completes when the node comes up.
+class KeyMaintenance {
+ public:
+  KeyMaintenance(keys::KeyProvider& keys, keys::EnvelopeCodec& codec)
+      : keys_(keys), codec_(codec), thread_([this] { Loop(); }) {
+    Trigger();
+  }
+  ~KeyMaintenance() { Stop(); }
+  void Trigger() {
+    std::lock_guard lock(mu_);
+    pending_ = true;
+    cv_.notify_one();
+  }
+  void Stop() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+      cv_.notify_one();
+    }
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Loop() {
+    for (;;) {
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || pending_; });
+        if (stop_) return;
+        pending_ = false;
+      }
+      auto n = codec_.RewrapAll();
+      if (!n.ok()) {
+        log::Error("rewrap_failed", {{"error", n.status().message()}});
+        continue;
+      }
+      const uint32_t primary = keys_.PrimaryKekVersion();
+      for (uint32_t v : keys_.KekVersions()) {
+        if (v == primary) continue;
+        auto left = codec_.CountUnder(v);
+        if (left.ok() && *left == 0 && keys_.DestroyKek(v).ok()) {
+          log::Info("kek_destroyed", {{"kek_version", std::to_string(v)}});
+        }
+      }
+      log::Info("rewrap_done",
+                {{"rewrapped", std::to_string(*n)}, {"kek_version", std::to_string(primary)}});
+    }
+  }
+
+  keys::KeyProvider& keys_;
+  keys::EnvelopeCodec& codec_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool pending_ = false;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
 
 int RunNode(const std::string& config_path, const std::string& region) {
   log::Init(region);
@@ -36,9 +104,21 @@ int RunNode(const std::string& config_path, const std::string& region) {
     std::fprintf(stderr, "meridian node: %s\n", st.ToString().c_str());
     return 1;
   }
-  auto secrets = config::LoadSecrets(*cfg, region);
-  if (!secrets.ok()) {
-    std::fprintf(stderr, "meridian node: %s\n", secrets.status().message().c_str());
+  auto admin_token = config::LoadAdminToken(*cfg);
+  if (!admin_token.ok()) {
+    std::fprintf(stderr, "meridian node: %s\n", admin_token.status().message().c_str());
+    return 2;
+  }
+  auto keystore = keys::OpenRegionKeystore(*cfg, region, SystemRandom::Instance());
+  if (!keystore.ok()) {
+    std::fprintf(stderr, "meridian node: %s\n", keystore.status().message().c_str());
+    return 2;
+  }
+  keys::KeyProvider& key_provider = **keystore;
+  auto phone_key = key_provider.PseudonymKey("phone");
+  auto names_key = key_provider.PseudonymKey("names");
+  if (!phone_key.ok() || !names_key.ok()) {
+    std::fprintf(stderr, "meridian node: the keystore lacks pseudonym keys\n");
     return 2;
   }
 
@@ -64,7 +144,8 @@ int RunNode(const std::string& config_path, const std::string& region) {
   auto store = storage::WithResidencyGuard(
       std::move(raw_store).value(), region,
       [role, &pol](policy::DataClass c) { return pol.MayHold(role, c); });
-  auto codec = storage::MakeFramingCodec();
+  keys::EnvelopeCodec codec(key_provider, *store, SystemRandom::Instance(),
+                            SystemClock::Instance());
 
   Metrics metrics(region);
   net::ClientOptions copts;
@@ -74,20 +155,22 @@ int RunNode(const std::string& config_path, const std::string& region) {
     std::fprintf(stderr, "meridian node: %s\n", client.status().ToString().c_str());
     return 1;
   }
-  InterRegion inter(*cfg, region, secrets->internal_token, std::move(client).value(), metrics);
+  InterRegion inter(*cfg, region, key_provider.InternalToken(), std::move(client).value(), metrics);
   PeerDirectory directory(inter);
 
   std::unique_ptr<accounts::Accounts> accounts;
   if (role == policy::Role::kHome) {
     accounts = std::make_unique<accounts::Accounts>(
-        *store, *codec, directory, SystemClock::Instance(), SystemRandom::Instance(),
-        accounts::AccountKeys{secrets->token_key, secrets->directory_key, secrets->names_key},
+        *store, codec, directory, SystemClock::Instance(), SystemRandom::Instance(),
+        accounts::AccountKeys{key_provider.TokenKey(), *phone_key, *names_key},
         accounts::AccountSettings{region, cfg->knobs.dev_fast_password_hashing,
                                   cfg->knobs.token_ttl_s * 1000});
   }
   WorkerPool workers(cfg->knobs.workers, static_cast<size_t>(cfg->knobs.workers) * 64);
+  KeyMaintenance maintenance(key_provider, codec);
   auto router =
-      MakeRouter(NodeContext{*cfg, *self, *secrets, accounts.get(), inter, metrics, workers});
+      MakeRouter(NodeContext{*cfg, *self, *admin_token, key_provider, *phone_key, accounts.get(),
+                             [&] { maintenance.Trigger(); }, inter, metrics, workers});
 
   net::ServerOptions sopts;
   sopts.host = self->listen_host;
@@ -115,6 +198,7 @@ int RunNode(const std::string& config_path, const std::string& region) {
   (*server)->Shutdown();
   (*server)->Wait();
   workers.Stop();
+  maintenance.Stop();
   log::Info("node_stopped", {});
   return 0;
 }

@@ -1,14 +1,21 @@
 #include "node/router.h"
 
 #include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "common/encoding.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "crypto/crypto.h"
+#include "crypto/hpke.h"
+#include "keys/keys.h"
 
 namespace meridian::node {
 namespace {
@@ -28,9 +35,12 @@ enum class RouteId {
   kRecord,
   kRecordList,
   kDevices,
+  kExport,
   kAdminPlacement,
+  kAdminRotate,
   kInternalDirectory,
   kInternalPlacement,
+  kInternalKeys,
 };
 
 enum class Access { kPublic, kPersonalNoToken, kUser, kAdmin, kInternal };
@@ -50,7 +60,8 @@ const std::vector<Route>& Routes() {
       {RouteId::kConsole, "/", Access::kPublic, {"GET"}},
       {RouteId::kAccounts, "/v1/accounts", Access::kPersonalNoToken, {"POST"}},
       {RouteId::kSessions, "/v1/sessions", Access::kPersonalNoToken, {"POST"}},
-      {RouteId::kMe, "/v1/me", Access::kUser, {"GET"}},
+      {RouteId::kMe, "/v1/me", Access::kUser, {"GET", "DELETE"}},
+      {RouteId::kExport, "/v1/me/export", Access::kUser, {"GET"}},
       {RouteId::kRecord,
        "/v1/me/records/{collection}/{key}",
        Access::kUser,
@@ -58,11 +69,13 @@ const std::vector<Route>& Routes() {
       {RouteId::kRecordList, "/v1/me/records/{collection}", Access::kUser, {"GET"}},
       {RouteId::kDevices, "/v1/me/devices", Access::kUser, {"GET", "POST"}},
       {RouteId::kAdminPlacement, "/v1/admin/users/{user_id}/placement", Access::kAdmin, {"GET"}},
+      {RouteId::kAdminRotate, "/v1/admin/keys/rotate", Access::kAdmin, {"POST"}},
       {RouteId::kInternalDirectory,
        "/internal/v1/directory/phone/{pseudonym}",
        Access::kInternal,
        {"GET"}},
       {RouteId::kInternalPlacement, "/internal/v1/placement/{user_id}", Access::kInternal, {"GET"}},
+      {RouteId::kInternalKeys, "/internal/v1/keys", Access::kInternal, {"GET"}},
   };
   return kRoutes;
 }
@@ -126,9 +139,43 @@ std::string_view BearerToken(const HttpRequest& req) {
   return h;
 }
 
+// Sealed messages may carry "ts" (Unix seconds) and "nonce": such a message is accepted
+// once, and only within the window around its time.
+class ReplayCache {
+ public:
+  static constexpr int64_t kWindowMs = 300'000;
+  static constexpr size_t kMaxEntries = 100'000;
+
+  Status Check(const Json& msg, int64_t now_ms) {
+    auto ts = msg.find("ts");
+    auto nonce = msg.find("nonce");
+    if (ts == msg.end() && nonce == msg.end()) return Status::Ok();
+    if (ts == msg.end() || !ts->is_number_integer() || nonce == msg.end() || !nonce->is_string() ||
+        nonce->get_ref<const std::string&>().size() > 128) {
+      return Error(Code::kInvalidField, "sealed 'ts' and 'nonce' go together");
+    }
+    int64_t t_ms = ts->get<int64_t>() * 1000;
+    if (t_ms < now_ms - kWindowMs || t_ms > now_ms + kWindowMs) {
+      return Error(Code::kExpired, "sealed message is outside the replay window");
+    }
+    std::lock_guard lock(mu_);
+    std::erase_if(seen_, [&](const auto& kv) { return kv.second < now_ms; });
+    if (seen_.size() >= kMaxEntries) {
+      return Error(Code::kOverloaded, "too many sealed messages in the replay window");
+    }
+    auto [it, fresh] = seen_.emplace(nonce->get<std::string>(), t_ms + kWindowMs);
+    if (!fresh) return Error(Code::kConflict, "sealed message was replayed");
+    return Status::Ok();
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<std::string, int64_t> seen_;
+};
+
 class Router final : public net::Handler {
  public:
-  explicit Router(NodeContext ctx) : c_(ctx) { regions_body_ = BuildRegions(); }
+  explicit Router(NodeContext ctx) : c_(std::move(ctx)) {}
 
   size_t BodyLimit(std::string_view method, std::string_view path) const override {
     if (method == "PUT" && path.rfind("/v1/me/records/", 0) == 0) {
@@ -167,10 +214,10 @@ class Router final : public net::Handler {
 
  private:
   bool IsInternal(const HttpRequest& req) const {
-    return crypto::ConstantTimeEquals(req.Header(kInternalHeader), c_.secrets.internal_token);
+    return crypto::ConstantTimeEquals(req.Header(kInternalHeader), c_.keys.InternalToken());
   }
   bool IsAdmin(const HttpRequest& req) const {
-    return crypto::ConstantTimeEquals(BearerToken(req), c_.secrets.admin_token);
+    return crypto::ConstantTimeEquals(BearerToken(req), c_.admin_token);
   }
 
   // Runs `fn` on a worker; a full queue answers 429 at once.
@@ -187,6 +234,9 @@ class Router final : public net::Handler {
                 Respond done) {
     switch (route.access) {
       case Access::kPublic:
+        if (route.id == RouteId::kRegions) {
+          return OnWorker(std::move(done), [this] { return HttpResponse::Json(200, Regions()); });
+        }
         return done(Public(route.id));
       case Access::kPersonalNoToken: {
         auto shared_req = std::make_shared<HttpRequest>(std::move(req));
@@ -199,15 +249,16 @@ class Router final : public net::Handler {
           return done(HttpResponse::FromStatus(
               Error(Code::kUnauthenticated, "this call needs the cluster's admin token")));
         }
-        return OnWorker(std::move(done),
-                        [this, params = std::move(params)] { return AdminPlacement(params[0]); });
+        return OnWorker(std::move(done), [this, id = route.id, params = std::move(params)] {
+          return id == RouteId::kAdminRotate ? RotateKek() : AdminPlacement(params[0]);
+        });
       case Access::kInternal:
         if (!IsInternal(req)) {
           return done(HttpResponse::FromStatus(
               Error(Code::kUnauthenticated, "internal endpoint: region credentials required")));
         }
         return OnWorker(std::move(done), [this, id = route.id, params = std::move(params)] {
-          return Internal(id, params[0]);
+          return Internal(id, params.empty() ? std::string() : params[0]);
         });
       case Access::kUser:
         return UserRequest(route, std::move(params), std::move(req), std::move(done));
@@ -220,8 +271,6 @@ class Router final : public net::Handler {
         return JsonOk(
             200,
             {{"status", "ok"}, {"region", c_.self.name}, {"role", policy::RoleName(c_.self.role)}});
-      case RouteId::kRegions:
-        return HttpResponse::Json(200, regions_body_);
       case RouteId::kMetrics: {
         HttpResponse r;
         r.SetHeader("content-type", "text/plain; version=0.0.4");
@@ -237,15 +286,47 @@ class Router final : public net::Handler {
     }
   }
 
-  std::string BuildRegions() const {
+  // This region's public keys, as peers and /v1/regions publish them.
+  Json OwnKeys() const {
+    auto hpke = c_.keys.CurrentHpke();
+    return {{"region", c_.self.name},
+            {"hpke_public_key", Base64UrlEncode(hpke.public_key)},
+            {"hpke_key_id", hpke.key_id},
+            {"audit_verifier_key",
+             crypto::NoteVerifierKey("meridian/" + c_.self.name, c_.keys.SigningPublicKey())}};
+  }
+
+  // Every region's public keys: ours, and the home regions' as they last answered
+  // (refreshed at most every 10 s; a region that is down shows null).
+  std::string Regions() {
+    std::map<std::string, Json> keys;
+    {
+      std::lock_guard lock(peer_mu_);
+      auto now = std::chrono::steady_clock::now();
+      if (peer_keys_.empty() || now - peer_keys_at_ > std::chrono::seconds(10)) {
+        net::HttpRequest ask;
+        ask.method = "GET";
+        ask.target = "/internal/v1/keys";
+        peer_keys_.clear();
+        for (auto& [region, res] : c_.inter.FanOutHomes(ask)) {
+          if (!res.ok() || res->status != 200) continue;
+          auto j = ParseJsonObject(res->body);
+          if (j.ok()) peer_keys_[region] = *j;
+        }
+        peer_keys_at_ = now;
+      }
+      keys = peer_keys_;
+    }
+    if (c_.self.role == policy::Role::kHome) keys[c_.self.name] = OwnKeys();
     Json regions = Json::array();
     for (const auto& r : c_.config.regions) {
+      Json k = keys.count(r.name) ? keys[r.name] : Json::object();
       regions.push_back({{"name", r.name},
                          {"role", policy::RoleName(r.role)},
                          {"url", r.url},
-                         {"hpke_public_key", nullptr},
-                         {"hpke_key_id", nullptr},
-                         {"audit_verifier_key", nullptr}});
+                         {"hpke_public_key", k.value("hpke_public_key", Json())},
+                         {"hpke_key_id", k.value("hpke_key_id", Json())},
+                         {"audit_verifier_key", k.value("audit_verifier_key", Json())}});
     }
     Json countries = Json::object();
     for (const auto& [k, v] : c_.config.policy.countries()) countries[k] = v;
@@ -254,6 +335,36 @@ class Router final : public net::Handler {
                      {"regions", regions},
                      {"countries", countries},
                      {"default_region", c_.config.policy.default_region()}});
+  }
+
+  // A request body, opening a sealed one. Sets `forward_to` instead when the message is
+  // sealed to another region's key: it goes there unread.
+  Result<Json> OpenBody(const HttpRequest& req, std::optional<std::string>* forward_to) {
+    ASSIGN_OR_RETURN(auto body, ParseJsonObject(req.body));
+    auto sealed = body.find("sealed");
+    if (sealed == body.end()) return body;
+    if (!sealed->is_string()) return Error(Code::kInvalidField, "field 'sealed' must be a string");
+    ASSIGN_OR_RETURN(auto msg, crypto::hpke::ParseSealed(sealed->get_ref<const std::string&>()));
+    const std::string* owner = keys::RegionOfKeyId(c_.config, msg.key_id);
+    if (owner == nullptr) return Error(Code::kInvalidField, "sealed to an unknown key id");
+    if (*owner != c_.self.name) {
+      if (forward_to == nullptr)
+        return Error(Code::kInvalidField, "sealed to another region's key");
+      *forward_to = *owner;
+      return Json::object();
+    }
+    auto key = c_.keys.HpkeById(msg.key_id, SystemClock::Instance().NowMs());
+    if (!key) return Error(Code::kInvalidField, "sealed to an unknown or retired key id");
+    ASSIGN_OR_RETURN(auto plain, crypto::hpke::OpenMessage(msg, key->private_key));
+    auto inner = ParseJsonObject(plain);
+    if (!inner.ok()) return Error(Code::kInvalidJson, "sealed content is not a JSON object");
+    RETURN_IF_ERROR(replay_.Check(*inner, SystemClock::Instance().NowMs()));
+    return std::move(inner).value();
+  }
+
+  // Sends a request to another region (from a worker) and relays its answer.
+  HttpResponse ForwardSync(const std::string& region, const HttpRequest& req) {
+    return Relay(c_.inter.CallSync(region, OutgoingCopy(req)));
   }
 
   std::string ConsolePage() const {
@@ -281,8 +392,10 @@ class Router final : public net::Handler {
   }
 
   HttpResponse Register(const HttpRequest& req) {
-    auto body = ParseJsonObject(req.body);
+    std::optional<std::string> forward_to;
+    auto body = OpenBody(req, &forward_to);
     if (!body.ok()) return HttpResponse::FromStatus(body.status());
+    if (forward_to) return ForwardSync(*forward_to, req);
     auto country = RequireString(*body, "country", 8);
     if (!country.ok()) return HttpResponse::FromStatus(country.status());
     if (auto st = accounts::ValidateCountry(*country); !st.ok()) {
@@ -300,11 +413,13 @@ class Router final : public net::Handler {
   }
 
   HttpResponse Login(const HttpRequest& req) {
-    auto body = ParseJsonObject(req.body);
+    std::optional<std::string> forward_to;
+    auto body = OpenBody(req, &forward_to);
     if (!body.ok()) return HttpResponse::FromStatus(body.status());
+    if (forward_to) return ForwardSync(*forward_to, req);
     auto parsed = accounts::ParseLogin(*body);
     if (!parsed.ok()) return HttpResponse::FromStatus(parsed.status());
-    std::string pseudonym = accounts::PhonePseudonym(c_.secrets.directory_key, parsed->phone);
+    std::string pseudonym = accounts::PhonePseudonym(c_.phone_key, parsed->phone);
     if (c_.accounts != nullptr) {
       auto here = c_.accounts->FindPhone(pseudonym);
       if (!here.ok()) return HttpResponse::FromStatus(here.status());
@@ -345,7 +460,16 @@ class Router final : public net::Handler {
     return HttpResponse::FromStatus(Error(Code::kNotFound, "no region knows this user"));
   }
 
+  HttpResponse RotateKek() {
+    auto v = c_.keys.RotateKek();
+    if (!v.ok()) return HttpResponse::FromStatus(v.status());
+    log::Info("kek_rotated", {{"kek_version", std::to_string(*v)}});
+    c_.rewrap();  // data keys are rewrapped in the background; reads keep working
+    return JsonOk(200, {{"kek_version", *v}});
+  }
+
   HttpResponse Internal(RouteId id, const std::string& param) {
+    if (id == RouteId::kInternalKeys) return JsonOk(200, OwnKeys());
     if (c_.accounts == nullptr) {
       return HttpResponse::FromStatus(Error(Code::kNotFound, "an edge region holds no users"));
     }
@@ -397,27 +521,45 @@ class Router final : public net::Handler {
     });
   }
 
-  void Forward(const std::string& region, HttpRequest&& req, Respond done) {
+  static net::HttpRequest OutgoingCopy(const HttpRequest& req) {
     net::HttpRequest out;
     out.method = req.method;
     out.target = req.target;
-    out.body = std::move(req.body);
-    for (auto& [k, v] : req.headers) {
-      if (k == std::string_view(kInternalHeader) || k == std::string_view(kForwardedHeader)) {
-        continue;
-      }
-      out.headers.emplace_back(k, std::move(v));
+    out.body = req.body;
+    for (const auto& [k, v] : req.headers) {
+      if (k != kInternalHeader && k != kForwardedHeader) out.headers.emplace_back(k, v);
     }
-    c_.inter.Call(region, std::move(out), [done = std::move(done)](Result<HttpResponse> r) {
-      if (!r.ok()) return done(HttpResponse::FromStatus(r.status()));
-      HttpResponse resp = std::move(r).value();
-      std::erase_if(resp.headers, [](const auto& kv) {
-        return kv.first == "connection" || kv.first == "keep-alive" ||
-               kv.first == "transfer-encoding" || kv.first == "content-length" ||
-               kv.first == "server";
-      });
-      done(std::move(resp));
+    return out;
+  }
+
+  // Another region's answer, relayed without its hop-by-hop headers.
+  static HttpResponse Relay(Result<HttpResponse> r) {
+    if (!r.ok()) return HttpResponse::FromStatus(r.status());
+    HttpResponse resp = std::move(r).value();
+    std::erase_if(resp.headers, [](const auto& kv) {
+      return kv.first == "connection" || kv.first == "keep-alive" ||
+             kv.first == "transfer-encoding" || kv.first == "content-length" ||
+             kv.first == "server";
     });
+    return resp;
+  }
+
+  void Forward(const std::string& region, HttpRequest&& req, Respond done) {
+    c_.inter.Call(region, OutgoingCopy(req),
+                  [done = std::move(done)](Result<HttpResponse> r) { done(Relay(std::move(r))); });
+  }
+
+  // Signs a document with the region's Ed25519 key: the signature covers the document
+  // without its "signature" member, serialised compactly with sorted keys.
+  Json Signed(Json doc) const {
+    std::string bytes = DumpJson(doc);
+    doc["signature"] = {{"algorithm", "Ed25519"},
+                        {"region", c_.self.name},
+                        {"public_key", Base64Encode(c_.keys.SigningPublicKey())},
+                        {"verifier_key", crypto::NoteVerifierKey("meridian/" + c_.self.name,
+                                                                 c_.keys.SigningPublicKey())},
+                        {"value", Base64Encode(c_.keys.Sign(bytes))}};
+    return doc;
   }
 
   HttpResponse UserCall(RouteId id, const accounts::Principal& p,
@@ -425,8 +567,19 @@ class Router final : public net::Handler {
     auto& acc = *c_.accounts;
     switch (id) {
       case RouteId::kMe: {
+        if (req.method == "DELETE") {
+          auto receipt = acc.DeleteUser(p);
+          if (!receipt.ok()) return HttpResponse::FromStatus(receipt.status());
+          log::Info("user_deleted", {});
+          return JsonOk(200, {{"receipt", Signed(std::move(receipt).value())}});
+        }
         auto me = acc.Me(p);
         return me.ok() ? JsonOk(200, *me) : HttpResponse::FromStatus(me.status());
+      }
+      case RouteId::kExport: {
+        auto doc = acc.Export(p);
+        return doc.ok() ? JsonOk(200, Signed(std::move(doc).value()))
+                        : HttpResponse::FromStatus(doc.status());
       }
       case RouteId::kRecordList: {
         auto keys = acc.ListRecords(p, params[0]);
@@ -458,7 +611,7 @@ class Router final : public net::Handler {
           auto list = acc.ListDevices(p);
           return list.ok() ? JsonOk(200, *list) : HttpResponse::FromStatus(list.status());
         }
-        auto body = ParseJsonObject(req.body);
+        auto body = OpenBody(req, nullptr);
         if (!body.ok()) return HttpResponse::FromStatus(body.status());
         auto dev = accounts::ParseDevice(*body);
         if (!dev.ok()) return HttpResponse::FromStatus(dev.status());
@@ -472,7 +625,10 @@ class Router final : public net::Handler {
   }
 
   NodeContext c_;
-  std::string regions_body_;
+  std::mutex peer_mu_;
+  std::map<std::string, Json> peer_keys_;
+  std::chrono::steady_clock::time_point peer_keys_at_;
+  ReplayCache replay_;
 };
 
 }  // namespace

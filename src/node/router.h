@@ -4,6 +4,7 @@
 // event loops; all blocking work goes to the worker pool.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -13,17 +14,24 @@
 #include "common/clock.h"
 #include "common/worker_pool.h"
 #include "config/cluster.h"
+#include "keys/keys.h"
 #include "net/http.h"
 #include "node/inter_region.h"
 #include "node/metrics.h"
 
 namespace meridian::node {
 
+// Signals the background job that rewraps data keys after a KEK rotation.
+using RewrapTrigger = std::function<void()>;
+
 struct NodeContext {
   const config::ClusterConfig& config;
   const config::RegionConfig& self;
-  const config::Secrets& secrets;
+  std::string admin_token;
+  keys::KeyProvider& keys;
+  std::string phone_key;         // cluster-wide phone pseudonym key
   accounts::Accounts* accounts;  // null in an edge region: it holds no personal data
+  RewrapTrigger rewrap;
   InterRegion& inter;
   Metrics& metrics;
   WorkerPool& workers;

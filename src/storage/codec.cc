@@ -17,6 +17,7 @@ class FramingCodec final : public ValueCodec {
     }
     return std::string(stored.substr(kTag.size()));
   }
+  Result<std::string> Shred(std::string_view) override { return std::string(); }
 };
 }  // namespace
 

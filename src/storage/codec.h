@@ -27,6 +27,9 @@ class ValueCodec {
   virtual ~ValueCodec() = default;
   virtual Result<std::string> Seal(const CodecContext& ctx, std::string_view plaintext) = 0;
   virtual Result<std::string> Open(const CodecContext& ctx, std::string_view stored) = 0;
+  // Crypto-shredding: makes every value of the user unreadable for good. Returns the id of
+  // the destroyed key ("" when the codec holds no per-user key).
+  virtual Result<std::string> Shred(std::string_view user_id) = 0;
 };
 
 // Version-tagged framing without encryption (until the envelope codec lands).

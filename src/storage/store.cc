@@ -24,6 +24,8 @@ std::string_view SpaceName(Space s) {
       return "commerce";
     case Space::kPublic:
       return "public";
+    case Space::kKeys:
+      return "keys";
   }
   return "meta";
 }
@@ -32,6 +34,7 @@ policy::DataClass ClassOf(Space s) {
   switch (s) {
     case Space::kPlacement:
     case Space::kDirectory:
+    case Space::kKeys:
       return policy::DataClass::kPseudonym;
     case Space::kIdentity:
       return policy::DataClass::kIdentity;
@@ -80,6 +83,7 @@ class ResidencyGuard final : public Store {
   Status Scan(Space space, std::string_view prefix, const ScanFn& fn) override {
     return inner_->Scan(space, prefix, fn);
   }
+  Status Purge(Space space) override { return inner_->Purge(space); }
 
   Status Write(const WriteBatch& batch) override {
     for (const auto& op : batch.ops()) {

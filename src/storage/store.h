@@ -27,8 +27,9 @@ enum class Space : uint8_t {
   kContent,    // cloud records
   kCommerce,   // orders
   kPublic,     // catalog, sales
+  kKeys,       // per-user data keys, wrapped by the region's KEK
 };
-inline constexpr int kSpaceCount = 8;
+inline constexpr int kSpaceCount = 9;
 std::string_view SpaceName(Space s);
 policy::DataClass ClassOf(Space s);
 
@@ -62,6 +63,9 @@ class Store {
   virtual Status Write(const WriteBatch& batch) = 0;
   // Every key starting with `prefix`, in key order.
   virtual Status Scan(Space space, std::string_view prefix, const ScanFn& fn) = 0;
+  // Physically drops deleted values of a space from the engine's files (used after
+  // crypto-shredding, so a destroyed data key does not linger in old files).
+  virtual Status Purge(Space space) = 0;
 };
 using StorePtr = std::unique_ptr<Store>;
 

@@ -1,0 +1,64 @@
+// Envelope encryption of personal values: every user has a data key (DEK), stored only
+// wrapped by the region's KEK; every value is AES-256-GCM under the user's DEK with a
+// versioned header, and the associated data binds region, user, row and version, so a
+// ciphertext moved to another row, user or region does not open. Destroying the DEK
+// (crypto-shredding) makes every copy of the user's data unreadable.
+#pragma once
+
+#include <array>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "common/clock.h"
+#include "common/random.h"
+#include "keys/keys.h"
+#include "storage/codec.h"
+#include "storage/store.h"
+
+namespace meridian::keys {
+
+struct DekInfo {
+  std::string dek_id;  // hex, names the key in receipts (not secret)
+  uint32_t kek_version = 0;
+};
+
+class EnvelopeCodec final : public storage::ValueCodec {
+ public:
+  EnvelopeCodec(KeyProvider& keys, storage::Store& store, Random& random, const Clock& clock,
+                int64_t cache_ttl_ms = 60'000, size_t cache_max = 10'000);
+
+  Result<std::string> Seal(const storage::CodecContext& ctx, std::string_view plaintext) override;
+  Result<std::string> Open(const storage::CodecContext& ctx, std::string_view stored) override;
+
+  Result<std::string> Shred(std::string_view user_id) override;
+  Result<std::optional<DekInfo>> DekOf(std::string_view user_id);
+  // Crypto-shredding: deletes the wrapped DEK (and purges it from the engine's files).
+  Result<std::optional<DekInfo>> DestroyUserKey(std::string_view user_id);
+  // Rewraps every DEK not under the primary KEK; returns how many it rewrapped.
+  Result<int64_t> RewrapAll();
+  // DEKs still wrapped under `kek_version`.
+  Result<int64_t> CountUnder(uint32_t kek_version);
+
+ private:
+  struct Dek {
+    std::string key;
+    std::string id;
+    uint32_t kek_version = 0;
+    int64_t expires_ms = 0;
+  };
+  Result<Dek> LoadDek(std::string_view user_id, bool create);
+  std::mutex& StripeFor(std::string_view user_id);
+
+  KeyProvider& keys_;
+  storage::Store& store_;
+  Random& random_;
+  const Clock& clock_;
+  int64_t cache_ttl_ms_;
+  size_t cache_max_;
+  std::mutex cache_mu_;
+  std::map<std::string, Dek, std::less<>> cache_;
+  std::array<std::mutex, 32> stripes_;
+};
+
+}  // namespace meridian::keys
