@@ -1,55 +1,28 @@
 // The `meridian` command: parses arguments and calls into the library, nothing else.
-#include <unistd.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
-#include "config/cluster.h"
 #include "dev/dev.h"
 #include "node/node.h"
-#include "policy/policy.h"
+#include "tools/tools.h"
 
 #ifndef MERIDIAN_VERSION
 #define MERIDIAN_VERSION "dev"
 #endif
 
 namespace {
-
 std::string SelfExe(const char* argv0) {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
   return ec ? std::string(argv0) : p.string();
 }
-
-int PolicyCheck(const std::string& file, const std::string& cluster) {
-  using namespace meridian;
-  std::vector<policy::Diagnostic> diags;
-  policy::RegionRoles roles = policy::BuiltinRegionRoles();
-  if (!cluster.empty()) {
-    auto cfg = config::Load(cluster, &diags);
-    if (!cfg.ok()) {
-      for (const auto& d : diags) std::fprintf(stderr, "%s\n", d.ToString().c_str());
-      return 1;
-    }
-    roles = cfg->Roles();
-  }
-  auto p = policy::Load(file, roles, &diags);
-  if (!p.ok()) {
-    for (const auto& d : diags) std::fprintf(stderr, "%s\n", d.ToString().c_str());
-    return 1;
-  }
-  std::printf("%s: ok (policy \"%s\" version %lld, %zu countries listed, default %s)\n",
-              file.c_str(), p->name().c_str(), static_cast<long long>(p->version()),
-              p->countries().size(), p->default_region().c_str());
-  return 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
+  using meridian::tools::ClientArgs;
   CLI::App app{"Meridian: multi-region data residency and flash sales"};
   app.require_subcommand(1);
 
@@ -60,11 +33,11 @@ int main(int argc, char** argv) {
 
   meridian::dev::DevOptions dev_opts;
   bool no_latency = false;
+  bool write_only = false;
   auto* dev = app.add_subcommand("dev", "Start the local four-region cluster on loopback");
   dev->add_option("--dir", dev_opts.dir, "data folder")->capture_default_str();
   dev->add_option("--base-port", dev_opts.base_port,
-                  "first port (beijing, oregon, singapore, "
-                  "california follow)")
+                  "first port (beijing, oregon, singapore, california follow)")
       ->capture_default_str()
       ->check(CLI::Range(1, 65532));
   dev->add_flag("--plaintext", dev_opts.plaintext, "plain HTTP instead of TLS");
@@ -74,8 +47,7 @@ int main(int argc, char** argv) {
   dev->add_option("--io-threads", dev_opts.io_threads, "event loops per node")
       ->capture_default_str()
       ->check(CLI::Range(1, 16));
-  bool write_only = false;
-  dev->add_flag("--write-config", write_only, "write the cluster files and exit");
+  dev->add_flag("--write-config", write_only, "write the cluster files and keystores, then exit");
 
   auto* pol = app.add_subcommand("policy", "Residency policy tools");
   pol->require_subcommand(1);
@@ -83,6 +55,43 @@ int main(int argc, char** argv) {
   auto* check = pol->add_subcommand("check", "Validate a policy file (or builtin name)");
   check->add_option("file", policy_file, "policy TOML file, or current/legacy")->required();
   check->add_option("--config", policy_cluster, "check region names against this cluster");
+
+  auto* keys = app.add_subcommand("keys", "Keystores: init, rotate, status");
+  keys->require_subcommand(1);
+  std::string keys_config, keys_region;
+  auto* kinit = keys->add_subcommand("init", "Create the cluster's missing keystores");
+  kinit->add_option("--config", keys_config, "cluster config")->required();
+  auto* krotate = keys->add_subcommand("rotate", "Make a new KEK version primary");
+  auto* kstatus = keys->add_subcommand("status", "Show key versions and public keys");
+  for (auto* sub : {krotate, kstatus}) {
+    sub->add_option("--config", keys_config, "cluster config")->required();
+    sub->add_option("--region", keys_region, "region")->required();
+  }
+
+  ClientArgs ca;
+  auto* client = app.add_subcommand("client", "Talk to a cluster as a user (seals by default)");
+  client->require_subcommand(1);
+  client->add_option("--url", ca.url, "any node's URL")->required();
+  client->add_option("--ca", ca.ca_file, "CA certificate for https");
+  client->add_option("--token", ca.token, "bearer token from register or login");
+  client->add_flag("--plain", ca.plain, "send identifiers unsealed");
+  auto* creg = client->add_subcommand("register", "Create an account");
+  creg->add_option("--country", ca.country)->required();
+  creg->add_option("--phone", ca.phone)->required();
+  creg->add_option("--password", ca.password)->required();
+  creg->add_option("--name", ca.name);
+  creg->add_option("--email", ca.email);
+  auto* clogin = client->add_subcommand("login", "Log in");
+  clogin->add_option("--phone", ca.phone)->required();
+  clogin->add_option("--password", ca.password)->required();
+  auto* cme = client->add_subcommand("me", "Show the profile");
+  auto* cput = client->add_subcommand("put", "Store a record");
+  auto* cget = client->add_subcommand("get", "Read a record");
+  for (auto* sub : {cput, cget}) {
+    sub->add_option("collection", ca.collection)->required();
+    sub->add_option("key", ca.key)->required();
+  }
+  cput->add_option("body", ca.body)->required();
 
   app.add_subcommand("version", "Print the version");
 
@@ -94,7 +103,15 @@ int main(int argc, char** argv) {
     dev_opts.self_exe = SelfExe(argv[0]);
     return write_only ? meridian::dev::WriteCluster(dev_opts) : meridian::dev::RunDev(dev_opts);
   }
-  if (check->parsed()) return PolicyCheck(policy_file, policy_cluster);
+  if (check->parsed()) return meridian::tools::PolicyCheck(policy_file, policy_cluster);
+  if (kinit->parsed()) return meridian::tools::KeysInit(keys_config);
+  if (krotate->parsed()) return meridian::tools::KeysRotate(keys_config, keys_region);
+  if (kstatus->parsed()) return meridian::tools::KeysStatus(keys_config, keys_region);
+  if (creg->parsed()) return meridian::tools::ClientRegister(ca);
+  if (clogin->parsed()) return meridian::tools::ClientLogin(ca);
+  if (cme->parsed()) return meridian::tools::ClientMe(ca);
+  if (cput->parsed()) return meridian::tools::ClientPut(ca);
+  if (cget->parsed()) return meridian::tools::ClientGet(ca);
   std::printf("meridian %s\n", MERIDIAN_VERSION);
   return 0;
 }

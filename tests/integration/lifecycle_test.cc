@@ -113,6 +113,11 @@ TEST(LifecycleTest, EverySubcommandHasHelp) {
                    {"node", "--help"},
                    {"dev", "--help"},
                    {"policy", "check", "--help"},
+                   {"keys", "init", "--help"},
+                   {"keys", "rotate", "--help"},
+                   {"keys", "status", "--help"},
+                   {"client", "--help"},
+                   {"client", "register", "--help"},
                    {"version"}}) {
     std::vector<std::string> args = {MERIDIAN_BIN};
     args.insert(args.end(), sub.begin(), sub.end());
@@ -120,6 +125,43 @@ TEST(LifecycleTest, EverySubcommandHasHelp) {
     EXPECT_EQ(o.exit_code, 0) << o.text;
     EXPECT_FALSE(o.text.empty());
   }
+}
+
+TEST(LifecycleTest, KeysAndClientCommands) {
+  TestCluster c;
+  const std::string cfg = c.dir() + "/cluster.toml";
+  auto status = RunCommand({MERIDIAN_BIN, "keys", "status", "--config", cfg, "--region", "oregon"});
+  ASSERT_EQ(status.exit_code, 0) << status.text;
+  auto j = ParseJsonObject(status.text);
+  ASSERT_TRUE(j.ok()) << status.text;
+  EXPECT_EQ((*j)["primary_kek_version"], 1);
+  EXPECT_EQ((*j)["hpke"][0]["key_id"], 16);  // oregon is region 1: ids 16..31
+  EXPECT_EQ(RunCommand({MERIDIAN_BIN, "keys", "init", "--config", cfg}).exit_code, 0);
+  auto rotated = RunCommand({MERIDIAN_BIN, "keys", "rotate", "--config", cfg, "--region", "oregon"});
+  EXPECT_EQ(rotated.exit_code, 0) << rotated.text;
+  status = RunCommand({MERIDIAN_BIN, "keys", "status", "--config", cfg, "--region", "oregon"});
+  EXPECT_EQ((*ParseJsonObject(status.text))["primary_kek_version"], 2);
+
+  c.Start();
+  const std::string edge = c.Url("california");
+  auto reg = RunCommand({MERIDIAN_BIN, "client", "--url", edge, "register", "--country", "US",
+                         "--phone", "+1 650 253 0009", "--password", "correct horse battery"});
+  ASSERT_EQ(reg.exit_code, 0) << reg.text;
+  EXPECT_EQ((*ParseJsonObject(reg.text))["home_region"], "oregon");
+  auto login = RunCommand({MERIDIAN_BIN, "client", "--url", edge, "login", "--phone",
+                           "+16502530009", "--password", "correct horse battery"});
+  ASSERT_EQ(login.exit_code, 0) << login.text;
+  std::string token = (*ParseJsonObject(login.text))["token"];
+  EXPECT_EQ(RunCommand({MERIDIAN_BIN, "client", "--url", edge, "--token", token, "put", "notes",
+                        "k", "from the command line"})
+                .exit_code,
+            0);
+  auto get = RunCommand({MERIDIAN_BIN, "client", "--url", edge, "--token", token, "get", "notes", "k"});
+  EXPECT_EQ(get.text, "from the command line\n");
+  auto me = RunCommand({MERIDIAN_BIN, "client", "--url", edge, "--token", token, "me"});
+  EXPECT_NE(me.text.find("+16502530009"), std::string::npos) << me.text;
+  auto bad = RunCommand({MERIDIAN_BIN, "keys", "status", "--config", cfg, "--region", "mars"});
+  EXPECT_NE(bad.exit_code, 0);
 }
 
 std::vector<pid_t> ChildrenOf(pid_t parent) {
