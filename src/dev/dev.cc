@@ -116,9 +116,19 @@ pid_t Spawn(const std::string& exe, const std::string& config, const std::string
   _exit(127);
 }
 
-bool WaitHealthy(net::HttpClient& client, const std::string& url, std::chrono::seconds limit) {
+// Polls the node's health until it answers, the limit passes, or a child exits.
+bool WaitHealthy(net::HttpClient& client, const std::string& url, std::chrono::seconds limit,
+                 std::map<pid_t, std::string>& children) {
   auto deadline = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    pid_t dead = waitpid(-1, &status, WNOHANG);
+    if (dead > 0 && children.count(dead)) {
+      std::fprintf(stderr, "meridian dev: the %s node exited during start-up\n",
+                   children[dead].c_str());
+      children.erase(dead);
+      return false;
+    }
     net::ClientCall call;
     call.base_url = url;
     call.request.method = "GET";
@@ -222,7 +232,7 @@ int RunDev(const DevOptions& o) {
   auto client = net::MakeClient(copts);
   bool healthy = client.ok();
   for (const auto& r : cfg->regions) {
-    if (healthy && !WaitHealthy(**client, r.url, std::chrono::seconds(30))) {
+    if (healthy && !WaitHealthy(**client, r.url, std::chrono::seconds(30), children)) {
       std::fprintf(stderr, "meridian dev: the %s node did not become healthy; see %s/node.log\n",
                    r.name.c_str(), r.data_dir.c_str());
       healthy = false;

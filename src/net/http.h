@@ -25,6 +25,8 @@ struct HttpRequest {
   Headers headers;
   std::string body;
   std::string remote;  // peer address
+  // The common name of a verified TLS client certificate (mutual TLS), else empty.
+  std::string peer_identity;
 
   std::string_view Header(std::string_view lower_name) const;
   void SetHeader(std::string_view lower_name, std::string value);
@@ -65,6 +67,9 @@ struct ServerOptions {
   bool tls = false;
   std::string cert_file;
   std::string key_file;
+  // When set, clients may present a certificate from this CA (mutual TLS); a verified one
+  // names the peer in HttpRequest::peer_identity. Clients without one are still served.
+  std::string client_ca_file;
   size_t max_header_bytes = 8 * 1024;
   std::chrono::milliseconds read_timeout{10'000};  // to receive one whole request
   std::chrono::milliseconds shutdown_grace{10'000};

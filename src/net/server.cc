@@ -133,6 +133,7 @@ class Session : public SessionBase {
     beast::error_code ec;
     auto ep = Lowest().socket().remote_endpoint(ec);
     if (!ec) req.remote = ep.address().to_string();
+    req.peer_identity = peer_identity_;
     Lowest().expires_never();  // the handler may take its time; the write gets a deadline
     sh_.handler.Handle(std::move(req), [self = Self().shared_from_this()](HttpResponse r) {
       auto exec = self->Executor();
@@ -193,6 +194,7 @@ class Session : public SessionBase {
   bool reading_ = false;
   bool keep_alive_ = true;
   bool linger_ = false;
+  std::string peer_identity_;
   std::unique_ptr<std::array<char, 16 * 1024>> drain_;  // only while lingering
 };
 
@@ -232,9 +234,25 @@ class TlsSession final : public Session<TlsSession> {
     stream_.async_handshake(ssl::stream_base::server,
                             [self = shared_from_this()](beast::error_code ec) {
                               if (ec) return self->CloseNow();
+                              self->ReadPeerIdentity();
                               self->DoRead();
                             });
   }
+  // The verified client certificate's common name (OpenSSL verified the chain).
+  void ReadPeerIdentity() {
+    SSL* ssl = stream_.native_handle();
+    X509* cert = SSL_get1_peer_certificate(ssl);
+    if (cert == nullptr) return;
+    if (SSL_get_verify_result(ssl) == X509_V_OK) {
+      char cn[256] = {0};
+      if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn,
+                                    sizeof cn) > 0) {
+        peer_identity_ = cn;
+      }
+    }
+    X509_free(cert);
+  }
+
   void CloseNow() {
     beast::error_code ec;
     beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -264,6 +282,11 @@ class Server final : public HttpServer {
       tls_->use_certificate_chain_file(o.cert_file, ec);
       if (!ec) tls_->use_private_key_file(o.key_file, ssl::context::pem, ec);
       if (ec) return Error(Code::kInternal, "cannot load the node's TLS certificate or key");
+      if (!o.client_ca_file.empty()) {
+        tls_->load_verify_file(o.client_ca_file, ec);
+        if (ec) return Error(Code::kInternal, "cannot load the client CA file");
+        tls_->set_verify_mode(ssl::verify_peer);  // optional: no fail_if_no_peer_cert
+      }
     }
     beast::error_code ec;
     auto addr = asio::ip::make_address(o.host, ec);

@@ -149,7 +149,12 @@ int RunNode(const std::string& config_path, const std::string& region) {
 
   Metrics metrics(region);
   net::ClientOptions copts;
-  if (cfg->tls) copts.ca_file = cfg->ca_file;
+  if (cfg->tls) {
+    copts.ca_file = cfg->ca_file;
+    // Mutual TLS between regions: this node proves which region it is.
+    copts.cert_file = self->cert_file;
+    copts.key_file = self->key_file;
+  }
   auto client = net::MakeClient(copts);
   if (!client.ok()) {
     std::fprintf(stderr, "meridian node: %s\n", client.status().ToString().c_str());
@@ -179,6 +184,7 @@ int RunNode(const std::string& config_path, const std::string& region) {
   sopts.tls = cfg->tls;
   sopts.cert_file = self->cert_file;
   sopts.key_file = self->key_file;
+  if (cfg->tls) sopts.client_ca_file = cfg->ca_file;
   sopts.max_header_bytes = cfg->knobs.max_header_bytes;
   sopts.read_timeout = std::chrono::milliseconds(cfg->knobs.read_timeout_ms);
   sopts.shutdown_grace = std::chrono::milliseconds(cfg->knobs.shutdown_grace_ms);

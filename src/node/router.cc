@@ -214,6 +214,8 @@ class Router final : public net::Handler {
 
  private:
   bool IsInternal(const HttpRequest& req) const {
+    // With TLS, the caller must also prove with its certificate that it is a region.
+    if (c_.config.tls && c_.config.Find(req.peer_identity) == nullptr) return false;
     return crypto::ConstantTimeEquals(req.Header(kInternalHeader), c_.keys.InternalToken());
   }
   bool IsAdmin(const HttpRequest& req) const {

@@ -190,7 +190,7 @@ class DevSupervisorTest : public ::testing::Test {
     dir_ = ports.dir() + "-dev";
     pid_ = fork();
     if (pid_ == 0) {
-      int fd = ::open("/dev/null", O_WRONLY);
+      int fd = ::open((dir_ + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       dup2(fd, STDOUT_FILENO);
       dup2(fd, STDERR_FILENO);
       execl(MERIDIAN_BIN, MERIDIAN_BIN, "dev", "--plaintext", "--no-latency", "--dir", dir_.c_str(),
@@ -202,7 +202,11 @@ class DevSupervisorTest : public ::testing::Test {
     client_ = std::move(client).value();
     auto deadline = std::chrono::steady_clock::now() + 30s;
     while (std::chrono::steady_clock::now() < deadline) {
-      if (Healthy(base_port_ + 3) && Healthy(base_port_)) return;
+      // Up once dev printed its table (it has seen every node healthy).
+      if (config::ReadFileOr(dir_ + ".out").find("Ctrl-C stops every node") != std::string::npos) {
+        ASSERT_TRUE(Healthy(base_port_) && Healthy(base_port_ + 3));
+        return;
+      }
       std::this_thread::sleep_for(50ms);
     }
     FAIL() << "meridian dev did not come up";
@@ -234,6 +238,7 @@ class DevSupervisorTest : public ::testing::Test {
     for (pid_t child : children_) kill(child, SIGKILL);
     std::error_code ec;
     fs::remove_all(dir_, ec);
+    fs::remove(dir_ + ".out", ec);
   }
   pid_t pid_ = 0;
   int base_port_ = 0;

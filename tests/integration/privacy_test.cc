@@ -13,6 +13,8 @@
 #include "crypto/crypto.h"
 #include "crypto/hpke.h"
 #include "integration/helpers.h"
+#include "keys/keys.h"
+#include "common/random.h"
 #include "sdk/client.h"
 
 namespace meridian::testing {
@@ -290,6 +292,46 @@ TEST(PrivacyTest, WrongKeystoreSecretStopsTheNodeWithAClearMessage) {
   EXPECT_EQ(WEXITSTATUS(status), 2);
   EXPECT_NE(config::ReadFileOr(out).find("wrong secret"), std::string::npos)
       << config::ReadFileOr(out);
+}
+
+}  // namespace
+}  // namespace meridian::testing
+
+namespace meridian::testing {
+namespace {
+
+TEST(PrivacyTest, InternalEndpointsNeedARegionCertificateAndCredential) {
+  TestCluster c({.tls = true});
+  c.Start();
+  std::vector<policy::Diagnostic> diags;
+  auto cfg = config::Load(c.dir() + "/cluster.toml", &diags);
+  ASSERT_TRUE(cfg.ok());
+  auto ks = keys::OpenRegionKeystore(*cfg, "oregon", SystemRandom::Instance());
+  ASSERT_TRUE(ks.ok()) << ks.status().ToString();
+  const std::string target = "/internal/v1/keys";
+  net::Headers creds = {{"x-meridian-internal", (*ks)->InternalToken()}};
+  // The right credential without a client certificate: refused.
+  auto no_cert = c.Call("singapore", "GET", target, "", creds);
+  EXPECT_EQ(no_cert.status, 401) << no_cert.body;
+  // With oregon's certificate from the cluster CA: served.
+  auto client = net::MakeClient({c.dir() + "/ca.pem", c.dir() + "/tls/oregon.pem",
+                                 c.dir() + "/tls/oregon.key"});
+  ASSERT_TRUE(client.ok());
+  net::ClientCall call;
+  call.base_url = c.Url("singapore");
+  call.request.method = "GET";
+  call.request.target = target;
+  call.request.headers = creds;
+  auto with_cert = (*client)->SendSync(call);
+  ASSERT_TRUE(with_cert.ok()) << with_cert.status().ToString();
+  EXPECT_EQ(with_cert->status, 200) << with_cert->body;
+  // A certificate but the wrong credential: refused.
+  call.request.headers = {{"x-meridian-internal", "not-it"}};
+  EXPECT_EQ((*client)->SendSync(call)->status, 401);
+  // Forwarding between regions works over mutual TLS.
+  TestUser u{"IN", "+91 98765 55555", "+919876555555", "singapore", "M", "m@example.in"};
+  RegisterVia(c, "california", u);
+  EXPECT_EQ(c.Call("beijing", "GET", "/v1/me", "", Bearer(u.token)).status, 200);
 }
 
 }  // namespace
