@@ -85,8 +85,8 @@ Issued Accounts::IssueFor(const std::string& uid, int64_t token_epoch) {
 Result<Issued> Accounts::Register(const RegisterRequest& req) {
   // Hash first: it is the slow part and needs no lock.
   ASSIGN_OR_RETURN(auto pw_hash,
-                   crypto::HashPassword(req.password, settings_.dev_fast_password_hashing));
-  const std::string pseudonym = PhonePseudonym(keys_.directory_key, req.phone);
+                   crypto::HashPassword(req.password.value, settings_.dev_fast_password_hashing));
+  const std::string pseudonym = PhonePseudonym(keys_.directory_key, req.phone.value);
   const std::string dir_key = DirectoryKey(pseudonym);
   const std::string uid = "u_" + random_.Hex(16);
 
@@ -117,8 +117,8 @@ Result<Issued> Accounts::Register(const RegisterRequest& req) {
   }
 
   const int64_t now = clock_.NowMs();
-  Json profile = {{"country", req.country},   {"phone", req.phone},
-                  {"name", req.name},         {"email", req.email},
+  Json profile = {{"country", req.country},   {"phone", req.phone.value},
+                  {"name", req.name.value},   {"email", req.email.value},
                   {"password_hash", pw_hash}, {"created_at", FormatRfc3339(now)}};
   storage::Placement placement{settings_.region, "active", 1, 1};
   const std::string pkey = ProfileKey(uid);
@@ -148,19 +148,19 @@ Result<Json> Accounts::LoadProfile(std::string_view uid) {
 
 Result<Issued> Accounts::Login(const LoginRequest& req) {
   const Status bad(Code::kUnauthenticated, "phone or password is wrong");
-  ASSIGN_OR_RETURN(auto uid, FindPhone(PhonePseudonym(keys_.directory_key, req.phone)));
+  ASSIGN_OR_RETURN(auto uid, FindPhone(PhonePseudonym(keys_.directory_key, req.phone.value)));
   ASSIGN_OR_RETURN(auto placement, PlacementOf(uid.value_or("")));
   if (!uid || !placement || placement->region != settings_.region) {
     // Same cost as a real check, so timing does not tell registered numbers apart.
     (void)crypto::VerifyPassword(
         "$argon2id$v=19$m=8,t=1,p=1$AAAAAAAAAAAAAAAAAAAAAA$"
         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-        req.password);
+        req.password.value);
     return bad;
   }
   ASSIGN_OR_RETURN(auto profile, LoadProfile(*uid));
   auto hash = profile.value("password_hash", std::string());
-  if (!crypto::VerifyPassword(hash, req.password)) return bad;
+  if (!crypto::VerifyPassword(hash, req.password.value)) return bad;
   return IssueFor(*uid, placement->token_epoch);
 }
 
@@ -280,10 +280,10 @@ Status Accounts::DeleteRecord(const Principal& p, std::string_view collection,
 
 Result<std::string> Accounts::AddDevice(const Principal& p, const DeviceRequest& req) {
   // The pseudonym is over the IMEI without its check digit (the identifying part).
-  const std::string device_id = "d_" + NamePseudonym("device", req.imei.substr(0, 14));
+  const std::string device_id = "d_" + NamePseudonym("device", req.imei.value.substr(0, 14));
   const std::string dk = p.user_id + "/" + device_id;
   Json dev = {{"device_id", device_id},
-              {"imei", req.imei},
+              {"imei", req.imei.value},
               {"model", req.model},
               {"added_at", FormatRfc3339(clock_.NowMs())}};
   ASSIGN_OR_RETURN(auto sealed,

@@ -80,17 +80,18 @@ Result<RegisterRequest> ParseRegister(const Json& body) {
   ASSIGN_OR_RETURN(r.country, RequireString(body, "country", 8));
   RETURN_IF_ERROR(ValidateCountry(r.country));
   ASSIGN_OR_RETURN(auto phone, RequireString(body, "phone", 64));
-  ASSIGN_OR_RETURN(r.phone, NormalizePhone(phone, r.country));
-  ASSIGN_OR_RETURN(r.password, RequireString(body, "password", 1024));
-  RETURN_IF_ERROR(ValidatePassword(r.password));
+  ASSIGN_OR_RETURN(r.phone.value, NormalizePhone(phone, r.country));
+  ASSIGN_OR_RETURN(r.password.value, RequireString(body, "password", 1024));
+  RETURN_IF_ERROR(ValidatePassword(r.password.value));
   ASSIGN_OR_RETURN(auto name, OptionalString(body, "name", 256));
-  r.name = name.value_or("");
+  r.name.value = name.value_or("");
   ASSIGN_OR_RETURN(auto email, OptionalString(body, "email", 254));
-  r.email = email.value_or("");
-  if (!r.email.empty()) {
-    size_t at = r.email.find('@');
-    if (at == 0 || at == std::string::npos || at + 1 >= r.email.size() ||
-        r.email.find_first_of(" \t\r\n") != std::string::npos) {
+  r.email.value = email.value_or("");
+  if (!r.email.value.empty()) {
+    const std::string& e = r.email.value;
+    size_t at = e.find('@');
+    if (at == 0 || at == std::string::npos || at + 1 >= e.size() ||
+        e.find_first_of(" \t\r\n") != std::string::npos) {
       return Error(Code::kInvalidField, "email is not a valid address");
     }
   }
@@ -101,15 +102,15 @@ Result<LoginRequest> ParseLogin(const Json& body) {
   LoginRequest r;
   ASSIGN_OR_RETURN(auto phone, RequireString(body, "phone", 64));
   // A login names no country: the number must be in international form (or be resolvable).
-  ASSIGN_OR_RETURN(r.phone, NormalizePhone(phone, "ZZ"));
-  ASSIGN_OR_RETURN(r.password, RequireString(body, "password", 1024));
+  ASSIGN_OR_RETURN(r.phone.value, NormalizePhone(phone, "ZZ"));
+  ASSIGN_OR_RETURN(r.password.value, RequireString(body, "password", 1024));
   return r;
 }
 
 Result<DeviceRequest> ParseDevice(const Json& body) {
   DeviceRequest r;
-  ASSIGN_OR_RETURN(r.imei, RequireString(body, "imei", 32));
-  if (!IsValidImei(r.imei)) {
+  ASSIGN_OR_RETURN(r.imei.value, RequireString(body, "imei", 32));
+  if (!IsValidImei(r.imei.value)) {
     return Error(Code::kInvalidImei, "imei must be 15 digits with a valid Luhn check digit");
   }
   ASSIGN_OR_RETURN(auto model, OptionalString(body, "model", 128));

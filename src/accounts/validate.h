@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "common/json.h"
+#include "common/log.h"
 #include "common/status.h"
 
 namespace meridian::accounts {
@@ -27,24 +28,28 @@ Status ValidatePassword(std::string_view password);
 // Record collection and key names: 1..256 bytes, no "..", "/" or NUL.
 Status ValidateRecordName(std::string_view name, std::string_view what);
 
+// Personal values travel in Redacted<>: formatting one prints "[redacted]", so a request
+// can never be logged by accident; code that needs the value says `.value`.
+using Personal = Redacted<std::string>;
+
 struct RegisterRequest {
   std::string country;
-  std::string phone;  // E.164
-  std::string password;
-  std::string name;
-  std::string email;
+  Personal phone;  // E.164
+  Personal password;
+  Personal name;
+  Personal email;
 };
 // Validates a registration body (the plain form).
 Result<RegisterRequest> ParseRegister(const Json& body);
 
 struct LoginRequest {
-  std::string phone;  // E.164
-  std::string password;
+  Personal phone;  // E.164
+  Personal password;
 };
 Result<LoginRequest> ParseLogin(const Json& body);
 
 struct DeviceRequest {
-  std::string imei;
+  Personal imei;
   std::string model;
 };
 Result<DeviceRequest> ParseDevice(const Json& body);

@@ -251,8 +251,9 @@ class Router final : public net::Handler {
           return done(HttpResponse::FromStatus(
               Error(Code::kUnauthenticated, "this call needs the cluster's admin token")));
         }
-        return OnWorker(std::move(done), [this, id = route.id, params = std::move(params)] {
-          return id == RouteId::kAdminRotate ? RotateKek() : AdminPlacement(params[0]);
+        return OnWorker(std::move(done), [this, id = route.id, params = std::move(params),
+                                          body = std::move(req.body)] {
+          return id == RouteId::kAdminRotate ? Rotate(body) : AdminPlacement(params[0]);
         });
       case Access::kInternal:
         if (!IsInternal(req)) {
@@ -421,7 +422,7 @@ class Router final : public net::Handler {
     if (forward_to) return ForwardSync(*forward_to, req);
     auto parsed = accounts::ParseLogin(*body);
     if (!parsed.ok()) return HttpResponse::FromStatus(parsed.status());
-    std::string pseudonym = accounts::PhonePseudonym(c_.phone_key, parsed->phone);
+    std::string pseudonym = accounts::PhonePseudonym(c_.phone_key, parsed->phone.value);
     if (c_.accounts != nullptr) {
       auto here = c_.accounts->FindPhone(pseudonym);
       if (!here.ok()) return HttpResponse::FromStatus(here.status());
@@ -462,12 +463,32 @@ class Router final : public net::Handler {
     return HttpResponse::FromStatus(Error(Code::kNotFound, "no region knows this user"));
   }
 
-  HttpResponse RotateKek() {
+  // Rotates the KEK; with {"hpke": true} also the HPKE key pair, whose previous key id
+  // stays valid for a day so messages sealed to it still open.
+  HttpResponse Rotate(const std::string& body) {
+    bool hpke = false;
+    if (!body.empty()) {
+      auto j = ParseJsonObject(body);
+      if (!j.ok()) return HttpResponse::FromStatus(j.status());
+      auto flag = j->find("hpke");
+      if (flag != j->end() && !flag->is_boolean()) {
+        return HttpResponse::FromStatus(Error(Code::kInvalidField, "'hpke' must be a boolean"));
+      }
+      hpke = flag != j->end() && flag->get<bool>();
+    }
+    Json out = Json::object();
+    if (hpke) {
+      auto key = c_.keys.RotateHpke(SystemClock::Instance().NowMs(), 24 * 3600 * 1000);
+      if (!key.ok()) return HttpResponse::FromStatus(key.status());
+      out["hpke_key_id"] = key->key_id;
+      log::Info("hpke_rotated", {{"key_id", std::to_string(key->key_id)}});
+    }
     auto v = c_.keys.RotateKek();
     if (!v.ok()) return HttpResponse::FromStatus(v.status());
     log::Info("kek_rotated", {{"kek_version", std::to_string(*v)}});
     c_.rewrap();  // data keys are rewrapped in the background; reads keep working
-    return JsonOk(200, {{"kek_version", *v}});
+    out["kek_version"] = *v;
+    return JsonOk(200, out);
   }
 
   HttpResponse Internal(RouteId id, const std::string& param) {

@@ -9,12 +9,12 @@
 #include <thread>
 
 #include "common/encoding.h"
+#include "common/random.h"
 #include "config/cluster.h"
 #include "crypto/crypto.h"
 #include "crypto/hpke.h"
 #include "integration/helpers.h"
 #include "keys/keys.h"
-#include "common/random.h"
 #include "sdk/client.h"
 
 namespace meridian::testing {
@@ -263,6 +263,26 @@ TEST(PrivacyTest, BadSealedMessagesAreRefused) {
   // Nothing of it was stored: the number registers afterwards.
   EXPECT_EQ(post(good).status, 201);
 
+  // HPKE rotation: the new key id is published, and a message sealed to the previous one
+  // still opens during the grace period.
+  auto rot = c.Call("singapore", "POST", "/v1/admin/keys/rotate", R"({"hpke":true})",
+                    Bearer(c.admin_token()));
+  ASSERT_EQ(rot.status, 200) << rot.body;
+  EXPECT_EQ(JsonOf(rot)["hpke_key_id"], key_id + 1);
+  auto fresh = JsonOf(c.Call("singapore", "GET", "/v1/regions"));
+  for (const auto& region : fresh["regions"]) {
+    if (region["name"] == "singapore") {
+      EXPECT_EQ(region["hpke_key_id"], key_id + 1);
+    }
+  }
+  Json reg2 = {
+      {"country", "IN"}, {"phone", "+91 90000 77778"}, {"password", "correct horse battery"}};
+  EXPECT_EQ(post(*crypto::hpke::SealMessage(key_id, pk, DumpJson(reg2))).status, 201);
+  EXPECT_EQ(c.Call("singapore", "POST", "/v1/admin/keys/rotate", R"({"hpke":"yes"})",
+                   Bearer(c.admin_token()))
+                .status,
+            400);
+
   // A replayed sealed login within the window.
   auto sealed_login = client->SealFor(
       "singapore", {{"phone", "+919000077777"}, {"password", "correct horse battery"}});
@@ -314,8 +334,8 @@ TEST(PrivacyTest, InternalEndpointsNeedARegionCertificateAndCredential) {
   auto no_cert = c.Call("singapore", "GET", target, "", creds);
   EXPECT_EQ(no_cert.status, 401) << no_cert.body;
   // With oregon's certificate from the cluster CA: served.
-  auto client = net::MakeClient({c.dir() + "/ca.pem", c.dir() + "/tls/oregon.pem",
-                                 c.dir() + "/tls/oregon.key"});
+  auto client = net::MakeClient(
+      {c.dir() + "/ca.pem", c.dir() + "/tls/oregon.pem", c.dir() + "/tls/oregon.key"});
   ASSERT_TRUE(client.ok());
   net::ClientCall call;
   call.base_url = c.Url("singapore");

@@ -2,6 +2,8 @@
 
 #include "accounts/validate.h"
 
+#include <fmt/format.h>
+
 namespace meridian::accounts {
 namespace {
 
@@ -77,7 +79,7 @@ TEST(ValidateTest, RegisterBodyChecksEveryField) {
   auto ok = ParseRegister(body(
       R"({"country":"IN","phone":"+91 98765 43210","password":"0123456789","name":"A","email":"a@b.in"})"));
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
-  EXPECT_EQ(ok->phone, "+919876543210");
+  EXPECT_EQ(ok->phone.value, "+919876543210");
   EXPECT_EQ(
       ParseRegister(body(R"({"country":"XX","phone":"+91 98765 43210","password":"0123456789"})"))
           .status()
@@ -105,6 +107,14 @@ TEST(ValidateTest, RegisterBodyChecksEveryField) {
           .status()
           .code(),
       Code::kInvalidField);
+}
+
+TEST(ValidateTest, PersonalValuesFormatAsRedacted) {
+  auto r = ParseRegister(*ParseJsonObject(
+      R"({"country":"IN","phone":"+91 98765 43210","password":"0123456789","email":"a@b.in"})"));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(fmt::format("{} {} {}", r->phone, r->password, r->email),
+            "[redacted] [redacted] [redacted]");
 }
 
 TEST(ValidateTest, JsonErrors) {
