@@ -4,13 +4,11 @@
 #include <memory>
 
 #include "crypto/crypto.h"
+#include "crypto/openssl_ptr.h"
 
 namespace meridian::crypto {
 namespace {
-struct CtxFree {
-  void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
-};
-using CtxPtr = std::unique_ptr<EVP_CIPHER_CTX, CtxFree>;
+using CtxPtr = CipherCtxPtr;
 const auto* U(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
 }  // namespace
 

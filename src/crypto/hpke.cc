@@ -12,22 +12,13 @@
 #include <memory>
 
 #include "common/encoding.h"
+#include "crypto/openssl_ptr.h"
 
 namespace meridian::crypto::hpke {
 namespace {
 
-template <auto Fn>
-struct Deleter {
-  template <typename T>
-  void operator()(T* p) const {
-    Fn(p);
-  }
-};
-using KeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
-using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, Deleter<EVP_PKEY_CTX_free>>;
-using KdfPtr = std::unique_ptr<EVP_KDF, Deleter<EVP_KDF_free>>;
-using KdfCtxPtr = std::unique_ptr<EVP_KDF_CTX, Deleter<EVP_KDF_CTX_free>>;
-using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, Deleter<EVP_CIPHER_CTX_free>>;
+using KdfPtr = OpenSslPtr<EVP_KDF, EVP_KDF_free>;
+using KdfCtxPtr = OpenSslPtr<EVP_KDF_CTX, EVP_KDF_CTX_free>;
 
 constexpr size_t kHashSize = 32;    // Nh of HKDF-SHA256
 constexpr size_t kSecretSize = 32;  // Nsecret of DHKEM(X25519)

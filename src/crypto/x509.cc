@@ -9,19 +9,12 @@
 #include <memory>
 
 #include "crypto/crypto.h"
+#include "crypto/openssl_ptr.h"
 
 namespace meridian::crypto {
 namespace {
-template <auto Fn>
-struct Deleter {
-  template <typename T>
-  void operator()(T* p) const {
-    Fn(p);
-  }
-};
-using KeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
-using CertPtr = std::unique_ptr<X509, Deleter<X509_free>>;
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO_free>>;
+using CertPtr = OpenSslPtr<X509, X509_free>;
+using BioPtr = OpenSslPtr<BIO, BIO_free>;
 
 Status Fail(const char* what) { return Error(Code::kInternal, std::string("x509: ") + what); }
 

@@ -31,6 +31,19 @@ std::unique_ptr<sdk::Client> Connect(const ClientArgs& a) {
   return std::move(c).value();
 }
 
+// The region's keystore, opened with the cluster's secret; prints why not.
+std::unique_ptr<keys::FileKeystore> OpenKeystore(const std::string& cluster,
+                                                 const std::string& region) {
+  auto cfg = LoadConfig(cluster);
+  if (!cfg.ok() || !crypto::Init().ok()) return nullptr;
+  auto ks = keys::OpenRegionKeystore(*cfg, region, SystemRandom::Instance());
+  if (!ks.ok()) {
+    PrintError(ks.status());
+    return nullptr;
+  }
+  return std::move(ks).value();
+}
+
 int PrintJson(const Result<Json>& r) {
   if (!r.ok()) {
     PrintError(r.status());
@@ -78,14 +91,9 @@ int KeysInit(const std::string& cluster) {
 }
 
 int KeysRotate(const std::string& cluster, const std::string& region) {
-  auto cfg = LoadConfig(cluster);
-  if (!cfg.ok() || !crypto::Init().ok()) return 1;
-  auto ks = keys::OpenRegionKeystore(*cfg, region, SystemRandom::Instance());
-  if (!ks.ok()) {
-    PrintError(ks.status());
-    return 2;
-  }
-  auto v = (*ks)->RotateKek();
+  auto ks = OpenKeystore(cluster, region);
+  if (!ks) return 2;
+  auto v = ks->RotateKek();
   if (!v.ok()) {
     PrintError(v.status());
     return 1;
@@ -96,27 +104,22 @@ int KeysRotate(const std::string& cluster, const std::string& region) {
 }
 
 int KeysStatus(const std::string& cluster, const std::string& region) {
-  auto cfg = LoadConfig(cluster);
-  if (!cfg.ok() || !crypto::Init().ok()) return 1;
-  auto ks = keys::OpenRegionKeystore(*cfg, region, SystemRandom::Instance());
-  if (!ks.ok()) {
-    PrintError(ks.status());
-    return 2;
-  }
+  auto ks = OpenKeystore(cluster, region);
+  if (!ks) return 2;
   Json kek_versions = Json::array();
-  for (uint32_t v : (*ks)->KekVersions()) kek_versions.push_back(v);
+  for (uint32_t v : ks->KekVersions()) kek_versions.push_back(v);
   Json hpke = Json::array();
-  for (const auto& h : (*ks)->HpkeKeys()) {
+  for (const auto& h : ks->HpkeKeys()) {
     hpke.push_back({{"key_id", h.key_id},
                     {"public_key", Base64UrlEncode(h.public_key)},
                     {"retire_at_ms", h.retire_at_ms}});
   }
   Json out = {{"region", region},
-              {"primary_kek_version", (*ks)->PrimaryKekVersion()},
+              {"primary_kek_version", ks->PrimaryKekVersion()},
               {"kek_versions", kek_versions},
               {"hpke", hpke},
               {"audit_verifier_key",
-               crypto::NoteVerifierKey("meridian/" + region, (*ks)->SigningPublicKey())}};
+               crypto::NoteVerifierKey("meridian/" + region, ks->SigningPublicKey())}};
   std::printf("%s\n", out.dump(2).c_str());
   return 0;
 }
