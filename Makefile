@@ -5,8 +5,10 @@ JOBS ?= 2
 DEV_ARGS ?=
 FUZZ_SECONDS ?= 20
 CMAKE_FLAGS ?=
+BENCH_MIN_TIME ?= 0.5
+BENCH_REPETITIONS ?= 5
 
-.PHONY: all deps build run test test-sanitize fuzz format clean
+.PHONY: all deps build run test test-sanitize fuzz bench-crypto format clean
 
 all: build
 
@@ -36,6 +38,13 @@ fuzz:
 	CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMERIDIAN_FUZZ=ON
 	cmake --build build-fuzz -j$(JOBS)
 	scripts/run-fuzzers build-fuzz/fuzz $(FUZZ_SECONDS)
+
+# Privacy micro-benchmarks (envelope encryption, HPKE, record put/get encrypted vs plaintext);
+# writes their section of BENCHMARKS.md. About a minute on 2 cores.
+bench-crypto: build
+	scripts/bench-crypto-report $(BUILD)/bench/meridian_bench_crypto \
+	  --benchmark_min_time=$(BENCH_MIN_TIME) --benchmark_repetitions=$(BENCH_REPETITIONS) \
+	  --benchmark_enable_random_interleaving=true
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
