@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -48,6 +49,25 @@ Result<std::string> AesGcmSeal(std::string_view key, std::string_view nonce, std
                                std::string_view plaintext);
 Result<std::string> AesGcmOpen(std::string_view key, std::string_view nonce, std::string_view aad,
                                std::string_view sealed);
+
+// An AES-256-GCM key prepared once (key schedule and GHASH tables) for many values: the
+// per-user data key of envelope encryption. Same format as AesGcmSeal/AesGcmOpen. Uses
+// libsodium's AES-NI implementation where the CPU has it, else OpenSSL.
+class AesGcmKey {
+ public:
+  explicit AesGcmKey(std::string_view key);
+  ~AesGcmKey();
+  AesGcmKey(const AesGcmKey&) = delete;
+  AesGcmKey& operator=(const AesGcmKey&) = delete;
+  Result<std::string> Seal(std::string_view nonce, std::string_view aad,
+                           std::string_view plaintext) const;
+  Result<std::string> Open(std::string_view nonce, std::string_view aad,
+                           std::string_view sealed) const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 // Ed25519 (libsodium): 64-byte secret key, 32-byte public key, 64-byte signatures.
 struct SigningKeyPair {

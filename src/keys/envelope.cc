@@ -32,8 +32,16 @@ std::string DekAad(std::string_view region, std::string_view user, std::string_v
 
 // The associated data of a value: its header and everything it belongs to.
 std::string ValueAad(std::string_view header, const storage::CodecContext& c) {
-  std::string aad(header);
-  aad += fmt::format("\n{}\n{}\n{}\n{}\n{}", c.region, c.user_id, c.collection, c.key, c.version);
+  std::string aad;
+  aad.reserve(header.size() + c.region.size() + c.user_id.size() + c.collection.size() +
+              c.key.size() + 32);
+  aad.append(header);
+  for (std::string_view part : {c.region, c.user_id, c.collection, c.key}) {
+    aad.push_back('\n');
+    aad.append(part);
+  }
+  aad.push_back('\n');
+  aad.append(std::to_string(c.version));
   return aad;
 }
 
@@ -43,6 +51,8 @@ Status Integrity(std::string_view what) {
   return Error(Code::kIntegrityError, "stored data failed its integrity check");
 }
 }  // namespace
+
+void EnvelopeCodec::Wipe(std::string& s) { sodium_memzero(s.data(), s.size()); }
 
 EnvelopeCodec::EnvelopeCodec(KeyProvider& keys, storage::Store& store, Random& random,
                              const Clock& clock, int64_t cache_ttl_ms, size_t cache_max)
@@ -57,22 +67,24 @@ std::mutex& EnvelopeCodec::StripeFor(std::string_view user_id) {
   return stripes_[std::hash<std::string_view>{}(user_id) % stripes_.size()];
 }
 
-Result<EnvelopeCodec::Dek> EnvelopeCodec::LoadDek(std::string_view user_id, bool create) {
+Result<EnvelopeCodec::DekPtr> EnvelopeCodec::LoadDek(std::string_view user_id, bool create) {
   const int64_t now = clock_.NowMs();
   {
     std::lock_guard lock(cache_mu_);
     auto it = cache_.find(user_id);
-    if (it != cache_.end() && it->second.expires_ms > now) return it->second;
+    if (it != cache_.end() && it->second->expires_ms > now) return it->second;
   }
   std::lock_guard user_lock(StripeFor(user_id));
   ASSIGN_OR_RETURN(auto row, store_.Get(storage::Space::kKeys, user_id));
-  Dek dek;
+  auto fresh = std::make_shared<Dek>();
+  Dek& dek = *fresh;
   if (row) {
     if (row->size() < kDekMagic.size() + 4 + kDekIdSize || row->substr(0, 3) != kDekMagic) {
       return Integrity("data key row malformed");
     }
     dek.kek_version = GetU32(std::string_view(*row).substr(3));
-    dek.id = HexEncode(row->substr(7, kDekIdSize));
+    dek.raw_id = row->substr(7, kDekIdSize);
+    dek.id = HexEncode(dek.raw_id);
     auto plain = keys_.Unwrap(dek.kek_version, std::string_view(*row).substr(7 + kDekIdSize),
                               DekAad(keys_.region(), user_id, dek.id));
     if (!plain.ok()) return Integrity("data key unwrap");
@@ -80,6 +92,7 @@ Result<EnvelopeCodec::Dek> EnvelopeCodec::LoadDek(std::string_view user_id, bool
   } else {
     if (!create) return Error(Code::kNotFound, "user has no data key");
     std::string raw_id = random_.Bytes(kDekIdSize);
+    dek.raw_id = raw_id;
     dek.id = HexEncode(raw_id);
     dek.key = random_.Bytes(32);
     dek.kek_version = keys_.PrimaryKekVersion();
@@ -93,10 +106,12 @@ Result<EnvelopeCodec::Dek> EnvelopeCodec::LoadDek(std::string_view user_id, bool
     RETURN_IF_ERROR(store_.Write(b));
   }
   dek.expires_ms = now + cache_ttl_ms_;
+  dek.prepared = std::make_unique<crypto::AesGcmKey>(dek.key);
+  DekPtr shared = std::move(fresh);
   std::lock_guard lock(cache_mu_);
   if (cache_.size() >= cache_max_) cache_.erase(cache_.begin());
-  cache_[std::string(user_id)] = dek;
-  return dek;
+  cache_[std::string(user_id)] = shared;
+  return shared;
 }
 
 Result<std::string> EnvelopeCodec::Seal(const storage::CodecContext& ctx,
@@ -106,12 +121,11 @@ Result<std::string> EnvelopeCodec::Seal(const storage::CodecContext& ctx,
   header.push_back(static_cast<char>(kAlgAes256Gcm));
   header.push_back(static_cast<char>(ctx.region.size()));
   header.append(ctx.region);
-  PutU32(header, dek.kek_version);
-  header += *HexDecode(dek.id);
+  PutU32(header, dek->kek_version);
+  header += dek->raw_id;
   std::string nonce = random_.Bytes(crypto::kGcmNonceSize);
   header += nonce;
-  ASSIGN_OR_RETURN(auto ct, crypto::AesGcmSeal(dek.key, nonce, ValueAad(header, ctx), plaintext));
-  sodium_memzero(dek.key.data(), dek.key.size());
+  ASSIGN_OR_RETURN(auto ct, dek->prepared->Seal(nonce, ValueAad(header, ctx), plaintext));
   return header + ct;
 }
 
@@ -129,10 +143,9 @@ Result<std::string> EnvelopeCodec::Open(const storage::CodecContext& ctx, std::s
   std::string_view nonce = stored.substr(5 + region_len + 4 + kDekIdSize, crypto::kGcmNonceSize);
   auto dek = LoadDek(ctx.user_id, /*create=*/false);
   if (!dek.ok()) return Integrity("no data key for the value's user");
-  if (HexEncode(dek_id) != dek->id) return Integrity("value under another data key");
-  auto plain = crypto::AesGcmOpen(dek->key, nonce, ValueAad(stored.substr(0, header_len), ctx),
-                                  stored.substr(header_len));
-  sodium_memzero(dek->key.data(), dek->key.size());
+  if (dek_id != (*dek)->raw_id) return Integrity("value under another data key");
+  auto plain = (*dek)->prepared->Open(nonce, ValueAad(stored.substr(0, header_len), ctx),
+                                      stored.substr(header_len));
   if (!plain.ok()) return Integrity("value authentication");
   return plain;
 }
@@ -143,7 +156,7 @@ Result<std::optional<DekInfo>> EnvelopeCodec::DekOf(std::string_view user_id) {
     if (dek.status().code() == Code::kNotFound) return std::optional<DekInfo>();
     return dek.status();
   }
-  return std::optional<DekInfo>(DekInfo{dek->id, dek->kek_version});
+  return std::optional<DekInfo>(DekInfo{(*dek)->id, (*dek)->kek_version});
 }
 
 Result<std::optional<DekInfo>> EnvelopeCodec::DestroyUserKey(std::string_view user_id) {
@@ -155,10 +168,7 @@ Result<std::optional<DekInfo>> EnvelopeCodec::DestroyUserKey(std::string_view us
     RETURN_IF_ERROR(store_.Write(b));
     std::lock_guard lock(cache_mu_);
     auto it = cache_.find(user_id);
-    if (it != cache_.end()) {
-      sodium_memzero(it->second.key.data(), it->second.key.size());
-      cache_.erase(it);
-    }
+    if (it != cache_.end()) cache_.erase(it);
   }
   RETURN_IF_ERROR(store_.Purge(storage::Space::kKeys));
   return info;

@@ -7,11 +7,13 @@
 
 #include <array>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 
 #include "common/clock.h"
 #include "common/random.h"
+#include "crypto/crypto.h"
 #include "keys/keys.h"
 #include "storage/codec.h"
 #include "storage/store.h"
@@ -43,11 +45,18 @@ class EnvelopeCodec final : public storage::ValueCodec {
  private:
   struct Dek {
     std::string key;
-    std::string id;
+    std::string id;      // hex
+    std::string raw_id;  // as in value headers
     uint32_t kek_version = 0;
     int64_t expires_ms = 0;
+    std::unique_ptr<crypto::AesGcmKey> prepared;  // the key, ready for many values
+    // The key bytes are wiped when the last holder lets go.
+    ~Dek() { Wipe(key); }
   };
-  Result<Dek> LoadDek(std::string_view user_id, bool create);
+  // Shared, immutable: a read takes a reference instead of copying the key.
+  using DekPtr = std::shared_ptr<const Dek>;
+  static void Wipe(std::string& s);
+  Result<DekPtr> LoadDek(std::string_view user_id, bool create);
   std::mutex& StripeFor(std::string_view user_id);
 
   KeyProvider& keys_;
@@ -57,7 +66,7 @@ class EnvelopeCodec final : public storage::ValueCodec {
   int64_t cache_ttl_ms_;
   size_t cache_max_;
   std::mutex cache_mu_;
-  std::map<std::string, Dek, std::less<>> cache_;
+  std::map<std::string, DekPtr, std::less<>> cache_;
   std::array<std::mutex, 32> stripes_;
 };
 

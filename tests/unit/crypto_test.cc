@@ -66,6 +66,22 @@ TEST_F(CryptoTest, PasswordHashVerifies) {
   EXPECT_FALSE(VerifyPassword(*h, "correct horse batterY"));
 }
 
+TEST_F(CryptoTest, PreparedAesGcmKeyMatchesTheOneShotFunctions) {
+  const std::string key(32, 'K');
+  const std::string nonce(kGcmNonceSize, 'n');
+  AesGcmKey prepared(key);
+  auto a = prepared.Seal(nonce, "aad", "plaintext bytes");
+  auto b = AesGcmSeal(key, nonce, "aad", "plaintext bytes");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(*a, *b);
+  EXPECT_EQ(*AesGcmOpen(key, nonce, "aad", *a), "plaintext bytes");
+  EXPECT_EQ(*prepared.Open(nonce, "aad", *b), "plaintext bytes");
+  EXPECT_EQ(prepared.Open(nonce, "other", *b).status().code(), Code::kIntegrityError);
+  std::string flipped = *b;
+  flipped[0] ^= 1;
+  EXPECT_EQ(prepared.Open(nonce, "aad", flipped).status().code(), Code::kIntegrityError);
+}
+
 TEST_F(CryptoTest, DevCaIssuesNodeCertificates) {
   auto ca = GenerateCa("test CA");
   ASSERT_TRUE(ca.ok()) << ca.status().ToString();
