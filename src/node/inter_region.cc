@@ -43,10 +43,10 @@ Result<net::HttpResponse> InterRegion::CallSync(const std::string& region,
   return f.get();
 }
 
-std::vector<std::pair<std::string, Result<net::HttpResponse>>> InterRegion::FanOutHomes(
-    const net::HttpRequest& request) {
+std::vector<std::pair<std::string, Result<net::HttpResponse>>> InterRegion::FanOut(
+    const std::vector<const config::RegionConfig*>& regions, const net::HttpRequest& request) {
   std::vector<std::pair<std::string, std::future<Result<net::HttpResponse>>>> pending;
-  for (const auto* r : config_.HomeRegions()) {
+  for (const auto* r : regions) {
     if (r->name == self_) continue;
     auto p = std::make_shared<std::promise<Result<net::HttpResponse>>>();
     pending.emplace_back(r->name, p->get_future());
@@ -55,6 +55,18 @@ std::vector<std::pair<std::string, Result<net::HttpResponse>>> InterRegion::FanO
   std::vector<std::pair<std::string, Result<net::HttpResponse>>> out;
   for (auto& [name, f] : pending) out.emplace_back(name, f.get());
   return out;
+}
+
+std::vector<std::pair<std::string, Result<net::HttpResponse>>> InterRegion::FanOutHomes(
+    const net::HttpRequest& request) {
+  return FanOut(config_.HomeRegions(), request);
+}
+
+std::vector<std::pair<std::string, Result<net::HttpResponse>>> InterRegion::FanOutAll(
+    const net::HttpRequest& request) {
+  std::vector<const config::RegionConfig*> all;
+  for (const auto& r : config_.regions) all.push_back(&r);
+  return FanOut(all, request);
 }
 
 Result<std::optional<std::string>> PeerDirectory::FindElsewhere(const std::string& pseudonym) {

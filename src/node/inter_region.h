@@ -31,8 +31,14 @@ class InterRegion {
   // Calls every other home region at once and waits for all answers.
   std::vector<std::pair<std::string, Result<net::HttpResponse>>> FanOutHomes(
       const net::HttpRequest& request);
+  // Calls every other region (homes and edges) at once and waits for all answers.
+  std::vector<std::pair<std::string, Result<net::HttpResponse>>> FanOutAll(
+      const net::HttpRequest& request);
 
  private:
+  std::vector<std::pair<std::string, Result<net::HttpResponse>>> FanOut(
+      const std::vector<const config::RegionConfig*>& regions, const net::HttpRequest& request);
+
   const config::ClusterConfig& config_;
   std::string self_;
   std::string internal_token_;

@@ -17,6 +17,7 @@
 #include "keys/keys.h"
 #include "node/inter_region.h"
 #include "node/router.h"
+#include "shop/shop.h"
 #include "storage/codec.h"
 #include "storage/store.h"
 
@@ -171,11 +172,17 @@ int RunNode(const std::string& config_path, const std::string& region) {
         accounts::AccountSettings{region, cfg->knobs.dev_fast_password_hashing,
                                   cfg->knobs.token_ttl_s * 1000});
   }
+  shop::Shop shop(*store, codec, SystemClock::Instance(), SystemRandom::Instance(), *names_key,
+                  shop::ShopSettings{region, role == policy::Role::kHome});
+  if (auto st = shop.Start(); !st.ok()) {
+    std::fprintf(stderr, "meridian node: %s\n", st.ToString().c_str());
+    return 1;
+  }
   WorkerPool workers(cfg->knobs.workers, static_cast<size_t>(cfg->knobs.workers) * 64);
   KeyMaintenance maintenance(key_provider, codec);
   auto router =
       MakeRouter(NodeContext{*cfg, *self, *admin_token, key_provider, *phone_key, accounts.get(),
-                             [&] { maintenance.Trigger(); }, inter, metrics, workers});
+                             shop, [&] { maintenance.Trigger(); }, inter, metrics, workers});
 
   net::ServerOptions sopts;
   sopts.host = self->listen_host;
@@ -204,6 +211,7 @@ int RunNode(const std::string& config_path, const std::string& region) {
   (*server)->Shutdown();
   (*server)->Wait();
   workers.Stop();
+  shop.Stop();
   maintenance.Stop();
   log::Info("node_stopped", {});
   return 0;

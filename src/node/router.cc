@@ -41,6 +41,16 @@ enum class RouteId {
   kInternalDirectory,
   kInternalPlacement,
   kInternalKeys,
+  kProducts,
+  kSale,
+  kPurchase,
+  kPay,
+  kMyOrders,
+  kAdminProducts,
+  kAdminSales,
+  kAdminSaleStats,
+  kInternalPublic,
+  kInternalQuota,
 };
 
 enum class Access { kPublic, kPersonalNoToken, kUser, kAdmin, kInternal };
@@ -76,6 +86,16 @@ const std::vector<Route>& Routes() {
        {"GET"}},
       {RouteId::kInternalPlacement, "/internal/v1/placement/{user_id}", Access::kInternal, {"GET"}},
       {RouteId::kInternalKeys, "/internal/v1/keys", Access::kInternal, {"GET"}},
+      {RouteId::kProducts, "/v1/products", Access::kPublic, {"GET"}},
+      {RouteId::kSale, "/v1/sales/{id}", Access::kPublic, {"GET"}},
+      {RouteId::kPurchase, "/v1/sales/{id}/purchase", Access::kUser, {"POST"}},
+      {RouteId::kPay, "/v1/orders/{id}/pay", Access::kUser, {"POST"}},
+      {RouteId::kMyOrders, "/v1/me/orders", Access::kUser, {"GET"}},
+      {RouteId::kAdminProducts, "/v1/admin/products", Access::kAdmin, {"POST"}},
+      {RouteId::kAdminSales, "/v1/admin/sales", Access::kAdmin, {"POST"}},
+      {RouteId::kAdminSaleStats, "/v1/admin/sales/{id}/stats", Access::kAdmin, {"GET"}},
+      {RouteId::kInternalPublic, "/internal/v1/public/{kind}", Access::kInternal, {"PUT"}},
+      {RouteId::kInternalQuota, "/internal/v1/sales/{id}/quota", Access::kInternal, {"GET"}},
   };
   return kRoutes;
 }
@@ -239,6 +259,11 @@ class Router final : public net::Handler {
         if (route.id == RouteId::kRegions) {
           return OnWorker(std::move(done), [this] { return HttpResponse::Json(200, Regions()); });
         }
+        if (route.id == RouteId::kSale) {
+          return OnWorker(std::move(done), [this, params = std::move(params)] {
+            return SaleView(params[0]);
+          });
+        }
         return done(Public(route.id));
       case Access::kPersonalNoToken: {
         auto shared_req = std::make_shared<HttpRequest>(std::move(req));
@@ -253,14 +278,23 @@ class Router final : public net::Handler {
         }
         return OnWorker(std::move(done), [this, id = route.id, params = std::move(params),
                                           body = std::move(req.body)] {
-          return id == RouteId::kAdminRotate ? Rotate(body) : AdminPlacement(params[0]);
+          switch (id) {
+            case RouteId::kAdminRotate: return Rotate(body);
+            case RouteId::kAdminProducts: return CreateProduct(body);
+            case RouteId::kAdminSales: return CreateSale(body);
+            case RouteId::kAdminSaleStats: return SaleStats(params[0]);
+            default: return AdminPlacement(params[0]);
+          }
         });
       case Access::kInternal:
         if (!IsInternal(req)) {
           return done(HttpResponse::FromStatus(
               Error(Code::kUnauthenticated, "internal endpoint: region credentials required")));
         }
-        return OnWorker(std::move(done), [this, id = route.id, params = std::move(params)] {
+        return OnWorker(std::move(done), [this, id = route.id, params = std::move(params),
+                                          body = std::move(req.body)] {
+          if (id == RouteId::kInternalPublic) return StorePublic(params[0], body);
+          if (id == RouteId::kInternalQuota) return QuotaOf(params[0]);
           return Internal(id, params.empty() ? std::string() : params[0]);
         });
       case Access::kUser:
@@ -274,6 +308,11 @@ class Router final : public net::Handler {
         return JsonOk(
             200,
             {{"status", "ok"}, {"region", c_.self.name}, {"role", policy::RoleName(c_.self.role)}});
+      case RouteId::kProducts: {
+        Json list = Json::array();
+        for (const auto& prod : c_.shop.Products()) list.push_back(shop::ProductJson(prod));
+        return JsonOk(200, {{"products", list}});
+      }
       case RouteId::kMetrics: {
         HttpResponse r;
         r.SetHeader("content-type", "text/plain; version=0.0.4");
@@ -491,6 +530,154 @@ class Router final : public net::Handler {
     return JsonOk(200, out);
   }
 
+  std::vector<std::string> HomeRegionNames() const {
+    std::vector<std::string> names;
+    for (const auto* r : c_.config.HomeRegions()) names.push_back(r->name);
+    return names;
+  }
+
+  // Stores public data here and in every other region (all must take it).
+  HttpResponse Broadcast(const std::string& kind, const Json& doc, Status local) {
+    if (!local.ok()) return HttpResponse::FromStatus(local);
+    net::HttpRequest put;
+    put.method = "PUT";
+    put.target = "/internal/v1/public/" + kind;
+    put.body = DumpJson(doc);
+    for (auto& [region, res] : c_.inter.FanOutAll(put)) {
+      if (!res.ok() || res->status != 200) {
+        return HttpResponse::FromStatus(
+            Error(Code::kUnavailable, "region " + region + " did not take the " + kind));
+      }
+    }
+    return JsonOk(201, doc);
+  }
+
+  HttpResponse CreateProduct(const std::string& body) {
+    auto j = ParseJsonObject(body);
+    if (!j.ok()) return HttpResponse::FromStatus(j.status());
+    auto p = shop::ParseProduct(*j);
+    if (!p.ok()) return HttpResponse::FromStatus(p.status());
+    return Broadcast("product", shop::ProductJson(*p), c_.shop.PutProduct(*p));
+  }
+
+  HttpResponse CreateSale(const std::string& body) {
+    auto j = ParseJsonObject(body);
+    if (!j.ok()) return HttpResponse::FromStatus(j.status());
+    auto s = shop::ParseSale(*j, HomeRegionNames());
+    if (!s.ok()) return HttpResponse::FromStatus(s.status());
+    bool known = false;
+    for (const auto& prod : c_.shop.Products()) known |= prod.sku == s->sku;
+    if (!known) {
+      return HttpResponse::FromStatus(Error(Code::kInvalidField, "no product has this sku"));
+    }
+    return Broadcast("sale", shop::SaleJson(*s), c_.shop.PutSale(*s));
+  }
+
+  HttpResponse StorePublic(const std::string& kind, const std::string& body) {
+    auto j = ParseJsonObject(body);
+    if (!j.ok()) return HttpResponse::FromStatus(j.status());
+    Status st;
+    if (kind == "product") {
+      auto p = shop::ParseProduct(*j);
+      st = p.ok() ? c_.shop.PutProduct(*p) : p.status();
+    } else if (kind == "sale") {
+      auto s = shop::ParseSale(*j, HomeRegionNames());
+      st = s.ok() ? c_.shop.PutSale(*s) : s.status();
+    } else {
+      st = Error(Code::kNotFound, "unknown kind of public data");
+    }
+    return st.ok() ? JsonOk(200, {{"stored", kind}}) : HttpResponse::FromStatus(st);
+  }
+
+  static Json QuotaJson(const shop::QuotaView& q) {
+    return {{"quota", q.quota},       {"reserved", q.reserved}, {"paid", q.paid},
+            {"expired", q.expired},   {"remaining", q.remaining},
+            {"sold", q.reserved + q.paid}};
+  }
+
+  HttpResponse QuotaOf(const std::string& sale_id) {
+    auto q = c_.shop.Quota(sale_id);
+    return q.ok() ? JsonOk(200, QuotaJson(*q)) : HttpResponse::FromStatus(q.status());
+  }
+
+  // Every home region's quota view of a sale (this one's from memory).
+  Result<std::map<std::string, Json>> AllQuotas(const std::string& sale_id) {
+    std::map<std::string, Json> out;
+    if (c_.self.role == policy::Role::kHome) {
+      ASSIGN_OR_RETURN(auto q, c_.shop.Quota(sale_id));
+      out[c_.self.name] = QuotaJson(q);
+    }
+    net::HttpRequest ask;
+    ask.method = "GET";
+    ask.target = "/internal/v1/sales/" + sale_id + "/quota";
+    for (auto& [region, res] : c_.inter.FanOutHomes(ask)) {
+      if (!res.ok() || res->status != 200) {
+        return Error(Code::kUnavailable, "region " + region + " did not report its quota");
+      }
+      auto j = ParseJsonObject(res->body);
+      if (!j.ok()) return j.status();
+      out[region] = *j;
+    }
+    return out;
+  }
+
+  HttpResponse SaleStats(const std::string& sale_id) {
+    auto sale = c_.shop.FindSale(sale_id);
+    if (!sale) return HttpResponse::FromStatus(Error(Code::kNotFound, "no such sale"));
+    auto quotas = AllQuotas(sale_id);
+    if (!quotas.ok()) return HttpResponse::FromStatus(quotas.status());
+    Json per_region = Json::object();
+    int64_t reserved = 0, paid = 0, expired = 0, remaining = 0;
+    for (const auto& [region, q] : *quotas) {
+      reserved += q.value("reserved", int64_t{0});
+      paid += q.value("paid", int64_t{0});
+      expired += q.value("expired", int64_t{0});
+      remaining += q.value("remaining", int64_t{0});
+      per_region[region] = {{"quota", q.value("quota", int64_t{0})},
+                            {"sold", q.value("sold", int64_t{0})},
+                            {"remaining", q.value("remaining", int64_t{0})}};
+    }
+    return JsonOk(200, {{"stock", sale->stock},
+                        {"sold", reserved + paid},
+                        {"reserved", reserved},
+                        {"paid", paid},
+                        {"expired", expired},
+                        {"remaining", remaining},
+                        {"per_region", per_region}});
+  }
+
+  HttpResponse SaleView(const std::string& sale_id) {
+    auto sale = c_.shop.FindSale(sale_id);
+    if (!sale) return HttpResponse::FromStatus(Error(Code::kNotFound, "no such sale"));
+    int64_t remaining = 0;
+    {
+      // Any node answers from a view at most a second old.
+      std::lock_guard lock(remaining_mu_);
+      auto& cached = remaining_cache_[sale_id];
+      auto now = std::chrono::steady_clock::now();
+      if (now - cached.first > std::chrono::seconds(1)) {
+        auto quotas = AllQuotas(sale_id);
+        if (quotas.ok()) {
+          int64_t sum = 0;
+          for (const auto& [region, q] : *quotas) sum += q.value("remaining", int64_t{0});
+          cached = {now, sum};
+        }
+      }
+      remaining = cached.second;
+    }
+    const int64_t now_ms = SystemClock::Instance().NowMs();
+    std::string state = now_ms < sale->starts_at_ms  ? "scheduled"
+                        : now_ms >= sale->ends_at_ms ? "closed"
+                        : remaining <= 0             ? "sold_out"
+                                                     : "open";
+    return JsonOk(200, {{"id", sale->id},
+                        {"sku", sale->sku},
+                        {"state", state},
+                        {"starts_at", FormatRfc3339(sale->starts_at_ms)},
+                        {"ends_at", FormatRfc3339(sale->ends_at_ms)},
+                        {"remaining", remaining}});
+  }
+
   HttpResponse Internal(RouteId id, const std::string& param) {
     if (id == RouteId::kInternalKeys) return JsonOk(200, OwnKeys());
     if (c_.accounts == nullptr) {
@@ -535,6 +722,20 @@ class Router final : public net::Handler {
     }
     if (c_.accounts == nullptr) {
       return done(HttpResponse::FromStatus(Error(Code::kUnauthenticated, "invalid token")));
+    }
+    if (route.id == RouteId::kPurchase) {
+      // Sold out is answered here, on the event loop, from memory: the token's MAC is
+      // checked (no storage read) and the region's counter is read without a lock.
+      if (IsAdmin(req)) {
+        return done(HttpResponse::FromStatus(Error(Code::kForbidden, "admins do not shop")));
+      }
+      auto sale = c_.shop.FindSale(params[0]);
+      int64_t now = SystemClock::Instance().NowMs();
+      if (sale && now >= sale->starts_at_ms && now < sale->ends_at_ms &&
+          c_.shop.SoldOutHere(params[0]) &&
+          crypto::VerifyToken(token, c_.keys.TokenKey(), now).ok()) {
+        return done(HttpResponse::FromStatus(Error(Code::kSoldOut, "sold out")));
+      }
     }
     auto shared_req = std::make_shared<HttpRequest>(std::move(req));
     OnWorker(std::move(done), [this, id = route.id, params = std::move(params), shared_req] {
@@ -599,6 +800,27 @@ class Router final : public net::Handler {
         auto me = acc.Me(p);
         return me.ok() ? JsonOk(200, *me) : HttpResponse::FromStatus(me.status());
       }
+      case RouteId::kPurchase: {
+        auto r = c_.shop.Purchase(p.user_id, params[0], req.Header("idempotency-key"));
+        if (!r.ok()) return HttpResponse::FromStatus(r.status());
+        Json body = shop::OrderJson(r->order);
+        return JsonOk(r->created ? 201 : 200, {{"order_id", body["order_id"]},
+                                               {"sale_id", body["sale_id"]},
+                                               {"state", body["state"]},
+                                               {"pay_by", body["pay_by"]}});
+      }
+      case RouteId::kPay: {
+        auto o = c_.shop.Pay(p.user_id, params[0]);
+        if (!o.ok()) return HttpResponse::FromStatus(o.status());
+        return JsonOk(200, {{"order_id", o->order_id}, {"state", o->state}});
+      }
+      case RouteId::kMyOrders: {
+        auto orders = c_.shop.OrdersOf(p.user_id);
+        if (!orders.ok()) return HttpResponse::FromStatus(orders.status());
+        Json list = Json::array();
+        for (const auto& o : *orders) list.push_back(shop::OrderJson(o));
+        return JsonOk(200, {{"orders", list}});
+      }
       case RouteId::kExport: {
         auto doc = acc.Export(p);
         return doc.ok() ? JsonOk(200, Signed(std::move(doc).value()))
@@ -652,6 +874,9 @@ class Router final : public net::Handler {
   std::map<std::string, Json> peer_keys_;
   std::chrono::steady_clock::time_point peer_keys_at_;
   ReplayCache replay_;
+  std::mutex remaining_mu_;
+  std::map<std::string, std::pair<std::chrono::steady_clock::time_point, int64_t>>
+      remaining_cache_;
 };
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "common/worker_pool.h"
 #include "config/cluster.h"
 #include "keys/keys.h"
+#include "shop/shop.h"
 #include "net/http.h"
 #include "node/inter_region.h"
 #include "node/metrics.h"
@@ -31,6 +32,7 @@ struct NodeContext {
   keys::KeyProvider& keys;
   std::string phone_key;         // cluster-wide phone pseudonym key
   accounts::Accounts* accounts;  // null in an edge region: it holds no personal data
+  shop::Shop& shop;
   RewrapTrigger rewrap;
   InterRegion& inter;
   Metrics& metrics;

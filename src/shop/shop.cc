@@ -1,0 +1,548 @@
+#include "shop/shop.h"
+
+#include <charconv>
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "common/log.h"
+#include "crypto/crypto.h"
+
+namespace meridian::shop {
+namespace {
+using storage::Space;
+
+constexpr char kReserved = 'r';
+constexpr char kPaid = 'p';
+constexpr char kExpired = 'x';
+
+std::string ProductKey(std::string_view sku) { return "product/" + std::string(sku); }
+std::string SaleKey(std::string_view id) { return "sale/" + std::string(id); }
+std::string LedgerKey(std::string_view sid, std::string_view oid) {
+  return fmt::format("ledger/{}/{}", sid, oid);
+}
+std::string LedgerValue(char state, int64_t pay_by, std::string_view uid) {
+  return fmt::format("{}|{}|{}", state, pay_by, uid);
+}
+std::string OrderKey(std::string_view uid, std::string_view oid) {
+  return fmt::format("{}/order/{}", uid, oid);
+}
+std::string CountKey(std::string_view uid, std::string_view sid) {
+  return fmt::format("{}/count/{}", uid, sid);
+}
+
+bool ParseInt(std::string_view s, int64_t* out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+// Names and ids chosen by admins appear in storage keys: keep them to a safe alphabet.
+bool IsSafeId(std::string_view s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (char c : s) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<int64_t> ParseRfc3339(std::string_view t) {
+  // YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)
+  std::tm tm{};
+  int64_t y, mo, d, h, mi, s;
+  if (t.size() < 20 || t[4] != '-' || t[7] != '-' || (t[10] != 'T' && t[10] != 't') ||
+      t[13] != ':' || t[16] != ':' || !ParseInt(t.substr(0, 4), &y) ||
+      !ParseInt(t.substr(5, 2), &mo) || !ParseInt(t.substr(8, 2), &d) ||
+      !ParseInt(t.substr(11, 2), &h) || !ParseInt(t.substr(14, 2), &mi) ||
+      !ParseInt(t.substr(17, 2), &s) || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 ||
+      mi > 59 || s > 60) {
+    return Error(Code::kInvalidField, "times must be RFC 3339, e.g. 2026-11-25T10:00:00Z");
+  }
+  size_t pos = 19;
+  int64_t ms = 0;
+  if (pos < t.size() && t[pos] == '.') {
+    size_t start = ++pos;
+    while (pos < t.size() && std::isdigit(static_cast<unsigned char>(t[pos]))) ++pos;
+    std::string frac(t.substr(start, pos - start));
+    if (frac.empty()) return Error(Code::kInvalidField, "bad fractional seconds");
+    frac.resize(3, '0');
+    ParseInt(frac, &ms);
+  }
+  int64_t offset_s = 0;
+  std::string_view zone = t.substr(pos);
+  if (zone == "Z" || zone == "z") {
+  } else if (zone.size() == 6 && (zone[0] == '+' || zone[0] == '-') && zone[3] == ':') {
+    int64_t oh, om;
+    if (!ParseInt(zone.substr(1, 2), &oh) || !ParseInt(zone.substr(4, 2), &om)) {
+      return Error(Code::kInvalidField, "bad time zone offset");
+    }
+    offset_s = (oh * 3600 + om * 60) * (zone[0] == '+' ? 1 : -1);
+  } else {
+    return Error(Code::kInvalidField, "times must end with Z or an offset");
+  }
+  tm.tm_year = static_cast<int>(y - 1900);
+  tm.tm_mon = static_cast<int>(mo - 1);
+  tm.tm_mday = static_cast<int>(d);
+  tm.tm_hour = static_cast<int>(h);
+  tm.tm_min = static_cast<int>(mi);
+  tm.tm_sec = static_cast<int>(s);
+  return (static_cast<int64_t>(timegm(&tm)) - offset_s) * 1000 + ms;
+}
+
+Result<Product> ParseProduct(const Json& body) {
+  Product p;
+  ASSIGN_OR_RETURN(p.sku, RequireString(body, "sku", 64));
+  if (!IsSafeId(p.sku)) return Error(Code::kInvalidField, "sku must be 1-64 of [A-Za-z0-9._-]");
+  ASSIGN_OR_RETURN(p.name, RequireString(body, "name", 256));
+  auto price = body.find("price");
+  if (price == body.end() || !price->is_number() || price->get<double>() < 0) {
+    return Error(Code::kInvalidField, "price must be a non-negative number (minor units)");
+  }
+  p.price = price->is_number_integer() ? price->get<int64_t>()
+                                       : static_cast<int64_t>(price->get<double>());
+  ASSIGN_OR_RETURN(p.currency, RequireString(body, "currency", 3));
+  if (p.currency.size() != 3) return Error(Code::kInvalidField, "currency is an ISO 4217 code");
+  return p;
+}
+
+Result<Sale> ParseSale(const Json& body, const std::vector<std::string>& home_regions) {
+  Sale s;
+  ASSIGN_OR_RETURN(s.id, RequireString(body, "id", 64));
+  if (!IsSafeId(s.id)) return Error(Code::kInvalidField, "id must be 1-64 of [A-Za-z0-9._-]");
+  ASSIGN_OR_RETURN(s.sku, RequireString(body, "sku", 64));
+  auto stock = body.find("stock");
+  if (stock == body.end() || !stock->is_number_integer() || stock->get<int64_t>() <= 0 ||
+      stock->get<int64_t>() > 1'000'000'000) {
+    return Error(Code::kInvalidField, "stock must be a positive integer");
+  }
+  s.stock = stock->get<int64_t>();
+  ASSIGN_OR_RETURN(auto limit, OptionalInt(body, "per_user_limit"));
+  s.per_user_limit = limit.value_or(1);
+  if (s.per_user_limit < 1) return Error(Code::kInvalidField, "per_user_limit must be >= 1");
+  ASSIGN_OR_RETURN(auto window, OptionalInt(body, "payment_window_s"));
+  s.payment_window_s = window.value_or(900);
+  if (s.payment_window_s < 1 || s.payment_window_s > 7 * 24 * 3600) {
+    return Error(Code::kInvalidField, "payment_window_s must be 1 s to 7 days");
+  }
+  ASSIGN_OR_RETURN(auto starts, RequireString(body, "starts_at", 64));
+  ASSIGN_OR_RETURN(s.starts_at_ms, ParseRfc3339(starts));
+  ASSIGN_OR_RETURN(auto ends, RequireString(body, "ends_at", 64));
+  ASSIGN_OR_RETURN(s.ends_at_ms, ParseRfc3339(ends));
+  if (s.ends_at_ms <= s.starts_at_ms) {
+    return Error(Code::kInvalidField, "ends_at must be after starts_at");
+  }
+  auto alloc = body.find("allocation");
+  if (alloc != body.end() && !alloc->is_null()) {
+    if (!alloc->is_object() || alloc->empty()) {
+      return Error(Code::kInvalidField, "allocation must map home regions to units");
+    }
+    int64_t sum = 0;
+    for (const auto& [region, units] : alloc->items()) {
+      if (std::find(home_regions.begin(), home_regions.end(), region) == home_regions.end()) {
+        return Error(Code::kInvalidField, "allocation names '" + region + "', not a home region");
+      }
+      if (!units.is_number_integer() || units.get<int64_t>() < 0) {
+        return Error(Code::kInvalidField, "allocation units must be non-negative integers");
+      }
+      s.allocation[region] = units.get<int64_t>();
+      sum += units.get<int64_t>();
+    }
+    if (sum != s.stock) {
+      return Error(Code::kInvalidField, "allocation must add up to the stock");
+    }
+  } else {
+    // An even split over the home regions; the remainder goes to the first ones.
+    const auto n = static_cast<int64_t>(home_regions.size());
+    for (int64_t i = 0; i < n; ++i) {
+      s.allocation[home_regions[i]] = s.stock / n + (i < s.stock % n ? 1 : 0);
+    }
+  }
+  return s;
+}
+
+Json ProductJson(const Product& p) {
+  return {{"sku", p.sku}, {"name", p.name}, {"price", p.price}, {"currency", p.currency}};
+}
+
+Json SaleJson(const Sale& s) {
+  Json alloc = Json::object();
+  for (const auto& [r, n] : s.allocation) alloc[r] = n;
+  return {{"id", s.id},
+          {"sku", s.sku},
+          {"stock", s.stock},
+          {"per_user_limit", s.per_user_limit},
+          {"starts_at", FormatRfc3339(s.starts_at_ms)},
+          {"ends_at", FormatRfc3339(s.ends_at_ms)},
+          {"payment_window_s", s.payment_window_s},
+          {"allocation", alloc}};
+}
+
+Json OrderJson(const Order& o) {
+  return {{"order_id", o.order_id},   {"sale_id", o.sale_id},
+          {"sku", o.sku},             {"state", o.state},
+          {"created_at", FormatRfc3339(o.created_ms)}, {"pay_by", FormatRfc3339(o.pay_by_ms)}};
+}
+
+Shop::Shop(storage::Store& store, storage::ValueCodec& codec, const Clock& clock, Random& random,
+           std::string idempotency_key, ShopSettings settings)
+    : store_(store),
+      codec_(codec),
+      clock_(clock),
+      random_(random),
+      idempotency_key_(std::move(idempotency_key)),
+      settings_(std::move(settings)) {}
+
+Shop::~Shop() { Stop(); }
+
+std::mutex& Shop::StripeFor(std::string_view user_id) {
+  return stripes_[std::hash<std::string_view>{}(user_id) % stripes_.size()];
+}
+
+Shop::SaleRuntime* Shop::Runtime(std::string_view sale_id) const {
+  std::shared_lock lock(catalog_mu_);
+  auto it = sales_.find(sale_id);
+  return it == sales_.end() ? nullptr : it->second.get();
+}
+
+Status Shop::Start() {
+  Status inner;
+  RETURN_IF_ERROR(store_.Scan(Space::kPublic, "product/", [&](auto, std::string_view v) {
+    auto j = ParseJsonObject(v);
+    auto p = j.ok() ? ParseProduct(*j) : Result<Product>(j.status());
+    if (p.ok()) products_[p->sku] = *p;
+    return true;
+  }));
+  std::vector<Sale> sales;
+  RETURN_IF_ERROR(store_.Scan(Space::kPublic, "sale/", [&](auto, std::string_view v) {
+    auto j = ParseJsonObject(v);
+    if (!j.ok()) return true;
+    std::vector<std::string> regions;
+    for (const auto& [r, _] : j->value("allocation", Json::object()).items()) regions.push_back(r);
+    auto s = ParseSale(*j, regions);
+    if (s.ok()) sales.push_back(*s);
+    return true;
+  }));
+  for (const auto& s : sales) RETURN_IF_ERROR(PutSale(s));
+  std::lock_guard lock(sweep_mu_);
+  stopping_ = false;
+  if (settings_.home && !sweeper_.joinable()) sweeper_ = std::thread([this] { SweepLoop(); });
+  return Status::Ok();
+}
+
+void Shop::Stop() {
+  {
+    std::lock_guard lock(sweep_mu_);
+    stopping_ = true;
+  }
+  sweep_cv_.notify_all();
+  if (sweeper_.joinable()) sweeper_.join();
+}
+
+Status Shop::PutProduct(const Product& p) {
+  {
+    std::shared_lock lock(catalog_mu_);
+    auto it = products_.find(p.sku);
+    if (it != products_.end()) {
+      if (DumpJson(ProductJson(it->second)) == DumpJson(ProductJson(p))) return Status::Ok();
+      return Error(Code::kConflict, "a different product has this sku");
+    }
+  }
+  storage::WriteBatch b;
+  b.Put(Space::kPublic, ProductKey(p.sku), DumpJson(ProductJson(p)));
+  RETURN_IF_ERROR(store_.Write(b));
+  std::unique_lock lock(catalog_mu_);
+  products_[p.sku] = p;
+  return Status::Ok();
+}
+
+Status Shop::PutSale(const Sale& s) {
+  const std::string def = DumpJson(SaleJson(s));
+  if (auto* existing = Runtime(s.id)) {
+    if (DumpJson(SaleJson(existing->sale)) == def) return Status::Ok();
+    return Error(Code::kConflict, "a different sale has this id");
+  }
+  auto rt = std::make_unique<SaleRuntime>();
+  rt->sale = s;
+  // This region's ledger: every order that holds or held one of its units.
+  int64_t reserved = 0, paid = 0, expired = 0;
+  std::vector<std::pair<int64_t, Due>> due;
+  if (settings_.home) {
+    RETURN_IF_ERROR(store_.Scan(Space::kMeta, "ledger/" + s.id + "/", [&](std::string_view k,
+                                                                          std::string_view v) {
+      size_t a = v.find('|'), b = v.find('|', a + 1);
+      if (a == std::string_view::npos || b == std::string_view::npos) return true;
+      int64_t pay_by = 0;
+      ParseInt(v.substr(a + 1, b - a - 1), &pay_by);
+      std::string oid(k.substr(k.rfind('/') + 1));
+      if (v[0] == kReserved) {
+        ++reserved;
+        due.push_back({pay_by, Due{s.id, oid, std::string(v.substr(b + 1))}});
+      } else if (v[0] == kPaid) {
+        ++paid;
+      } else {
+        ++expired;
+      }
+      return true;
+    }));
+  }
+  auto it = s.allocation.find(settings_.region);
+  const int64_t quota = settings_.home && it != s.allocation.end() ? it->second : 0;
+  rt->reserved = reserved;
+  rt->paid = paid;
+  rt->expired = expired;
+  rt->remaining = quota - reserved - paid;
+  storage::WriteBatch b;
+  b.Put(Space::kPublic, SaleKey(s.id), def);
+  RETURN_IF_ERROR(store_.Write(b));
+  {
+    std::unique_lock lock(catalog_mu_);
+    sales_.emplace(s.id, std::move(rt));
+  }
+  std::lock_guard lock(due_mu_);
+  for (auto& [t, d] : due) due_.emplace(t, std::move(d));
+  return Status::Ok();
+}
+
+std::vector<Product> Shop::Products() const {
+  std::shared_lock lock(catalog_mu_);
+  std::vector<Product> out;
+  for (const auto& [_, p] : products_) out.push_back(p);
+  return out;
+}
+
+std::optional<Sale> Shop::FindSale(std::string_view id) const {
+  auto* rt = Runtime(id);
+  if (rt == nullptr) return std::nullopt;
+  return rt->sale;
+}
+
+bool Shop::SoldOutHere(std::string_view sale_id) const {
+  auto* rt = Runtime(sale_id);
+  return rt != nullptr && rt->remaining.load(std::memory_order_relaxed) <= 0;
+}
+
+Result<QuotaView> Shop::Quota(std::string_view sale_id) const {
+  auto* rt = Runtime(sale_id);
+  if (rt == nullptr) return Error(Code::kNotFound, "no such sale");
+  auto it = rt->sale.allocation.find(settings_.region);
+  QuotaView v;
+  v.quota = settings_.home && it != rt->sale.allocation.end() ? it->second : 0;
+  v.reserved = rt->reserved;
+  v.paid = rt->paid;
+  v.expired = rt->expired;
+  v.remaining = rt->remaining;
+  return v;
+}
+
+Result<Shop::Purchased> Shop::Purchase(const std::string& user_id, const std::string& sale_id,
+                                       std::string_view idempotency_key) {
+  if (!settings_.home) return Error(Code::kWrongRegion, "purchases run in home regions");
+  SaleRuntime* rt = Runtime(sale_id);
+  if (rt == nullptr) return Error(Code::kNotFound, "no such sale");
+  if (idempotency_key.empty() || idempotency_key.size() > 128) {
+    return Error(Code::kInvalidField, "an Idempotency-Key header of 1 to 128 bytes is required");
+  }
+  const int64_t now = clock_.NowMs();
+  if (now < rt->sale.starts_at_ms || now >= rt->sale.ends_at_ms) {
+    return Error(Code::kNotOpen, "the sale is not open");
+  }
+  // Bounded work: past the limit the newest arrivals are turned away at once.
+  if (in_flight_.fetch_add(1) >= settings_.max_in_flight) {
+    in_flight_.fetch_sub(1);
+    return Error(Code::kOverloaded, "too many purchases in progress");
+  }
+  struct Release {
+    std::atomic<int64_t>& n;
+    ~Release() { n.fetch_sub(1); }
+  } release{in_flight_};
+
+  const std::string idem_key =
+      user_id + "/idem/" + crypto::Pseudonym(idempotency_key_, "idempotency", idempotency_key).substr(0, 32);
+  std::lock_guard user_lock(StripeFor(user_id));
+  ASSIGN_OR_RETURN(auto idem, store_.Get(Space::kCommerce, idem_key));
+  if (idem) {
+    size_t nl = idem->find('\n');
+    std::string earlier_sale = idem->substr(0, nl);
+    if (earlier_sale != sale_id) {
+      return Error(Code::kConflict, "this Idempotency-Key was used for another sale");
+    }
+    ASSIGN_OR_RETURN(auto order, LoadOrder(user_id, idem->substr(nl + 1)));
+    if (!order) return Error(Code::kInternal, "idempotency entry without its order");
+    return Purchased{*order, false};
+  }
+  if (rt->remaining.load() <= 0) return Error(Code::kSoldOut, "sold out");
+  ASSIGN_OR_RETURN(auto count_raw, store_.Get(Space::kCommerce, CountKey(user_id, sale_id)));
+  int64_t count = 0;
+  if (count_raw) ParseInt(*count_raw, &count);
+  if (count >= rt->sale.per_user_limit) {
+    return Error(Code::kLimitReached, "the per-user limit of this sale is reached");
+  }
+  // Take a unit: a lock-free decrement that never goes below zero.
+  int64_t left = rt->remaining.load();
+  do {
+    if (left <= 0) return Error(Code::kSoldOut, "sold out");
+  } while (!rt->remaining.compare_exchange_weak(left, left - 1));
+
+  Order o{"o_" + random_.Hex(12), sale_id, rt->sale.sku, "reserved", now,
+          now + rt->sale.payment_window_s * 1000};
+  Result<std::string> sealed = std::string();
+  storage::WriteBatch batch = OrderUpdate(user_id, o, &sealed);
+  if (!sealed.ok()) {
+    rt->remaining.fetch_add(1);
+    return sealed.status();
+  }
+  batch.Put(Space::kMeta, LedgerKey(sale_id, o.order_id),
+            LedgerValue(kReserved, o.pay_by_ms, user_id));
+  batch.Put(Space::kCommerce, idem_key, sale_id + "\n" + o.order_id);
+  batch.Put(Space::kCommerce, CountKey(user_id, sale_id), std::to_string(count + 1));
+  Status st = store_.Write(batch);
+  if (!st.ok()) {
+    rt->remaining.fetch_add(1);
+    return st;
+  }
+  rt->reserved.fetch_add(1);
+  {
+    std::lock_guard lock(due_mu_);
+    due_.emplace(o.pay_by_ms, Due{sale_id, o.order_id, user_id});
+  }
+  return Purchased{std::move(o), true};
+}
+
+storage::WriteBatch Shop::OrderUpdate(const std::string& user_id, const Order& o,
+                                      Result<std::string>* sealed) {
+  const std::string key = OrderKey(user_id, o.order_id);
+  *sealed = codec_.Seal({settings_.region, user_id, "order", key, 0}, DumpJson(OrderJson(o)));
+  storage::WriteBatch b;
+  if (sealed->ok()) b.Put(Space::kCommerce, key, **sealed);
+  return b;
+}
+
+Result<std::optional<Order>> Shop::LoadOrder(const std::string& user_id,
+                                             const std::string& order_id) {
+  const std::string key = OrderKey(user_id, order_id);
+  ASSIGN_OR_RETURN(auto stored, store_.Get(Space::kCommerce, key));
+  if (!stored) return std::optional<Order>();
+  ASSIGN_OR_RETURN(auto plain, codec_.Open({settings_.region, user_id, "order", key, 0}, *stored));
+  ASSIGN_OR_RETURN(auto j, ParseJsonObject(plain));
+  Order o;
+  o.order_id = j.value("order_id", "");
+  o.sale_id = j.value("sale_id", "");
+  o.sku = j.value("sku", "");
+  o.state = j.value("state", "");
+  auto created = ParseRfc3339(j.value("created_at", ""));
+  auto pay_by = ParseRfc3339(j.value("pay_by", ""));
+  o.created_ms = created.ok() ? *created : 0;
+  o.pay_by_ms = pay_by.ok() ? *pay_by : 0;
+  return std::optional<Order>(std::move(o));
+}
+
+Result<Order> Shop::Pay(const std::string& user_id, const std::string& order_id) {
+  if (!IsSafeId(order_id)) return Error(Code::kNotFound, "no such order");
+  Due due;
+  {
+    std::lock_guard user_lock(StripeFor(user_id));
+    ASSIGN_OR_RETURN(auto order, LoadOrder(user_id, order_id));
+    if (!order) return Error(Code::kNotFound, "no such order");
+    if (order->state == "paid") return *order;  // paying twice is harmless
+    if (order->state == "expired") return Error(Code::kExpired, "the reservation expired");
+    if (clock_.NowMs() < order->pay_by_ms) {
+      SaleRuntime* rt = Runtime(order->sale_id);
+      order->state = "paid";
+      Result<std::string> sealed = std::string();
+      storage::WriteBatch b = OrderUpdate(user_id, *order, &sealed);
+      if (!sealed.ok()) return sealed.status();
+      b.Put(Space::kMeta, LedgerKey(order->sale_id, order_id),
+            LedgerValue(kPaid, order->pay_by_ms, user_id));
+      RETURN_IF_ERROR(store_.Write(b));
+      if (rt != nullptr) {
+        rt->reserved.fetch_sub(1);
+        rt->paid.fetch_add(1);
+      }
+      return *order;
+    }
+    due = Due{order->sale_id, order_id, user_id};
+  }
+  // Past the window: expire it now (its unit goes back) and say so.
+  RETURN_IF_ERROR(ExpireOne(due));
+  return Error(Code::kExpired, "the reservation expired");
+}
+
+Status Shop::ExpireOne(const Due& due) {
+  std::lock_guard user_lock(StripeFor(due.user_id));
+  ASSIGN_OR_RETURN(auto order, LoadOrder(due.user_id, due.order_id));
+  if (!order || order->state != "reserved") return Status::Ok();  // paid or done meanwhile
+  order->state = "expired";
+  Result<std::string> sealed = std::string();
+  storage::WriteBatch b = OrderUpdate(due.user_id, *order, &sealed);
+  if (!sealed.ok()) return sealed.status();
+  b.Put(Space::kMeta, LedgerKey(due.sale_id, due.order_id),
+        LedgerValue(kExpired, order->pay_by_ms, due.user_id));
+  // The buyer may try again: the unit they held no longer counts against their limit.
+  ASSIGN_OR_RETURN(auto count_raw, store_.Get(Space::kCommerce, CountKey(due.user_id, due.sale_id)));
+  int64_t count = 0;
+  if (count_raw) ParseInt(*count_raw, &count);
+  b.Put(Space::kCommerce, CountKey(due.user_id, due.sale_id), std::to_string(std::max<int64_t>(0, count - 1)));
+  RETURN_IF_ERROR(store_.Write(b));
+  if (SaleRuntime* rt = Runtime(due.sale_id)) {
+    rt->reserved.fetch_sub(1);
+    rt->expired.fetch_add(1);
+    rt->remaining.fetch_add(1);  // durable first, then back on sale
+  }
+  return Status::Ok();
+}
+
+Result<int64_t> Shop::ExpireDue() {
+  const int64_t now = clock_.NowMs();
+  std::vector<Due> ready;
+  {
+    std::lock_guard lock(due_mu_);
+    auto end = due_.upper_bound(now);
+    for (auto it = due_.begin(); it != end; ++it) ready.push_back(it->second);
+    due_.erase(due_.begin(), end);
+  }
+  int64_t n = 0;
+  for (const auto& d : ready) {
+    Status st = ExpireOne(d);
+    if (!st.ok()) {
+      log::Error("expiry_failed", {{"error", st.message()}});
+      std::lock_guard lock(due_mu_);
+      due_.emplace(now + 1000, d);  // try again shortly
+      continue;
+    }
+    ++n;
+  }
+  return n;
+}
+
+void Shop::SweepLoop() {
+  std::unique_lock lock(sweep_mu_);
+  while (!stopping_) {
+    sweep_cv_.wait_for(lock, std::chrono::milliseconds(settings_.sweep_interval_ms),
+                       [&] { return stopping_; });
+    if (stopping_) break;
+    lock.unlock();
+    (void)ExpireDue();
+    lock.lock();
+  }
+}
+
+Result<std::vector<Order>> Shop::OrdersOf(const std::string& user_id) {
+  std::vector<std::string> ids;
+  RETURN_IF_ERROR(store_.Scan(Space::kCommerce, user_id + "/order/", [&](std::string_view k, auto) {
+    ids.emplace_back(k.substr(k.rfind('/') + 1));
+    return true;
+  }));
+  std::vector<Order> out;
+  for (const auto& id : ids) {
+    ASSIGN_OR_RETURN(auto o, LoadOrder(user_id, id));
+    if (o) out.push_back(std::move(*o));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const Order& a, const Order& b) { return a.created_ms < b.created_ms; });
+  return out;
+}
+
+}  // namespace meridian::shop

@@ -1,0 +1,158 @@
+// The store of a region: the catalog and sale definitions (public data, replicated to every
+// region), this region's stock quota of each sale, and the orders of users homed here.
+//
+// A purchase takes a unit from this region's in-memory quota (an atomic decrement, so
+// "sold out" costs no storage read and no shared lock), then writes the order, its
+// idempotency entry, the buyer's purchase count and the quota ledger entry in one synced
+// batch; concurrent purchases share fsyncs through RocksDB's write group. The quota's
+// durable truth is the ledger: remaining = quota - units held by reserved or paid orders,
+// recomputed at start, so a crash can neither lose nor double a unit.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/json.h"
+#include "common/random.h"
+#include "common/status.h"
+#include "storage/codec.h"
+#include "storage/store.h"
+
+namespace meridian::shop {
+
+struct Product {
+  std::string sku;
+  std::string name;
+  int64_t price = 0;  // minor units
+  std::string currency;
+};
+
+struct Sale {
+  std::string id;
+  std::string sku;
+  int64_t stock = 0;
+  int64_t per_user_limit = 1;
+  int64_t starts_at_ms = 0;
+  int64_t ends_at_ms = 0;
+  int64_t payment_window_s = 900;
+  std::map<std::string, int64_t> allocation;  // region -> initial quota
+};
+
+// Validation of admin input (pure; the home regions are the ones that may hold quota).
+Result<Product> ParseProduct(const Json& body);
+Result<Sale> ParseSale(const Json& body, const std::vector<std::string>& home_regions);
+Json ProductJson(const Product& p);
+Json SaleJson(const Sale& s);
+Result<int64_t> ParseRfc3339(std::string_view text);
+
+struct QuotaView {
+  int64_t quota = 0;
+  int64_t reserved = 0;
+  int64_t paid = 0;
+  int64_t expired = 0;
+  int64_t remaining = 0;
+};
+
+struct Order {
+  std::string order_id;
+  std::string sale_id;
+  std::string sku;
+  std::string state;  // reserved, paid, expired
+  int64_t created_ms = 0;
+  int64_t pay_by_ms = 0;
+};
+Json OrderJson(const Order& o);
+
+struct ShopSettings {
+  std::string region;
+  bool home = true;                 // only home regions hold quota and orders
+  int64_t max_in_flight = 512;      // purchases being processed at once, past it 429
+  int64_t sweep_interval_ms = 200;  // how often expired reservations are looked for
+};
+
+class Shop {
+ public:
+  Shop(storage::Store& store, storage::ValueCodec& codec, const Clock& clock, Random& random,
+       std::string idempotency_key, ShopSettings settings);
+  ~Shop();
+
+  // Loads the catalog, the sales and this region's ledger; starts the expiry sweeper.
+  Status Start();
+  void Stop();
+
+  Status PutProduct(const Product& p);  // idempotent for an identical product
+  Status PutSale(const Sale& s);        // conflict if a different sale has the id
+  std::vector<Product> Products() const;
+  std::optional<Sale> FindSale(std::string_view id) const;
+
+  // Memory only: true when this region has no unit of the sale left.
+  bool SoldOutHere(std::string_view sale_id) const;
+  Result<QuotaView> Quota(std::string_view sale_id) const;
+
+  struct Purchased {
+    Order order;
+    bool created = true;  // false: the same idempotency key returned an earlier order
+  };
+  Result<Purchased> Purchase(const std::string& user_id, const std::string& sale_id,
+                             std::string_view idempotency_key);
+  Result<Order> Pay(const std::string& user_id, const std::string& order_id);
+  Result<std::vector<Order>> OrdersOf(const std::string& user_id);
+
+  // Expires every reservation past its payment window now (the sweeper calls it).
+  Result<int64_t> ExpireDue();
+
+ private:
+  struct SaleRuntime {
+    Sale sale;
+    std::atomic<int64_t> remaining{0};
+    std::atomic<int64_t> reserved{0};
+    std::atomic<int64_t> paid{0};
+    std::atomic<int64_t> expired{0};
+  };
+  struct Due {
+    std::string sale_id;
+    std::string order_id;
+    std::string user_id;
+  };
+
+  SaleRuntime* Runtime(std::string_view sale_id) const;
+  std::mutex& StripeFor(std::string_view user_id);
+  Result<std::optional<Order>> LoadOrder(const std::string& user_id, const std::string& order_id);
+  storage::WriteBatch OrderUpdate(const std::string& user_id, const Order& o,
+                                  Result<std::string>* sealed);
+  Status ExpireOne(const Due& due);
+  void SweepLoop();
+
+  storage::Store& store_;
+  storage::ValueCodec& codec_;
+  const Clock& clock_;
+  Random& random_;
+  std::string idempotency_key_;
+  ShopSettings settings_;
+
+  mutable std::shared_mutex catalog_mu_;
+  std::map<std::string, Product, std::less<>> products_;
+  std::map<std::string, std::unique_ptr<SaleRuntime>, std::less<>> sales_;
+
+  std::array<std::mutex, 64> stripes_;
+  std::atomic<int64_t> in_flight_{0};
+
+  std::mutex due_mu_;
+  std::multimap<int64_t, Due> due_;  // pay_by -> reservation
+
+  std::mutex sweep_mu_;
+  std::condition_variable sweep_cv_;
+  bool stopping_ = false;
+  std::thread sweeper_;
+};
+
+}  // namespace meridian::shop
