@@ -57,8 +57,8 @@ Result<int64_t> ParseRfc3339(std::string_view t) {
       t[13] != ':' || t[16] != ':' || !ParseInt(t.substr(0, 4), &y) ||
       !ParseInt(t.substr(5, 2), &mo) || !ParseInt(t.substr(8, 2), &d) ||
       !ParseInt(t.substr(11, 2), &h) || !ParseInt(t.substr(14, 2), &mi) ||
-      !ParseInt(t.substr(17, 2), &s) || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 ||
-      mi > 59 || s > 60) {
+      !ParseInt(t.substr(17, 2), &s) || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
+      s > 60) {
     return Error(Code::kInvalidField, "times must be RFC 3339, e.g. 2026-11-25T10:00:00Z");
   }
   size_t pos = 19;
@@ -181,9 +181,12 @@ Json SaleJson(const Sale& s) {
 }
 
 Json OrderJson(const Order& o) {
-  return {{"order_id", o.order_id},   {"sale_id", o.sale_id},
-          {"sku", o.sku},             {"state", o.state},
-          {"created_at", FormatRfc3339(o.created_ms)}, {"pay_by", FormatRfc3339(o.pay_by_ms)}};
+  return {{"order_id", o.order_id},
+          {"sale_id", o.sale_id},
+          {"sku", o.sku},
+          {"state", o.state},
+          {"created_at", FormatRfc3339(o.created_ms)},
+          {"pay_by", FormatRfc3339(o.pay_by_ms)}};
 }
 
 Shop::Shop(storage::Store& store, storage::ValueCodec& codec, const Clock& clock, Random& random,
@@ -220,7 +223,8 @@ Status Shop::Start() {
     auto j = ParseJsonObject(v);
     if (!j.ok()) return true;
     std::vector<std::string> regions;
-    for (const auto& [r, _] : j->value("allocation", Json::object()).items()) regions.push_back(r);
+    const Json allocation = j->value("allocation", Json::object());
+    for (const auto& [r, _] : allocation.items()) regions.push_back(r);
     auto s = ParseSale(*j, regions);
     if (s.ok()) sales.push_back(*s);
     return true;
@@ -270,23 +274,23 @@ Status Shop::PutSale(const Sale& s) {
   int64_t reserved = 0, paid = 0, expired = 0;
   std::vector<std::pair<int64_t, Due>> due;
   if (settings_.home) {
-    RETURN_IF_ERROR(store_.Scan(Space::kMeta, "ledger/" + s.id + "/", [&](std::string_view k,
-                                                                          std::string_view v) {
-      size_t a = v.find('|'), b = v.find('|', a + 1);
-      if (a == std::string_view::npos || b == std::string_view::npos) return true;
-      int64_t pay_by = 0;
-      ParseInt(v.substr(a + 1, b - a - 1), &pay_by);
-      std::string oid(k.substr(k.rfind('/') + 1));
-      if (v[0] == kReserved) {
-        ++reserved;
-        due.push_back({pay_by, Due{s.id, oid, std::string(v.substr(b + 1))}});
-      } else if (v[0] == kPaid) {
-        ++paid;
-      } else {
-        ++expired;
-      }
-      return true;
-    }));
+    RETURN_IF_ERROR(store_.Scan(
+        Space::kMeta, "ledger/" + s.id + "/", [&](std::string_view k, std::string_view v) {
+          size_t a = v.find('|'), b = v.find('|', a + 1);
+          if (a == std::string_view::npos || b == std::string_view::npos) return true;
+          int64_t pay_by = 0;
+          ParseInt(v.substr(a + 1, b - a - 1), &pay_by);
+          std::string oid(k.substr(k.rfind('/') + 1));
+          if (v[0] == kReserved) {
+            ++reserved;
+            due.push_back({pay_by, Due{s.id, oid, std::string(v.substr(b + 1))}});
+          } else if (v[0] == kPaid) {
+            ++paid;
+          } else {
+            ++expired;
+          }
+          return true;
+        }));
   }
   auto it = s.allocation.find(settings_.region);
   const int64_t quota = settings_.home && it != s.allocation.end() ? it->second : 0;
@@ -346,9 +350,6 @@ Result<Shop::Purchased> Shop::Purchase(const std::string& user_id, const std::st
     return Error(Code::kInvalidField, "an Idempotency-Key header of 1 to 128 bytes is required");
   }
   const int64_t now = clock_.NowMs();
-  if (now < rt->sale.starts_at_ms || now >= rt->sale.ends_at_ms) {
-    return Error(Code::kNotOpen, "the sale is not open");
-  }
   // Bounded work: past the limit the newest arrivals are turned away at once.
   if (in_flight_.fetch_add(1) >= settings_.max_in_flight) {
     in_flight_.fetch_sub(1);
@@ -360,7 +361,8 @@ Result<Shop::Purchased> Shop::Purchase(const std::string& user_id, const std::st
   } release{in_flight_};
 
   const std::string idem_key =
-      user_id + "/idem/" + crypto::Pseudonym(idempotency_key_, "idempotency", idempotency_key).substr(0, 32);
+      user_id + "/idem/" +
+      crypto::Pseudonym(idempotency_key_, "idempotency", idempotency_key).substr(0, 32);
   std::lock_guard user_lock(StripeFor(user_id));
   ASSIGN_OR_RETURN(auto idem, store_.Get(Space::kCommerce, idem_key));
   if (idem) {
@@ -372,6 +374,10 @@ Result<Shop::Purchased> Shop::Purchase(const std::string& user_id, const std::st
     ASSIGN_OR_RETURN(auto order, LoadOrder(user_id, idem->substr(nl + 1)));
     if (!order) return Error(Code::kInternal, "idempotency entry without its order");
     return Purchased{*order, false};
+  }
+  // After the idempotency check: a retried purchase gets its order even once the sale ends.
+  if (now < rt->sale.starts_at_ms || now >= rt->sale.ends_at_ms) {
+    return Error(Code::kNotOpen, "the sale is not open");
   }
   if (rt->remaining.load() <= 0) return Error(Code::kSoldOut, "sold out");
   ASSIGN_OR_RETURN(auto count_raw, store_.Get(Space::kCommerce, CountKey(user_id, sale_id)));
@@ -386,7 +392,11 @@ Result<Shop::Purchased> Shop::Purchase(const std::string& user_id, const std::st
     if (left <= 0) return Error(Code::kSoldOut, "sold out");
   } while (!rt->remaining.compare_exchange_weak(left, left - 1));
 
-  Order o{"o_" + random_.Hex(12), sale_id, rt->sale.sku, "reserved", now,
+  Order o{"o_" + random_.Hex(12),
+          sale_id,
+          rt->sale.sku,
+          "reserved",
+          now,
           now + rt->sale.payment_window_s * 1000};
   Result<std::string> sealed = std::string();
   storage::WriteBatch batch = OrderUpdate(user_id, o, &sealed);
@@ -481,10 +491,12 @@ Status Shop::ExpireOne(const Due& due) {
   b.Put(Space::kMeta, LedgerKey(due.sale_id, due.order_id),
         LedgerValue(kExpired, order->pay_by_ms, due.user_id));
   // The buyer may try again: the unit they held no longer counts against their limit.
-  ASSIGN_OR_RETURN(auto count_raw, store_.Get(Space::kCommerce, CountKey(due.user_id, due.sale_id)));
+  ASSIGN_OR_RETURN(auto count_raw,
+                   store_.Get(Space::kCommerce, CountKey(due.user_id, due.sale_id)));
   int64_t count = 0;
   if (count_raw) ParseInt(*count_raw, &count);
-  b.Put(Space::kCommerce, CountKey(due.user_id, due.sale_id), std::to_string(std::max<int64_t>(0, count - 1)));
+  b.Put(Space::kCommerce, CountKey(due.user_id, due.sale_id),
+        std::to_string(std::max<int64_t>(0, count - 1)));
   RETURN_IF_ERROR(store_.Write(b));
   if (SaleRuntime* rt = Runtime(due.sale_id)) {
     rt->reserved.fetch_sub(1);

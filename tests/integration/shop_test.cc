@@ -1,0 +1,261 @@
+// Flash sales over a real cluster: bad input, exact stock under concurrency, expiry and
+// resale, and acknowledged orders surviving kill -9.
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "common/clock.h"
+#include "integration/helpers.h"
+
+namespace meridian::testing {
+namespace {
+using namespace std::chrono_literals;
+
+std::string Iso(std::chrono::system_clock::duration from_now) {
+  auto t = std::chrono::system_clock::now() + from_now;
+  return FormatRfc3339(
+      std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count());
+}
+
+class ShopTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    c_ = std::make_unique<TestCluster>();
+    c_->Start();
+    auto p = Admin("POST", "/v1/admin/products",
+                   R"({"sku":"mi4","name":"Mi 4","price":199900,"currency":"INR"})");
+    ASSERT_EQ(p.status, 201) << p.body;
+  }
+  net::HttpResponse Admin(const std::string& method, const std::string& target,
+                          const std::string& body = {}) {
+    return c_->Call("california", method, target, body, Bearer(c_->admin_token()));
+  }
+  net::HttpResponse CreateSale(const std::string& id, int64_t stock, const Json& allocation,
+                               int64_t window_s = 900, std::string starts = {}) {
+    Json sale = {{"id", id},
+                 {"sku", "mi4"},
+                 {"stock", stock},
+                 {"per_user_limit", 1},
+                 {"starts_at", starts.empty() ? Iso(-1min) : starts},
+                 {"ends_at", Iso(1h)},
+                 {"payment_window_s", window_s}};
+    if (!allocation.is_null()) sale["allocation"] = allocation;
+    return Admin("POST", "/v1/admin/sales", DumpJson(sale));
+  }
+  TestUser NewUser(const std::string& country, int i) {
+    static const std::map<std::string, std::pair<std::string, std::string>> kPrefix = {
+        {"IN", {"+9198", "singapore"}}, {"US", {"+1650", "oregon"}}, {"CN", {"+86138", "beijing"}}};
+    const auto& [prefix, home] = kPrefix.at(country);
+    std::string digits = std::to_string(1000000 + i);
+    std::string phone = country == "US" ? prefix + "55" + digits.substr(2)
+                                        : prefix + digits + (country == "IN" ? "0" : "");
+    if (country == "CN") phone = prefix + "0" + digits;
+    TestUser u{country, phone, phone, home, "", ""};
+    RegisterVia(*c_, "california", u);
+    return u;
+  }
+  net::HttpResponse Buy(const TestUser& u, const std::string& sale, const std::string& key,
+                        const std::string& via = "california") {
+    auto h = Bearer(u.token);
+    h.emplace_back("idempotency-key", key);
+    return c_->Call(via, "POST", "/v1/sales/" + sale + "/purchase", "", h);
+  }
+  Json Stats(const std::string& sale) {
+    auto r = Admin("GET", "/v1/admin/sales/" + sale + "/stats");
+    EXPECT_EQ(r.status, 200) << r.body;
+    return JsonOf(r);
+  }
+  std::unique_ptr<TestCluster> c_;
+};
+
+TEST_F(ShopTest, BadInputIsRefusedAndChangesNothing) {
+  auto bad = [&](const std::string& body) {
+    auto r = Admin("POST", "/v1/admin/sales", body);
+    EXPECT_EQ(r.status, 400) << body << " -> " << r.body;
+  };
+  const std::string times = "\"starts_at\":\"" + Iso(-1min) + "\",\"ends_at\":\"" + Iso(1h) + "\"";
+  bad(R"({"id":"x","sku":"mi4","stock":0,)" + times + "}");
+  bad(R"({"id":"x","sku":"mi4","stock":-5,)" + times + "}");
+  bad(R"({"id":"x","sku":"mi4","stock":10,"allocation":{"singapore":4,"oregon":4},)" + times + "}");
+  bad(R"({"id":"x","sku":"mi4","stock":10,"allocation":{"mars":10},)" + times + "}");
+  bad(R"({"id":"x","sku":"mi4","stock":10,"allocation":{"california":10},)" + times + "}");
+  bad(R"({"id":"x","sku":"nope","stock":10,)" + times + "}");
+  bad(R"({"id":"x","sku":"mi4","stock":10})");
+  bad(R"({"id":"x","sku":"mi4","stock":10,"starts_at":"yesterday","ends_at":"today"})");
+  EXPECT_EQ(Admin("GET", "/v1/admin/sales/x/stats").status, 404);
+  EXPECT_EQ(c_->Call("oregon", "GET", "/v1/sales/x").status, 404);
+  ASSERT_EQ(CreateSale("s1", 10, nullptr).status, 201);
+  // Even split over the three home regions (4, 3, 3).
+  Json stats = Stats("s1");
+  EXPECT_EQ(stats["stock"], 10);
+  EXPECT_EQ(stats["remaining"], 10);
+  EXPECT_EQ(CreateSale("s1", 11, nullptr).status, 409);  // another sale with the same id
+  EXPECT_EQ(c_->Call("oregon", "POST", "/v1/admin/sales", "{}").status, 401);  // no admin token
+
+  TestUser u = NewUser("IN", 1);
+  EXPECT_EQ(ErrorCodeOf(Buy(u, "nope", "k")), "not_found");
+  auto no_key = c_->Call("california", "POST", "/v1/sales/s1/purchase", "", Bearer(u.token));
+  EXPECT_EQ(no_key.status, 400);
+  EXPECT_EQ(ErrorCodeOf(no_key), "invalid_field");
+  ASSERT_EQ(CreateSale("later", 5, nullptr, 900, Iso(1h - 1min)).status, 201);
+  EXPECT_EQ(ErrorCodeOf(Buy(u, "later", "k-later")), "not_open");
+  auto admin_buy =
+      c_->Call("singapore", "POST", "/v1/sales/s1/purchase", "",
+               {{"authorization", "Bearer " + c_->admin_token()}, {"idempotency-key", "a"}});
+  EXPECT_EQ(admin_buy.status, 401);  // the admin token is no user token
+  auto first = Buy(u, "s1", "k1");
+  ASSERT_EQ(first.status, 201) << first.body;
+  auto again = Buy(u, "s1", "k1");
+  EXPECT_TRUE(again.status == 200 || again.status == 201);
+  EXPECT_EQ(JsonOf(again)["order_id"], JsonOf(first)["order_id"]);
+  EXPECT_EQ(ErrorCodeOf(Buy(u, "later", "k1")), "conflict");  // key reused for another sale
+  EXPECT_EQ(ErrorCodeOf(Buy(u, "s1", "k2")), "limit_reached");
+  // Someone else cannot pay this order.
+  TestUser other = NewUser("IN", 2);
+  std::string order = JsonOf(first)["order_id"];
+  auto steal =
+      c_->Call("california", "POST", "/v1/orders/" + order + "/pay", "", Bearer(other.token));
+  EXPECT_EQ(steal.status, 404);
+  auto pay = c_->Call("california", "POST", "/v1/orders/" + order + "/pay", "", Bearer(u.token));
+  EXPECT_EQ(pay.status, 200) << pay.body;
+  EXPECT_EQ(JsonOf(pay)["state"], "paid");
+  EXPECT_EQ(
+      c_->Call("singapore", "POST", "/v1/orders/" + order + "/pay", "", Bearer(u.token)).status,
+      200);
+  stats = Stats("s1");
+  EXPECT_EQ(stats["sold"], 1);
+  EXPECT_EQ(stats["paid"], 1);
+  EXPECT_EQ(stats["remaining"], 9);
+  auto orders = c_->Call("oregon", "GET", "/v1/me/orders", "", Bearer(u.token));
+  EXPECT_EQ(JsonOf(orders)["orders"].size(), 1u);
+}
+
+TEST_F(ShopTest, ExactlyTheStockIsSoldToConcurrentBuyers) {
+  ASSERT_EQ(CreateSale("rush", 60, {{"singapore", 40}, {"oregon", 12}, {"beijing", 8}}).status,
+            201);
+  std::vector<TestUser> buyers;
+  for (int i = 0; i < 90; ++i) buyers.push_back(NewUser("IN", 100 + i));
+  for (int i = 0; i < 30; ++i) buyers.push_back(NewUser("US", 200 + i));
+  for (int i = 0; i < 20; ++i) buyers.push_back(NewUser("CN", 300 + i));
+  std::mutex mu;
+  std::map<std::string, std::set<std::string>> orders_by_region;
+  std::atomic<int> sold_out{0}, other{0};
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> threads;
+  const std::vector<std::string> entries = {"california", "oregon", "singapore", "beijing"};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (size_t i = next++; i < buyers.size(); i = next++) {
+        const auto& b = buyers[i];
+        // Each buyer presses twice with the same key: one order at most.
+        for (int attempt = 0; attempt < 2; ++attempt) {
+          auto r = Buy(b, "rush", "key-" + b.user_id, entries[(i + t + attempt) % 4]);
+          if (r.status == 201 || r.status == 200) {
+            std::lock_guard lock(mu);
+            orders_by_region[b.home].insert(JsonOf(r)["order_id"].get<std::string>());
+          } else if (ErrorCodeOf(r) == "sold_out") {
+            ++sold_out;
+          } else {
+            ++other;
+            ADD_FAILURE() << r.status << " " << r.body;
+          }
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(orders_by_region["singapore"].size(), 40u);
+  EXPECT_EQ(orders_by_region["oregon"].size(), 12u);
+  EXPECT_EQ(orders_by_region["beijing"].size(), 8u);
+  EXPECT_EQ(other.load(), 0);
+  Json stats = Stats("rush");
+  EXPECT_EQ(stats["sold"], 60);
+  EXPECT_EQ(stats["remaining"], 0);
+  EXPECT_EQ(stats["sold"].get<int64_t>() + stats["remaining"].get<int64_t>(), 60);
+  EXPECT_EQ(JsonOf(c_->Call("california", "GET", "/v1/sales/rush"))["state"], "sold_out");
+}
+
+TEST_F(ShopTest, ExpiredReservationsReturnAndAreResoldExactly) {
+  ASSERT_EQ(CreateSale("quick", 2, {{"singapore", 2}, {"oregon", 0}, {"beijing", 0}}, 1).status,
+            201);
+  TestUser a = NewUser("IN", 11), b = NewUser("IN", 12), d = NewUser("IN", 13),
+           e = NewUser("IN", 14);
+  auto ra = Buy(a, "quick", "a");
+  ASSERT_EQ(ra.status, 201);
+  ASSERT_EQ(Buy(b, "quick", "b").status, 201);
+  EXPECT_EQ(ErrorCodeOf(Buy(d, "quick", "d")), "sold_out");
+  std::this_thread::sleep_for(1500ms);
+  Json stats = Stats("quick");
+  EXPECT_EQ(stats["expired"], 2);
+  EXPECT_EQ(stats["remaining"], 2);
+  EXPECT_EQ(stats["sold"], 0);
+  auto late = c_->Call("singapore", "POST",
+                       "/v1/orders/" + JsonOf(ra)["order_id"].get<std::string>() + "/pay", "",
+                       Bearer(a.token));
+  EXPECT_EQ(late.status, 410);
+  EXPECT_EQ(ErrorCodeOf(late), "expired");
+  EXPECT_EQ(Buy(d, "quick", "d2").status, 201);
+  EXPECT_EQ(Buy(e, "quick", "e").status, 201);
+  TestUser f = NewUser("IN", 15);
+  EXPECT_EQ(ErrorCodeOf(Buy(f, "quick", "f")), "sold_out");
+  stats = Stats("quick");
+  EXPECT_EQ(stats["sold"], 2);
+  EXPECT_EQ(stats["remaining"], 0);
+}
+
+TEST_F(ShopTest, AcknowledgedOrdersSurviveKill9) {
+  ASSERT_EQ(CreateSale("crash", 400, {{"singapore", 400}, {"oregon", 0}, {"beijing", 0}}).status,
+            201);
+  std::vector<TestUser> buyers;
+  for (int i = 0; i < 60; ++i) buyers.push_back(NewUser("IN", 500 + i));
+  std::mt19937 rng(20261125);
+  std::map<std::string, std::string> acknowledged;  // order id -> user id
+  std::mutex mu;
+  // Ten rounds: buyers purchase (per-user limit 1, so each round new keys are refused with
+  // limit_reached once a buyer holds an order) while singapore is killed at a random moment.
+  for (int round = 0; round < 10; ++round) {
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        for (size_t i = t; i < buyers.size() && !stop; i += 4) {
+          auto h = Bearer(buyers[i].token);
+          h.emplace_back("idempotency-key", "k" + std::to_string(round) + buyers[i].user_id);
+          auto r = c_->TryCall("singapore", "POST", "/v1/sales/crash/purchase", "", h);
+          if (r.ok() && r->status == 201) {
+            std::lock_guard lock(mu);
+            acknowledged[JsonOf(*r)["order_id"]] = buyers[i].user_id;
+          }
+        }
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 40));
+    c_->StopRegion("singapore", SIGKILL);
+    stop = true;
+    for (auto& t : threads) t.join();
+    c_->StartRegion("singapore");
+  }
+  ASSERT_FALSE(acknowledged.empty());
+  // Every acknowledged order is there, once, for its buyer; the accounting holds.
+  std::set<std::string> found;
+  for (const auto& b : buyers) {
+    auto r = c_->Call("singapore", "GET", "/v1/me/orders", "", Bearer(b.token));
+    ASSERT_EQ(r.status, 200) << r.body;
+    auto orders = JsonOf(r)["orders"];
+    EXPECT_LE(orders.size(), 1u) << "duplicate orders for one buyer";
+    for (const auto& o : orders) found.insert(o["order_id"].get<std::string>());
+  }
+  for (const auto& [order, user] : acknowledged) {
+    EXPECT_TRUE(found.count(order)) << "acknowledged order " << order << " was lost";
+  }
+  Json stats = Stats("crash");
+  EXPECT_EQ(stats["sold"].get<int64_t>(), static_cast<int64_t>(found.size()));
+  EXPECT_EQ(stats["sold"].get<int64_t>() + stats["remaining"].get<int64_t>(), 400);
+}
+
+}  // namespace
+}  // namespace meridian::testing
