@@ -16,6 +16,7 @@
 #include "keys/envelope.h"
 #include "keys/keys.h"
 #include "node/inter_region.h"
+#include "node/rebalancer.h"
 #include "node/router.h"
 #include "shop/shop.h"
 #include "storage/codec.h"
@@ -178,6 +179,11 @@ int RunNode(const std::string& config_path, const std::string& region) {
     std::fprintf(stderr, "meridian node: %s\n", st.ToString().c_str());
     return 1;
   }
+  Rebalancer rebalancer(shop, inter, *cfg);
+  if (role == policy::Role::kHome) {
+    shop.SetPull([&rebalancer](const std::string& sale_id) { return rebalancer.Pull(sale_id); });
+    rebalancer.Start();
+  }
   WorkerPool workers(cfg->knobs.workers, static_cast<size_t>(cfg->knobs.workers) * 64);
   KeyMaintenance maintenance(key_provider, codec);
   auto router =
@@ -211,6 +217,7 @@ int RunNode(const std::string& config_path, const std::string& region) {
   (*server)->Shutdown();
   (*server)->Wait();
   workers.Stop();
+  rebalancer.Stop();
   shop.Stop();
   maintenance.Stop();
   log::Info("node_stopped", {});

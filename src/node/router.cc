@@ -1,5 +1,7 @@
 #include "node/router.h"
 
+#include "node/rebalancer.h"
+
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -51,6 +53,9 @@ enum class RouteId {
   kAdminSaleStats,
   kInternalPublic,
   kInternalQuota,
+  kInternalGrant,
+  kInternalTransfer,
+  kInternalTransferAck,
 };
 
 enum class Access { kPublic, kPersonalNoToken, kUser, kAdmin, kInternal };
@@ -96,6 +101,15 @@ const std::vector<Route>& Routes() {
       {RouteId::kAdminSaleStats, "/v1/admin/sales/{id}/stats", Access::kAdmin, {"GET"}},
       {RouteId::kInternalPublic, "/internal/v1/public/{kind}", Access::kInternal, {"PUT"}},
       {RouteId::kInternalQuota, "/internal/v1/sales/{id}/quota", Access::kInternal, {"GET"}},
+      {RouteId::kInternalGrant, "/internal/v1/sales/{id}/grant", Access::kInternal, {"POST"}},
+      {RouteId::kInternalTransfer,
+       "/internal/v1/sales/{id}/transfers/{tid}",
+       Access::kInternal,
+       {"PUT"}},
+      {RouteId::kInternalTransferAck,
+       "/internal/v1/sales/{id}/transfers/{tid}/ack",
+       Access::kInternal,
+       {"POST"}},
   };
   return kRoutes;
 }
@@ -260,9 +274,8 @@ class Router final : public net::Handler {
           return OnWorker(std::move(done), [this] { return HttpResponse::Json(200, Regions()); });
         }
         if (route.id == RouteId::kSale) {
-          return OnWorker(std::move(done), [this, params = std::move(params)] {
-            return SaleView(params[0]);
-          });
+          return OnWorker(std::move(done),
+                          [this, params = std::move(params)] { return SaleView(params[0]); });
         }
         return done(Public(route.id));
       case Access::kPersonalNoToken: {
@@ -279,11 +292,16 @@ class Router final : public net::Handler {
         return OnWorker(std::move(done), [this, id = route.id, params = std::move(params),
                                           body = std::move(req.body)] {
           switch (id) {
-            case RouteId::kAdminRotate: return Rotate(body);
-            case RouteId::kAdminProducts: return CreateProduct(body);
-            case RouteId::kAdminSales: return CreateSale(body);
-            case RouteId::kAdminSaleStats: return SaleStats(params[0]);
-            default: return AdminPlacement(params[0]);
+            case RouteId::kAdminRotate:
+              return Rotate(body);
+            case RouteId::kAdminProducts:
+              return CreateProduct(body);
+            case RouteId::kAdminSales:
+              return CreateSale(body);
+            case RouteId::kAdminSaleStats:
+              return SaleStats(params[0]);
+            default:
+              return AdminPlacement(params[0]);
           }
         });
       case Access::kInternal:
@@ -295,6 +313,10 @@ class Router final : public net::Handler {
                                           body = std::move(req.body)] {
           if (id == RouteId::kInternalPublic) return StorePublic(params[0], body);
           if (id == RouteId::kInternalQuota) return QuotaOf(params[0]);
+          if (id == RouteId::kInternalGrant || id == RouteId::kInternalTransfer ||
+              id == RouteId::kInternalTransferAck) {
+            return Transfer(id, params, body);
+          }
           return Internal(id, params.empty() ? std::string() : params[0]);
         });
       case Access::kUser:
@@ -590,9 +612,34 @@ class Router final : public net::Handler {
   }
 
   static Json QuotaJson(const shop::QuotaView& q) {
-    return {{"quota", q.quota},       {"reserved", q.reserved}, {"paid", q.paid},
-            {"expired", q.expired},   {"remaining", q.remaining},
-            {"sold", q.reserved + q.paid}};
+    Json out = Json::object();
+    for (const auto& [tid, n] : q.unacked_out) out[tid] = n;
+    return {{"quota", q.quota},     {"reserved", q.reserved},    {"paid", q.paid},
+            {"expired", q.expired}, {"remaining", q.remaining},  {"sold", q.reserved + q.paid},
+            {"unacked_out", out},   {"applied_in", q.applied_in}};
+  }
+
+  // The demarcation protocol's three calls between home regions.
+  HttpResponse Transfer(RouteId id, const std::vector<std::string>& params,
+                        const std::string& body) {
+    Json j = Json::object();
+    if (!body.empty()) {
+      auto parsed = ParseJsonObject(body);
+      if (!parsed.ok()) return HttpResponse::FromStatus(parsed.status());
+      j = *parsed;
+    }
+    const std::string& sale_id = params[0];
+    if (id == RouteId::kInternalGrant) {
+      auto units = c_.shop.Donate(sale_id, j.value("to", ""), j.value("units", int64_t{0}),
+                                  j.value("transfer_id", ""));
+      return units.ok() ? JsonOk(200, {{"units", *units}})
+                        : HttpResponse::FromStatus(units.status());
+    }
+    Status st = id == RouteId::kInternalTransfer
+                    ? c_.shop.ApplyGrant(sale_id, j.value("from", ""), j.value("units", int64_t{0}),
+                                         params[1])
+                    : c_.shop.AckGrant(sale_id, params[1]);
+    return st.ok() ? JsonOk(200, {{"transfer_id", params[1]}}) : HttpResponse::FromStatus(st);
   }
 
   HttpResponse QuotaOf(const std::string& sale_id) {
@@ -628,6 +675,7 @@ class Router final : public net::Handler {
     if (!quotas.ok()) return HttpResponse::FromStatus(quotas.status());
     Json per_region = Json::object();
     int64_t reserved = 0, paid = 0, expired = 0, remaining = 0;
+    const int64_t in_flight = InFlight(*quotas);
     for (const auto& [region, q] : *quotas) {
       reserved += q.value("reserved", int64_t{0});
       paid += q.value("paid", int64_t{0});
@@ -642,7 +690,8 @@ class Router final : public net::Handler {
                         {"reserved", reserved},
                         {"paid", paid},
                         {"expired", expired},
-                        {"remaining", remaining},
+                        {"remaining", remaining + in_flight},
+                        {"in_flight", in_flight},
                         {"per_region", per_region}});
   }
 
@@ -658,7 +707,7 @@ class Router final : public net::Handler {
       if (now - cached.first > std::chrono::seconds(1)) {
         auto quotas = AllQuotas(sale_id);
         if (quotas.ok()) {
-          int64_t sum = 0;
+          int64_t sum = InFlight(*quotas);
           for (const auto& [region, q] : *quotas) sum += q.value("remaining", int64_t{0});
           cached = {now, sum};
         }
@@ -875,8 +924,7 @@ class Router final : public net::Handler {
   std::chrono::steady_clock::time_point peer_keys_at_;
   ReplayCache replay_;
   std::mutex remaining_mu_;
-  std::map<std::string, std::pair<std::chrono::steady_clock::time_point, int64_t>>
-      remaining_cache_;
+  std::map<std::string, std::pair<std::chrono::steady_clock::time_point, int64_t>> remaining_cache_;
 };
 
 }  // namespace

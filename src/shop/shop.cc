@@ -293,7 +293,35 @@ Status Shop::PutSale(const Sale& s) {
         }));
   }
   auto it = s.allocation.find(settings_.region);
-  const int64_t quota = settings_.home && it != s.allocation.end() ? it->second : 0;
+  int64_t quota = settings_.home && it != s.allocation.end() ? it->second : 0;
+  if (settings_.home) {
+    RETURN_IF_ERROR(store_.Scan(
+        Space::kMeta, "xfer/" + s.id + "/", [&](std::string_view k, std::string_view v) {
+          // "out|<to>|<units>|<acked>" at a donor, "in|<from>|<units>" at a receiver.
+          std::string tid(k.substr(k.rfind('/') + 1));
+          std::vector<std::string_view> f;
+          for (size_t start = 0;;) {
+            size_t bar = v.find('|', start);
+            f.push_back(v.substr(start, bar - start));
+            if (bar == std::string_view::npos) break;
+            start = bar + 1;
+          }
+          int64_t units = 0;
+          if (f.size() < 3 || !ParseInt(f[2], &units)) return true;
+          if (f[0] == "out") {
+            quota -= units;
+            rt->given[tid] = units;
+            if (f.size() < 4 || f[3] != "1") {
+              rt->unacked[tid] = PendingGrant{s.id, tid, std::string(f[1]), units};
+            }
+          } else if (f[0] == "in") {
+            quota += units;
+            rt->applied.insert(tid);
+          }
+          return true;
+        }));
+  }
+  rt->quota = quota;
   rt->reserved = reserved;
   rt->paid = paid;
   rt->expired = expired;
@@ -325,7 +353,22 @@ std::optional<Sale> Shop::FindSale(std::string_view id) const {
 
 bool Shop::SoldOutHere(std::string_view sale_id) const {
   auto* rt = Runtime(sale_id);
-  return rt != nullptr && rt->remaining.load(std::memory_order_relaxed) <= 0;
+  return rt != nullptr && rt->remaining.load(std::memory_order_relaxed) <= 0 &&
+         rt->peer_remaining.load(std::memory_order_relaxed) <= 0;
+}
+
+void Shop::SetPeerRemaining(std::string_view sale_id, int64_t units) {
+  if (SaleRuntime* rt = Runtime(sale_id)) rt->peer_remaining.store(units);
+}
+
+std::vector<std::string> Shop::OpenSales() const {
+  const int64_t now = clock_.NowMs();
+  std::vector<std::string> out;
+  std::shared_lock lock(catalog_mu_);
+  for (const auto& [id, rt] : sales_) {
+    if (now >= rt->sale.starts_at_ms && now < rt->sale.ends_at_ms) out.push_back(id);
+  }
+  return out;
 }
 
 Result<QuotaView> Shop::Quota(std::string_view sale_id) const {
@@ -333,11 +376,15 @@ Result<QuotaView> Shop::Quota(std::string_view sale_id) const {
   if (rt == nullptr) return Error(Code::kNotFound, "no such sale");
   auto it = rt->sale.allocation.find(settings_.region);
   QuotaView v;
-  v.quota = settings_.home && it != rt->sale.allocation.end() ? it->second : 0;
+  (void)it;
+  v.quota = rt->quota;
   v.reserved = rt->reserved;
   v.paid = rt->paid;
   v.expired = rt->expired;
   v.remaining = rt->remaining;
+  std::lock_guard lock(rt->transfers_mu);
+  for (const auto& [tid, g] : rt->unacked) v.unacked_out[tid] = g.units;
+  v.applied_in.assign(rt->applied.begin(), rt->applied.end());
   return v;
 }
 
@@ -379,18 +426,26 @@ Result<Shop::Purchased> Shop::Purchase(const std::string& user_id, const std::st
   if (now < rt->sale.starts_at_ms || now >= rt->sale.ends_at_ms) {
     return Error(Code::kNotOpen, "the sale is not open");
   }
-  if (rt->remaining.load() <= 0) return Error(Code::kSoldOut, "sold out");
+  rt->last_demand_ms.store(now, std::memory_order_relaxed);
   ASSIGN_OR_RETURN(auto count_raw, store_.Get(Space::kCommerce, CountKey(user_id, sale_id)));
   int64_t count = 0;
   if (count_raw) ParseInt(*count_raw, &count);
   if (count >= rt->sale.per_user_limit) {
     return Error(Code::kLimitReached, "the per-user limit of this sale is reached");
   }
-  // Take a unit: a lock-free decrement that never goes below zero.
-  int64_t left = rt->remaining.load();
-  do {
-    if (left <= 0) return Error(Code::kSoldOut, "sold out");
-  } while (!rt->remaining.compare_exchange_weak(left, left - 1));
+  // Take a unit: a lock-free decrement that never goes below zero. Out of local units,
+  // pull some from the other regions once before answering sold out.
+  for (int attempt = 0;; ++attempt) {
+    int64_t left = rt->remaining.load();
+    while (left > 0 && !rt->remaining.compare_exchange_weak(left, left - 1)) {
+    }
+    if (left > 0) break;
+    if (attempt > 0 || !pull_) return Error(Code::kSoldOut, "sold out");
+    std::lock_guard pull_lock(rt->pull_mu);  // the first buyer pulls, the others wait
+    if (rt->remaining.load() <= 0 && pull_(sale_id) <= 0) {
+      return Error(Code::kSoldOut, "sold out");
+    }
+  }
 
   Order o{"o_" + random_.Hex(12),
           sale_id,
@@ -554,6 +609,93 @@ Result<std::vector<Order>> Shop::OrdersOf(const std::string& user_id) {
   }
   std::sort(out.begin(), out.end(),
             [](const Order& a, const Order& b) { return a.created_ms < b.created_ms; });
+  return out;
+}
+
+Result<int64_t> Shop::Donate(const std::string& sale_id, const std::string& to, int64_t units,
+                             const std::string& tid) {
+  SaleRuntime* rt = Runtime(sale_id);
+  if (rt == nullptr) return Error(Code::kNotFound, "no such sale");
+  if (!IsSafeId(tid) || !IsSafeId(to) || units <= 0) {
+    return Error(Code::kInvalidField, "bad transfer request");
+  }
+  std::lock_guard lock(rt->transfers_mu);
+  if (auto it = rt->given.find(tid); it != rt->given.end()) return it->second;  // a retry
+  // While this region has buyers of its own, it keeps half of what is left (rounded up);
+  // once they are gone, everything may go to where the demand is.
+  const bool local_demand = clock_.NowMs() - rt->last_demand_ms.load() < 2000;
+  int64_t left = rt->remaining.load();
+  int64_t grant = 0;
+  do {
+    grant = std::min(units, local_demand ? left / 2 : left);
+    if (grant <= 0) return int64_t{0};
+  } while (!rt->remaining.compare_exchange_weak(left, left - grant));
+  storage::WriteBatch b;
+  b.Put(Space::kMeta, "xfer/" + sale_id + "/" + tid, fmt::format("out|{}|{}|0", to, grant));
+  Status st = store_.Write(b);
+  if (!st.ok()) {
+    rt->remaining.fetch_add(grant);
+    return st;
+  }
+  rt->quota.fetch_sub(grant);
+  rt->given[tid] = grant;
+  rt->unacked[tid] = PendingGrant{sale_id, tid, to, grant};
+  return grant;
+}
+
+Status Shop::ApplyGrant(const std::string& sale_id, const std::string& from, int64_t units,
+                        const std::string& tid) {
+  SaleRuntime* rt = Runtime(sale_id);
+  if (rt == nullptr) return Error(Code::kNotFound, "no such sale");
+  if (!IsSafeId(tid) || !IsSafeId(from) || units <= 0) {
+    return Error(Code::kInvalidField, "bad transfer");
+  }
+  std::lock_guard lock(rt->transfers_mu);
+  if (rt->applied.count(tid)) return Status::Ok();  // applied before: idempotent
+  storage::WriteBatch b;
+  b.Put(Space::kMeta, "xfer/" + sale_id + "/" + tid, fmt::format("in|{}|{}", from, units));
+  RETURN_IF_ERROR(store_.Write(b));
+  rt->applied.insert(tid);
+  rt->quota.fetch_add(units);
+  rt->remaining.fetch_add(units);
+  return Status::Ok();
+}
+
+Status Shop::AckGrant(const std::string& sale_id, const std::string& tid) {
+  SaleRuntime* rt = Runtime(sale_id);
+  if (rt == nullptr) return Error(Code::kNotFound, "no such sale");
+  std::lock_guard lock(rt->transfers_mu);
+  auto it = rt->unacked.find(tid);
+  if (it == rt->unacked.end()) return Status::Ok();
+  storage::WriteBatch b;
+  b.Put(Space::kMeta, "xfer/" + sale_id + "/" + tid,
+        fmt::format("out|{}|{}|1", it->second.to, it->second.units));
+  RETURN_IF_ERROR(store_.Write(b));
+  rt->unacked.erase(it);
+  return Status::Ok();
+}
+
+std::vector<PendingGrant> Shop::UnackedGrants() const {
+  std::vector<PendingGrant> out;
+  std::shared_lock lock(catalog_mu_);
+  for (const auto& [_, rt] : sales_) {
+    std::lock_guard tl(rt->transfers_mu);
+    for (const auto& [tid, g] : rt->unacked) out.push_back(g);
+  }
+  return out;
+}
+
+std::vector<std::string> Shop::SalesNeedingStock() const {
+  const int64_t now = clock_.NowMs();
+  std::vector<std::string> out;
+  std::shared_lock lock(catalog_mu_);
+  for (const auto& [id, rt] : sales_) {
+    if (now < rt->sale.starts_at_ms || now >= rt->sale.ends_at_ms) continue;
+    const int64_t low_water = std::max<int64_t>(1, rt->sale.stock / 50);
+    if (rt->remaining.load() <= low_water && now - rt->last_demand_ms.load() < 2000) {
+      out.push_back(id);
+    }
+  }
   return out;
 }
 

@@ -11,10 +11,13 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -55,12 +58,29 @@ Json SaleJson(const Sale& s);
 Result<int64_t> ParseRfc3339(std::string_view text);
 
 struct QuotaView {
-  int64_t quota = 0;
+  int64_t quota = 0;  // allocation + units received - units given away
   int64_t reserved = 0;
   int64_t paid = 0;
   int64_t expired = 0;
   int64_t remaining = 0;
+  // Units given away whose receipt is not yet acknowledged, by transfer id; and every
+  // transfer this region has applied. A unit in flight is counted once: at the donor until
+  // the receiver has applied it.
+  std::map<std::string, int64_t> unacked_out;
+  std::vector<std::string> applied_in;
 };
+
+// A transfer this region owes a receiver an acknowledged delivery of.
+struct PendingGrant {
+  std::string sale_id;
+  std::string transfer_id;
+  std::string to;
+  int64_t units = 0;
+};
+
+// Pulls units of a sale from other regions into this one (the node wires it to the
+// inter-region channel). Returns how many units arrived.
+using PullFn = std::function<int64_t(const std::string& sale_id)>;
 
 struct Order {
   std::string order_id;
@@ -94,8 +114,12 @@ class Shop {
   std::vector<Product> Products() const;
   std::optional<Sale> FindSale(std::string_view id) const;
 
-  // Memory only: true when this region has no unit of the sale left.
+  // Memory only: true when this region has no unit of the sale left and, as last heard,
+  // neither has any other region (nor is any unit in flight).
   bool SoldOutHere(std::string_view sale_id) const;
+  // What the other regions last reported as remaining (with units in flight).
+  void SetPeerRemaining(std::string_view sale_id, int64_t units);
+  std::vector<std::string> OpenSales() const;
   Result<QuotaView> Quota(std::string_view sale_id) const;
 
   struct Purchased {
@@ -110,6 +134,22 @@ class Shop {
   // Expires every reservation past its payment window now (the sweeper calls it).
   Result<int64_t> ExpireDue();
 
+  // The demarcation protocol. A donor durably lowers its own quota before it grants;
+  // the grant carries a transfer id and is applied idempotently; the donor re-delivers
+  // it until the receiver acknowledges. No unit is counted twice or lost.
+  void SetPull(PullFn pull) { pull_ = std::move(pull); }
+  // Gives up to `units` (keeping half of what is left, at most) for transfer `tid`;
+  // the same tid returns the same grant.
+  Result<int64_t> Donate(const std::string& sale_id, const std::string& to, int64_t units,
+                         const std::string& tid);
+  Status ApplyGrant(const std::string& sale_id, const std::string& from, int64_t units,
+                    const std::string& tid);
+  Status AckGrant(const std::string& sale_id, const std::string& tid);
+  std::vector<PendingGrant> UnackedGrants() const;
+  // Sales open now whose local remaining is at or under the low-water mark and that saw
+  // demand in the last two seconds: candidates for a pull.
+  std::vector<std::string> SalesNeedingStock() const;
+
  private:
   struct SaleRuntime {
     Sale sale;
@@ -117,6 +157,14 @@ class Shop {
     std::atomic<int64_t> reserved{0};
     std::atomic<int64_t> paid{0};
     std::atomic<int64_t> expired{0};
+    std::atomic<int64_t> quota{0};
+    std::atomic<int64_t> last_demand_ms{0};
+    std::atomic<int64_t> peer_remaining{INT64_MAX};  // unknown until first heard
+    std::mutex transfers_mu;
+    std::map<std::string, PendingGrant> unacked;  // tid -> grant (donor side)
+    std::map<std::string, int64_t> given;         // tid -> units (donor side, all)
+    std::set<std::string> applied;                // tid (receiver side)
+    std::mutex pull_mu;                           // one pull at a time per sale
   };
   struct Due {
     std::string sale_id;
@@ -153,6 +201,7 @@ class Shop {
   std::condition_variable sweep_cv_;
   bool stopping_ = false;
   std::thread sweeper_;
+  PullFn pull_;
 };
 
 }  // namespace meridian::shop
