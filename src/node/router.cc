@@ -841,8 +841,12 @@ class Router final : public net::Handler {
     switch (id) {
       case RouteId::kMe: {
         if (req.method == "DELETE") {
+          // Orders first: the data key that opens them is destroyed with the account.
+          auto orders = c_.shop.DeleteUserData(p.user_id);
+          if (!orders.ok()) return HttpResponse::FromStatus(orders.status());
           auto receipt = acc.DeleteUser(p);
           if (!receipt.ok()) return HttpResponse::FromStatus(receipt.status());
+          (*receipt)["destroyed"]["orders"] = *orders;
           log::Info("user_deleted", {});
           return JsonOk(200, {{"receipt", Signed(std::move(receipt).value())}});
         }
@@ -872,6 +876,13 @@ class Router final : public net::Handler {
       }
       case RouteId::kExport: {
         auto doc = acc.Export(p);
+        auto orders = c_.shop.OrdersOf(p.user_id);
+        if (!orders.ok()) return HttpResponse::FromStatus(orders.status());
+        if (doc.ok()) {
+          Json list = Json::array();
+          for (const auto& o : *orders) list.push_back(shop::OrderJson(o));
+          (*doc)["orders"] = list;
+        }
         return doc.ok() ? JsonOk(200, Signed(std::move(doc).value()))
                         : HttpResponse::FromStatus(doc.status());
       }

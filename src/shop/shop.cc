@@ -699,4 +699,18 @@ std::vector<std::string> Shop::SalesNeedingStock() const {
   return out;
 }
 
+Result<int64_t> Shop::DeleteUserData(const std::string& user_id) {
+  std::lock_guard user_lock(StripeFor(user_id));
+  storage::WriteBatch b;
+  int64_t orders = 0;
+  const std::string order_prefix = user_id + "/order/";
+  RETURN_IF_ERROR(store_.Scan(Space::kCommerce, user_id + "/", [&](std::string_view k, auto) {
+    if (k.substr(0, order_prefix.size()) == order_prefix) ++orders;
+    b.Delete(Space::kCommerce, std::string(k));
+    return true;
+  }));
+  if (!b.empty()) RETURN_IF_ERROR(store_.Write(b));
+  return orders;
+}
+
 }  // namespace meridian::shop

@@ -130,6 +130,9 @@ class Shop {
                              std::string_view idempotency_key);
   Result<Order> Pay(const std::string& user_id, const std::string& order_id);
   Result<std::vector<Order>> OrdersOf(const std::string& user_id);
+  // Deletes the user's orders, idempotency entries and purchase counts; returns how many
+  // orders. (Their units stay accounted in the sale's ledger.)
+  Result<int64_t> DeleteUserData(const std::string& user_id);
 
   // Expires every reservation past its payment window now (the sweeper calls it).
   Result<int64_t> ExpireDue();

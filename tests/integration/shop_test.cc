@@ -132,6 +132,14 @@ TEST_F(ShopTest, BadInputIsRefusedAndChangesNothing) {
   EXPECT_EQ(stats["remaining"], 9);
   auto orders = c_->Call("oregon", "GET", "/v1/me/orders", "", Bearer(u.token));
   EXPECT_EQ(JsonOf(orders)["orders"].size(), 1u);
+  // Orders are the user's data: exported, and destroyed with the account.
+  auto exp = c_->Call("california", "GET", "/v1/me/export", "", Bearer(u.token));
+  EXPECT_EQ(JsonOf(exp)["orders"][0]["order_id"], order);
+  auto del = c_->Call("california", "DELETE", "/v1/me", "", Bearer(u.token));
+  ASSERT_EQ(del.status, 200) << del.body;
+  EXPECT_EQ(JsonOf(del)["receipt"]["destroyed"]["orders"], 1);
+  // The unit stays sold: deleting an account does not return stock.
+  EXPECT_EQ(Stats("s1")["sold"], 1);
 }
 
 TEST_F(ShopTest, ExactlyTheStockIsSoldToConcurrentBuyers) {
