@@ -44,4 +44,6 @@ expect '"phone":"+919876543210"'
 expect 'hello from the edge'
 expect '{"keys":["hello"]}'
 expect '"state":"active"'
+expect '"state":"reserved"'
+expect '"sold":1'
 echo "walkthrough: ok"
