@@ -143,12 +143,22 @@ TEST_F(ShopTest, BadInputIsRefusedAndChangesNothing) {
 }
 
 TEST_F(ShopTest, ExactlyTheStockIsSoldToConcurrentBuyers) {
-  ASSERT_EQ(CreateSale("rush", 60, {{"singapore", 40}, {"oregon", 12}, {"beijing", 8}}).status,
+  ASSERT_EQ(CreateSale("rush", 600, {{"singapore", 300}, {"oregon", 200}, {"beijing", 100}}).status,
             201);
-  std::vector<TestUser> buyers;
-  for (int i = 0; i < 90; ++i) buyers.push_back(NewUser("IN", 100 + i));
-  for (int i = 0; i < 30; ++i) buyers.push_back(NewUser("US", 200 + i));
-  for (int i = 0; i < 20; ++i) buyers.push_back(NewUser("CN", 300 + i));
+  // A thousand buyers, most of them in India, registered in parallel.
+  std::vector<TestUser> buyers(1000);
+  {
+    std::atomic<int> reg{0};
+    std::vector<std::thread> regs;
+    for (int t = 0; t < 8; ++t) {
+      regs.emplace_back([&] {
+        for (int i = reg++; i < 1000; i = reg++) {
+          buyers[i] = NewUser(i < 700 ? "IN" : i < 900 ? "US" : "CN", 1000 + i);
+        }
+      });
+    }
+    for (auto& t : regs) t.join();
+  }
   std::mutex mu;
   std::map<std::string, std::set<std::string>> orders_by_region;
   std::atomic<int> sold_out{0}, other{0};
@@ -181,13 +191,13 @@ TEST_F(ShopTest, ExactlyTheStockIsSoldToConcurrentBuyers) {
   // other buyer heard "sold out".
   size_t total = 0;
   for (const auto& [region, orders] : orders_by_region) total += orders.size();
-  EXPECT_EQ(total, 60u);
+  EXPECT_EQ(total, 600u);
   EXPECT_EQ(sold_out.load() + static_cast<int>(total) * 2, static_cast<int>(buyers.size()) * 2);
   EXPECT_EQ(other.load(), 0);
   Json stats = Stats("rush");
-  EXPECT_EQ(stats["sold"], 60);
+  EXPECT_EQ(stats["sold"], 600);
   EXPECT_EQ(stats["remaining"], 0);
-  EXPECT_EQ(stats["sold"].get<int64_t>() + stats["remaining"].get<int64_t>(), 60);
+  EXPECT_EQ(stats["sold"].get<int64_t>() + stats["remaining"].get<int64_t>(), 600);
   EXPECT_EQ(JsonOf(c_->Call("california", "GET", "/v1/sales/rush"))["state"], "sold_out");
 }
 
