@@ -82,16 +82,20 @@ bool VerifyEd25519(std::string_view public_key, std::string_view message,
              reinterpret_cast<const unsigned char*>(public_key.data())) == 0;
 }
 
+std::string NoteKeyHash(std::string_view name, std::string_view ed25519_public_key) {
+  std::string hashed(name);
+  hashed += "\n\x01";
+  hashed.append(ed25519_public_key);
+  unsigned char digest[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(digest, reinterpret_cast<const unsigned char*>(hashed.data()), hashed.size());
+  return std::string(reinterpret_cast<char*>(digest), 4);
+}
+
 std::string NoteVerifierKey(std::string_view name, std::string_view ed25519_public_key) {
   std::string keydata(1, '\x01');  // algorithm: Ed25519
   keydata.append(ed25519_public_key);
-  std::string hashed(name);
-  hashed.push_back('\n');
-  hashed += keydata;
-  unsigned char digest[crypto_hash_sha256_BYTES];
-  crypto_hash_sha256(digest, reinterpret_cast<const unsigned char*>(hashed.data()), hashed.size());
-  return std::string(name) + "+" + HexEncode(std::string_view(reinterpret_cast<char*>(digest), 4)) +
-         "+" + Base64Encode(keydata);
+  return std::string(name) + "+" + HexEncode(NoteKeyHash(name, ed25519_public_key)) + "+" +
+         Base64Encode(keydata);
 }
 
 namespace {

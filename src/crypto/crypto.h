@@ -81,6 +81,8 @@ bool VerifyEd25519(std::string_view public_key, std::string_view message,
 
 // The C2SP signed-note verifier key of an Ed25519 key: "<name>+<hex key hash>+<base64>".
 std::string NoteVerifierKey(std::string_view name, std::string_view ed25519_public_key);
+// Its 4-byte key hash: SHA-256(name || "\n" || 0x01 || key)[:4].
+std::string NoteKeyHash(std::string_view name, std::string_view ed25519_public_key);
 
 // A development certificate authority and the node certificates it signs (P-256, PEM).
 struct KeyAndCert {

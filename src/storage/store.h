@@ -45,6 +45,9 @@ class WriteBatch {
     ops_.push_back({space, false, std::move(key), std::move(value)});
   }
   void Delete(Space space, std::string key) { ops_.push_back({space, true, std::move(key), {}}); }
+  void Append(const WriteBatch& other) {
+    ops_.insert(ops_.end(), other.ops_.begin(), other.ops_.end());
+  }
   const std::vector<Op>& ops() const { return ops_; }
   bool empty() const { return ops_.empty(); }
 

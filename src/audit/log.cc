@@ -1,0 +1,223 @@
+#include "audit/log.h"
+
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include "common/encoding.h"
+#include "crypto/crypto.h"
+
+namespace meridian::audit {
+namespace {
+using storage::Space;
+
+constexpr std::string_view kSizeKey = "audit/size";
+std::string EntryKey(uint64_t i) { return fmt::format("audit/e/{:016x}", i); }
+std::string NodeKey(int level, uint64_t i) {
+  return fmt::format("audit/n/{:02}/{:016x}", level, i);
+}
+constexpr std::string_view kDash = "\xE2\x80\x94";  // U+2014, the signature line's em dash
+
+// Appends one leaf to a tree of `*size` leaves whose right edge is `*frontier`, putting
+// the new complete subtree hashes into `out`.
+void Append(const std::string& leaf, uint64_t* size, std::vector<Hash>* frontier,
+            storage::WriteBatch* out) {
+  const uint64_t n = (*size)++;
+  out->Put(Space::kMeta, EntryKey(n), leaf);
+  Hash h = LeafHash(leaf);
+  out->Put(Space::kMeta, NodeKey(0, n), h);
+  uint64_t idx = n;
+  size_t level = 0;
+  while (idx & 1) {
+    h = NodeHash((*frontier)[level], h);
+    idx >>= 1;
+    ++level;
+    out->Put(Space::kMeta, NodeKey(static_cast<int>(level), idx), h);
+  }
+  if (frontier->size() <= level) frontier->resize(level + 1);
+  (*frontier)[level] = h;
+}
+}  // namespace
+
+AuditLog::AuditLog(storage::Store& store, std::string region, const Clock& clock, SignFn sign,
+                   std::string signing_public_key)
+    : store_(store),
+      region_(std::move(region)),
+      origin_("meridian/" + region_),
+      clock_(clock),
+      sign_(std::move(sign)),
+      public_key_(std::move(signing_public_key)) {}
+
+Status AuditLog::Start() {
+  ASSIGN_OR_RETURN(auto raw, store_.Get(Space::kMeta, kSizeKey));
+  uint64_t n = 0;
+  if (raw) std::from_chars(raw->data(), raw->data() + raw->size(), n);
+  std::vector<Hash> frontier;
+  for (int level = 0; (n >> level) > 0; ++level) {
+    uint64_t count = n >> level;
+    frontier.emplace_back();
+    if (count & 1) {
+      ASSIGN_OR_RETURN(auto h, store_.Get(Space::kMeta, NodeKey(level, count - 1)));
+      if (!h) return Error(Code::kIntegrityError, "audit log: a stored subtree hash is missing");
+      frontier.back() = *h;
+    }
+  }
+  std::lock_guard lock(mu_);
+  size_ = n;
+  frontier_ = std::move(frontier);
+  return Status::Ok();
+}
+
+Status AuditLog::Commit(storage::WriteBatch batch, std::vector<Json> entries) {
+  Pending me{std::move(batch), std::move(entries), Status::Ok(), false};
+  std::unique_lock lock(mu_);
+  queue_.push_back(&me);
+  while (!me.done) {
+    if (leader_active_) {
+      cv_.wait(lock);
+      continue;
+    }
+    // This caller leads: it writes everything queued so far in one synced batch.
+    leader_active_ = true;
+    std::vector<Pending*> group(queue_.begin(), queue_.end());
+    queue_.clear();
+    uint64_t size = size_;
+    std::vector<Hash> frontier = frontier_;
+    lock.unlock();
+
+    auto build = [&](const std::vector<Pending*>& members, uint64_t* sz, std::vector<Hash>* fr) {
+      storage::WriteBatch all;
+      for (Pending* p : members) {
+        all.Append(p->batch);
+        for (const auto& e : p->entries) Append(DumpJson(e), sz, fr, &all);
+      }
+      all.Put(Space::kMeta, std::string(kSizeKey), std::to_string(*sz));
+      return all;
+    };
+    uint64_t new_size = size;
+    std::vector<Hash> new_frontier = frontier;
+    Status st = store_.Write(build(group, &new_size, &new_frontier));
+    if (!st.ok() && group.size() > 1) {
+      // One member's batch may be what failed (a residency refusal, say): commit each
+      // alone so the others are not failed with it.
+      new_size = size;
+      new_frontier = frontier;
+      for (Pending* p : group) {
+        uint64_t s1 = new_size;
+        std::vector<Hash> f1 = new_frontier;
+        p->result = store_.Write(build({p}, &s1, &f1));
+        if (p->result.ok()) {
+          new_size = s1;
+          new_frontier = std::move(f1);
+        }
+      }
+    } else {
+      for (Pending* p : group) p->result = st;
+    }
+
+    lock.lock();
+    size_ = new_size;
+    frontier_ = std::move(new_frontier);
+    for (Pending* p : group) p->done = true;
+    leader_active_ = false;
+    cv_.notify_all();
+  }
+  return me.result;
+}
+
+uint64_t AuditLog::size() const {
+  std::lock_guard lock(mu_);
+  return size_;
+}
+
+Result<Hash> AuditLog::Subtree(int level, uint64_t index) const {
+  ASSIGN_OR_RETURN(auto h, store_.Get(Space::kMeta, NodeKey(level, index)));
+  if (!h || h->size() != 32) {
+    return Error(Code::kIntegrityError, "audit log: a stored subtree hash is missing");
+  }
+  return *h;
+}
+
+Result<Hash> AuditLog::Root(uint64_t size) const {
+  if (size > this->size()) return Error(Code::kInvalidField, "the log is not that large");
+  return RootHash(size, [this](int l, uint64_t i) { return Subtree(l, i); });
+}
+
+Result<std::vector<std::string>> AuditLog::Entries(uint64_t start, uint64_t end) const {
+  if (start > end || end > size()) return Error(Code::kInvalidField, "range outside the log");
+  std::vector<std::string> out;
+  for (uint64_t i = start; i < end; ++i) {
+    ASSIGN_OR_RETURN(auto e, store_.Get(Space::kMeta, EntryKey(i)));
+    if (!e) return Error(Code::kIntegrityError, "audit log: an entry is missing");
+    out.push_back(std::move(*e));
+  }
+  return out;
+}
+
+Result<std::vector<Hash>> AuditLog::Inclusion(uint64_t index, uint64_t size) const {
+  if (size > this->size()) return Error(Code::kInvalidField, "the log is not that large");
+  return InclusionProof(index, size, [this](int l, uint64_t i) { return Subtree(l, i); });
+}
+
+Result<std::vector<Hash>> AuditLog::Consistency(uint64_t first, uint64_t second) const {
+  if (second > size()) return Error(Code::kInvalidField, "the log is not that large");
+  return ConsistencyProof(first, second, [this](int l, uint64_t i) { return Subtree(l, i); });
+}
+
+Result<std::string> AuditLog::Checkpoint() const {
+  const uint64_t n = size();
+  ASSIGN_OR_RETURN(auto root, Root(n));
+  std::string text = fmt::format("{}\n{}\n{}\n", origin_, n, Base64Encode(root));
+  std::string sig = crypto::NoteKeyHash(origin_, public_key_) + sign_(text);
+  return fmt::format("{}\n{} {} {}\n", text, kDash, origin_, Base64Encode(sig));
+}
+
+Result<CheckpointBody> VerifyCheckpoint(std::string_view note, std::string_view verifier_key) {
+  // Verifier key: <name>+<hex hash>+<base64(0x01 || key)>.
+  size_t p1 = verifier_key.find('+');
+  size_t p2 = verifier_key.find('+', p1 + 1);
+  if (p1 == std::string_view::npos || p2 == std::string_view::npos) {
+    return Error(Code::kInvalidField, "malformed verifier key");
+  }
+  std::string name(verifier_key.substr(0, p1));
+  auto keydata = Base64Decode(verifier_key.substr(p2 + 1));
+  if (!keydata || keydata->size() != 33 || (*keydata)[0] != '\x01') {
+    return Error(Code::kInvalidField, "verifier key is not an Ed25519 note key");
+  }
+  std::string pub = keydata->substr(1);
+  size_t blank = note.find("\n\n");
+  if (blank == std::string_view::npos)
+    return Error(Code::kIntegrityError, "note has no signatures");
+  std::string_view text = note.substr(0, blank + 1);
+  std::string_view sigs = note.substr(blank + 2);
+  bool verified = false;
+  const std::string prefix = std::string(kDash) + " " + name + " ";
+  while (!sigs.empty()) {
+    size_t nl = sigs.find('\n');
+    std::string_view line = sigs.substr(0, nl);
+    sigs = nl == std::string_view::npos ? std::string_view() : sigs.substr(nl + 1);
+    if (line.substr(0, prefix.size()) != prefix) continue;
+    auto sig = Base64Decode(line.substr(prefix.size()));
+    if (sig && sig->size() == 68 && sig->substr(0, 4) == crypto::NoteKeyHash(name, pub) &&
+        crypto::VerifyEd25519(pub, text, sig->substr(4))) {
+      verified = true;
+    }
+  }
+  if (!verified) return Error(Code::kIntegrityError, "checkpoint signature does not verify");
+  CheckpointBody body;
+  size_t a = text.find('\n'), b = text.find('\n', a + 1), c = text.find('\n', b + 1);
+  if (a == std::string_view::npos || b == std::string_view::npos || c == std::string_view::npos) {
+    return Error(Code::kIntegrityError, "checkpoint body is malformed");
+  }
+  body.origin = std::string(text.substr(0, a));
+  std::string_view size = text.substr(a + 1, b - a - 1);
+  auto [ptr, ec] = std::from_chars(size.data(), size.data() + size.size(), body.size);
+  auto root = Base64Decode(text.substr(b + 1, c - b - 1));
+  if (ec != std::errc() || !root || root->size() != 32) {
+    return Error(Code::kIntegrityError, "checkpoint body is malformed");
+  }
+  body.root = *root;
+  return body;
+}
+
+}  // namespace meridian::audit

@@ -1,0 +1,100 @@
+// The region's tamper-evident log: an append-only RFC 6962 Merkle tree of canonical JSON
+// entries, stored in the region's store next to the data it describes.
+//
+// Commit() writes a caller's batch and its log entries in one synced write, so there is no
+// operation without its entry and no entry without its operation. Concurrent callers are
+// grouped (leader/follower group commit): one fsync for many operations, contiguous
+// indexes, and O(log n) stored subtree hashes per appended leaf.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "audit/merkle.h"
+#include "common/clock.h"
+#include "common/json.h"
+#include "storage/store.h"
+
+namespace meridian::audit {
+
+// Where operations that must be logged commit their writes.
+class AuditSink {
+ public:
+  virtual ~AuditSink() = default;
+  // Writes `batch` and appends `entries` (canonical JSON, no personal data) atomically.
+  virtual Status Commit(storage::WriteBatch batch, std::vector<Json> entries) = 0;
+};
+
+// A sink that writes without logging: for tests of services that do not audit.
+class UnauditedSink final : public AuditSink {
+ public:
+  explicit UnauditedSink(storage::Store& store) : store_(store) {}
+  Status Commit(storage::WriteBatch batch, std::vector<Json>) override {
+    return batch.empty() ? Status::Ok() : store_.Write(batch);
+  }
+
+ private:
+  storage::Store& store_;
+};
+
+// Signs note text with the region's Ed25519 key (returns the 64-byte signature).
+using SignFn = std::function<std::string(std::string_view)>;
+
+class AuditLog final : public AuditSink {
+ public:
+  AuditLog(storage::Store& store, std::string region, const Clock& clock, SignFn sign,
+           std::string signing_public_key);
+  Status Start();  // reads the size and the right edge of the tree
+
+  Status Commit(storage::WriteBatch batch, std::vector<Json> entries) override;
+
+  uint64_t size() const;
+  Result<Hash> Root(uint64_t size) const;
+  // The exact leaf bytes of entries [start, end).
+  Result<std::vector<std::string>> Entries(uint64_t start, uint64_t end) const;
+  Result<std::vector<Hash>> Inclusion(uint64_t index, uint64_t size) const;
+  Result<std::vector<Hash>> Consistency(uint64_t first, uint64_t second) const;
+  // The C2SP tlog-checkpoint of the current tree as a signed note.
+  Result<std::string> Checkpoint() const;
+  const std::string& origin() const { return origin_; }
+
+ private:
+  struct Pending {
+    storage::WriteBatch batch;
+    std::vector<Json> entries;
+    Status result;
+    bool done = false;
+  };
+  Result<Hash> Subtree(int level, uint64_t index) const;
+  void AppendLeaf(const std::string& leaf, storage::WriteBatch* out);
+
+  storage::Store& store_;
+  std::string region_;
+  std::string origin_;
+  const Clock& clock_;
+  SignFn sign_;
+  std::string public_key_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Pending*> queue_;
+  bool leader_active_ = false;
+  uint64_t size_ = 0;           // committed leaves
+  std::vector<Hash> frontier_;  // per level, the last complete even-indexed subtree
+};
+
+// Verifies a signed note checkpoint against a verifier key ("<name>+<hash>+<base64>").
+// Returns the size and root, or which check failed.
+struct CheckpointBody {
+  std::string origin;
+  uint64_t size = 0;
+  Hash root;
+};
+Result<CheckpointBody> VerifyCheckpoint(std::string_view note, std::string_view verifier_key);
+
+}  // namespace meridian::audit
