@@ -108,6 +108,8 @@ class Region {
   std::unique_ptr<storage::ValueCodec> codec_;
   keys::EnvelopeCodec* envelope_ = nullptr;
   NoOtherRegions directory_;
+  // The privacy benchmark compares codecs, so both paths commit without the audit log.
+  std::unique_ptr<audit::AuditSink> sink_;
   std::unique_ptr<accounts::Accounts> accounts_;
   std::vector<accounts::Principal> users_;
   std::vector<std::string> record_keys_;
@@ -137,8 +139,9 @@ Region::Region(Codec codec) {
   } else {
     codec_ = storage::MakeFramingCodec();
   }
+  sink_ = std::make_unique<audit::UnauditedSink>(*store_);
   accounts_ = std::make_unique<accounts::Accounts>(
-      *store_, *codec_, directory_, clock, random,
+      *store_, *codec_, *sink_, directory_, clock, random,
       accounts::AccountKeys{keystore_->TokenKey(), Must(keystore_->PseudonymKey("phone"), "keys"),
                             Must(keystore_->PseudonymKey("names"), "keys")},
       accounts::AccountSettings{std::string(kRegion), /*dev_fast_password_hashing=*/true,

@@ -32,10 +32,12 @@ Result<std::pair<Json, std::string>> UnframeRecord(std::string_view bytes) {
 }
 }  // namespace
 
-Accounts::Accounts(storage::Store& store, storage::ValueCodec& codec, PhoneDirectory& directory,
-                   const Clock& clock, Random& random, AccountKeys keys, AccountSettings settings)
+Accounts::Accounts(storage::Store& store, storage::ValueCodec& codec, audit::AuditSink& audit,
+                   PhoneDirectory& directory, const Clock& clock, Random& random, AccountKeys keys,
+                   AccountSettings settings)
     : store_(store),
       codec_(codec),
+      audit_(audit),
       directory_(directory),
       clock_(clock),
       random_(random),
@@ -128,7 +130,7 @@ Result<Issued> Accounts::Register(const RegisterRequest& req) {
   batch.Put(Space::kPlacement, uid, storage::EncodePlacement(placement));
   batch.Put(Space::kIdentity, pkey, std::move(sealed));
   batch.Put(Space::kDirectory, dir_key, uid);
-  Status st = store_.Write(batch);
+  Status st = audit_.Commit(std::move(batch), {Entry("account.create", uid)});
   if (!st.ok()) {
     release();
     return st;
@@ -161,6 +163,7 @@ Result<Issued> Accounts::Login(const LoginRequest& req) {
   ASSIGN_OR_RETURN(auto profile, LoadProfile(*uid));
   auto hash = profile.value("password_hash", std::string());
   if (!crypto::VerifyPassword(hash, req.password.value)) return bad;
+  RETURN_IF_ERROR(Log("account.login", *uid));
   return IssueFor(*uid, placement->token_epoch);
 }
 
@@ -186,8 +189,22 @@ Result<Principal> Accounts::Authenticate(std::string_view token) {
   return Principal{claims.user_id, claims.region};
 }
 
+Json Accounts::Entry(std::string_view op, std::string_view uid, Json details) const {
+  Json e = {{"op", op},
+            {"region", settings_.region},
+            {"subject", NamePseudonym("user", uid)},
+            {"at", FormatRfc3339(clock_.NowMs())}};
+  if (!details.empty()) e["details"] = std::move(details);
+  return e;
+}
+
+Status Accounts::Log(std::string_view op, std::string_view uid, Json details) {
+  return audit_.Commit({}, {Entry(op, uid, std::move(details))});
+}
+
 Result<Json> Accounts::Me(const Principal& p) {
   ASSIGN_OR_RETURN(auto profile, LoadProfile(p.user_id));
+  RETURN_IF_ERROR(Log("profile.read", p.user_id));
   return Json{{"user_id", p.user_id},
               {"country", profile.value("country", "")},
               {"home_region", settings_.region},
@@ -207,7 +224,7 @@ Result<int64_t> Accounts::PutRecord(const Principal& p, std::string_view collect
   const std::string rk = RecordKey(p.user_id, collection, key);
   std::lock_guard lock(StripeFor(p.user_id));
   int64_t version = 1;
-  auto current = GetRecord(p, collection, key);
+  auto current = LoadRecord(p, collection, key);
   if (current.ok()) {
     version = current->version + 1;
   } else if (current.status().code() != Code::kNotFound) {
@@ -222,12 +239,19 @@ Result<int64_t> Accounts::PutRecord(const Principal& p, std::string_view collect
                                             FrameRecord(meta, body)));
   storage::WriteBatch batch;
   batch.Put(Space::kContent, rk, std::move(sealed));
-  RETURN_IF_ERROR(store_.Write(batch));
+  RETURN_IF_ERROR(audit_.Commit(std::move(batch), {Entry("record.write", p.user_id)}));
   return version;
 }
 
 Result<Record> Accounts::GetRecord(const Principal& p, std::string_view collection,
                                    std::string_view key) {
+  ASSIGN_OR_RETURN(auto record, LoadRecord(p, collection, key));
+  RETURN_IF_ERROR(Log("record.read", p.user_id));
+  return record;
+}
+
+Result<Record> Accounts::LoadRecord(const Principal& p, std::string_view collection,
+                                    std::string_view key) {
   RETURN_IF_ERROR(ValidateRecordName(collection, "collection"));
   RETURN_IF_ERROR(ValidateRecordName(key, "key"));
   const std::string rk = RecordKey(p.user_id, collection, key);
@@ -262,6 +286,7 @@ Result<std::vector<std::string>> Accounts::ListRecords(const Principal& p,
   }));
   RETURN_IF_ERROR(inner);
   std::sort(keys.begin(), keys.end());
+  RETURN_IF_ERROR(Log("record.list", p.user_id));
   return keys;
 }
 
@@ -275,7 +300,7 @@ Status Accounts::DeleteRecord(const Principal& p, std::string_view collection,
   if (!stored) return Error(Code::kNotFound, "no such record");
   storage::WriteBatch batch;
   batch.Delete(Space::kContent, rk);
-  return store_.Write(batch);
+  return audit_.Commit(std::move(batch), {Entry("record.delete", p.user_id)});
 }
 
 Result<std::string> Accounts::AddDevice(const Principal& p, const DeviceRequest& req) {
@@ -290,11 +315,18 @@ Result<std::string> Accounts::AddDevice(const Principal& p, const DeviceRequest&
                    codec_.Seal({settings_.region, p.user_id, "device", dk, 0}, DumpJson(dev)));
   storage::WriteBatch batch;
   batch.Put(Space::kDevice, dk, std::move(sealed));
-  RETURN_IF_ERROR(store_.Write(batch));
+  RETURN_IF_ERROR(audit_.Commit(std::move(batch),
+                                {Entry("device.add", p.user_id, {{"device_id", device_id}})}));
   return device_id;
 }
 
 Result<Json> Accounts::ListDevices(const Principal& p) {
+  ASSIGN_OR_RETURN(auto list, DeviceList(p));
+  RETURN_IF_ERROR(Log("device.list", p.user_id));
+  return list;
+}
+
+Result<Json> Accounts::DeviceList(const Principal& p) {
   Json devices = Json::array();
   Status inner;
   RETURN_IF_ERROR(
@@ -321,7 +353,7 @@ Result<Json> Accounts::ListDevices(const Principal& p) {
 Result<Json> Accounts::Export(const Principal& p) {
   ASSIGN_OR_RETURN(auto profile, LoadProfile(p.user_id));
   profile.erase("password_hash");  // a credential, not data the user gave us to keep
-  ASSIGN_OR_RETURN(auto devices, ListDevices(p));
+  ASSIGN_OR_RETURN(auto devices, DeviceList(p));
   Json records = Json::array();
   Status inner;
   RETURN_IF_ERROR(
@@ -352,6 +384,7 @@ Result<Json> Accounts::Export(const Principal& p) {
         return true;
       }));
   RETURN_IF_ERROR(inner);
+  RETURN_IF_ERROR(Log("account.export", p.user_id));
   return Json{{"format", "meridian-export-v1"},
               {"user_id", p.user_id},
               {"home_region", settings_.region},
@@ -387,7 +420,7 @@ Result<Json> Accounts::DeleteUser(const Principal& p) {
   tomb.state = "deleted";
   ++tomb.token_epoch;
   batch.Put(Space::kPlacement, p.user_id, storage::EncodePlacement(tomb));
-  RETURN_IF_ERROR(store_.Write(batch));
+  RETURN_IF_ERROR(audit_.Commit(std::move(batch), {Entry("account.delete", p.user_id)}));
   ASSIGN_OR_RETURN(auto key_id, codec_.Shred(p.user_id));
   return Json{{"format", "meridian-deletion-receipt-v1"},
               {"user_pseudonym", NamePseudonym("user", p.user_id)},

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "accounts/validate.h"
+#include "audit/log.h"
 #include "common/clock.h"
 #include "common/json.h"
 #include "common/random.h"
@@ -63,8 +64,10 @@ struct Record {
 
 class Accounts {
  public:
-  Accounts(storage::Store& store, storage::ValueCodec& codec, PhoneDirectory& directory,
-           const Clock& clock, Random& random, AccountKeys keys, AccountSettings settings);
+  // Every access to personal data commits through `audit` with its log entry.
+  Accounts(storage::Store& store, storage::ValueCodec& codec, audit::AuditSink& audit,
+           PhoneDirectory& directory, const Clock& clock, Random& random, AccountKeys keys,
+           AccountSettings settings);
 
   // Who holds this pseudonym here: user id, or nullopt (reservations count as held).
   Result<std::optional<std::string>> FindPhone(const std::string& pseudonym);
@@ -99,10 +102,16 @@ class Accounts {
   std::string RecordKey(std::string_view uid, std::string_view collection,
                         std::string_view key) const;
   Result<Json> LoadProfile(std::string_view uid);
+  Result<Record> LoadRecord(const Principal& p, std::string_view collection, std::string_view key);
+  Result<Json> DeviceList(const Principal& p);
+  // The log entry of an operation on a user's data: pseudonymous, no personal values.
+  Json Entry(std::string_view op, std::string_view uid, Json details = Json::object()) const;
+  Status Log(std::string_view op, std::string_view uid, Json details = Json::object());
   Issued IssueFor(const std::string& uid, int64_t token_epoch);
 
   storage::Store& store_;
   storage::ValueCodec& codec_;
+  audit::AuditSink& audit_;
   PhoneDirectory& directory_;
   const Clock& clock_;
   Random& random_;

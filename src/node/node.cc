@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "accounts/accounts.h"
+#include "audit/log.h"
 #include "common/log.h"
 #include "common/random.h"
 #include "common/worker_pool.h"
@@ -149,6 +150,14 @@ int RunNode(const std::string& config_path, const std::string& region) {
   keys::EnvelopeCodec codec(key_provider, *store, SystemRandom::Instance(),
                             SystemClock::Instance());
 
+  audit::AuditLog audit_log(
+      *store, region, SystemClock::Instance(),
+      [&key_provider](std::string_view text) { return key_provider.Sign(text); },
+      key_provider.SigningPublicKey());
+  if (auto st = audit_log.Start(); !st.ok()) {
+    std::fprintf(stderr, "meridian node: %s\n", st.ToString().c_str());
+    return 1;
+  }
   Metrics metrics(region);
   net::ClientOptions copts;
   if (cfg->tls) {
@@ -168,7 +177,7 @@ int RunNode(const std::string& config_path, const std::string& region) {
   std::unique_ptr<accounts::Accounts> accounts;
   if (role == policy::Role::kHome) {
     accounts = std::make_unique<accounts::Accounts>(
-        *store, codec, directory, SystemClock::Instance(), SystemRandom::Instance(),
+        *store, codec, audit_log, directory, SystemClock::Instance(), SystemRandom::Instance(),
         accounts::AccountKeys{key_provider.TokenKey(), *phone_key, *names_key},
         accounts::AccountSettings{region, cfg->knobs.dev_fast_password_hashing,
                                   cfg->knobs.token_ttl_s * 1000});
@@ -186,9 +195,9 @@ int RunNode(const std::string& config_path, const std::string& region) {
   }
   WorkerPool workers(cfg->knobs.workers, static_cast<size_t>(cfg->knobs.workers) * 64);
   KeyMaintenance maintenance(key_provider, codec);
-  auto router =
-      MakeRouter(NodeContext{*cfg, *self, *admin_token, key_provider, *phone_key, accounts.get(),
-                             shop, [&] { maintenance.Trigger(); }, inter, metrics, workers});
+  auto router = MakeRouter(NodeContext{*cfg, *self, *admin_token, key_provider, *phone_key,
+                                       accounts.get(), shop, audit_log,
+                                       [&] { maintenance.Trigger(); }, inter, metrics, workers});
 
   net::ServerOptions sopts;
   sopts.host = self->listen_host;

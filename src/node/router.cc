@@ -56,6 +56,10 @@ enum class RouteId {
   kInternalGrant,
   kInternalTransfer,
   kInternalTransferAck,
+  kAuditTreeHead,
+  kAuditEntries,
+  kAuditInclusion,
+  kAuditConsistency,
 };
 
 enum class Access { kPublic, kPersonalNoToken, kUser, kAdmin, kInternal };
@@ -99,6 +103,10 @@ const std::vector<Route>& Routes() {
       {RouteId::kAdminProducts, "/v1/admin/products", Access::kAdmin, {"POST"}},
       {RouteId::kAdminSales, "/v1/admin/sales", Access::kAdmin, {"POST"}},
       {RouteId::kAdminSaleStats, "/v1/admin/sales/{id}/stats", Access::kAdmin, {"GET"}},
+      {RouteId::kAuditTreeHead, "/v1/admin/audit/tree-head", Access::kAdmin, {"GET"}},
+      {RouteId::kAuditEntries, "/v1/admin/audit/entries", Access::kAdmin, {"GET"}},
+      {RouteId::kAuditInclusion, "/v1/admin/audit/proof/inclusion", Access::kAdmin, {"GET"}},
+      {RouteId::kAuditConsistency, "/v1/admin/audit/proof/consistency", Access::kAdmin, {"GET"}},
       {RouteId::kInternalPublic, "/internal/v1/public/{kind}", Access::kInternal, {"PUT"}},
       {RouteId::kInternalQuota, "/internal/v1/sales/{id}/quota", Access::kInternal, {"GET"}},
       {RouteId::kInternalGrant, "/internal/v1/sales/{id}/grant", Access::kInternal, {"POST"}},
@@ -290,8 +298,16 @@ class Router final : public net::Handler {
               Error(Code::kUnauthenticated, "this call needs the cluster's admin token")));
         }
         return OnWorker(std::move(done), [this, id = route.id, params = std::move(params),
-                                          body = std::move(req.body)] {
+                                          body = std::move(req.body), query = req.query] {
           switch (id) {
+            case RouteId::kAuditTreeHead:
+            case RouteId::kAuditEntries:
+            case RouteId::kAuditInclusion:
+            case RouteId::kAuditConsistency: {
+              HttpRequest q;
+              q.query = query;
+              return Audit(id, q);
+            }
             case RouteId::kAdminRotate:
               return Rotate(body);
             case RouteId::kAdminProducts:
@@ -725,6 +741,64 @@ class Router final : public net::Handler {
                         {"starts_at", FormatRfc3339(sale->starts_at_ms)},
                         {"ends_at", FormatRfc3339(sale->ends_at_ms)},
                         {"remaining", remaining}});
+  }
+
+  // The audit endpoints of API.md: checkpoint, entries and RFC 9162 proofs.
+  HttpResponse Audit(RouteId id, const HttpRequest& q) {
+    auto& log = c_.audit;
+    auto num = [&](std::string_view name) -> Result<uint64_t> {
+      auto v = q.Query(name);
+      if (!v || v->empty() || v->size() > 18 ||
+          v->find_first_not_of("0123456789") != std::string::npos) {
+        return Error(Code::kInvalidField,
+                     "query parameter '" + std::string(name) + "' must be a non-negative integer");
+      }
+      return static_cast<uint64_t>(std::stoull(*v));
+    };
+    auto fail = [](const Status& st) { return HttpResponse::FromStatus(st); };
+    if (id == RouteId::kAuditTreeHead) {
+      auto note = log.Checkpoint();
+      if (!note.ok()) return fail(note.status());
+      HttpResponse r;
+      r.SetHeader("content-type", "text/plain; charset=utf-8");
+      r.body = std::move(*note);
+      return r;
+    }
+    auto hashes = [](const std::vector<audit::Hash>& v) {
+      Json out = Json::array();
+      for (const auto& h : v) out.push_back(Base64Encode(h));
+      return out;
+    };
+    if (id == RouteId::kAuditEntries) {
+      auto start = num("start");
+      auto end = num("end");
+      if (!start.ok()) return fail(start.status());
+      if (!end.ok()) return fail(end.status());
+      if (*end > *start + 1000) return fail(Error(Code::kInvalidField, "at most 1000 entries"));
+      auto entries = log.Entries(*start, *end);
+      if (!entries.ok()) return fail(entries.status());
+      Json list = Json::array();
+      for (uint64_t i = 0; i < entries->size(); ++i) {
+        list.push_back({{"index", *start + i}, {"leaf", Base64Encode((*entries)[i])}});
+      }
+      return JsonOk(200, {{"entries", list}});
+    }
+    if (id == RouteId::kAuditInclusion) {
+      auto index = num("index");
+      auto size = num("size");
+      if (!index.ok()) return fail(index.status());
+      if (!size.ok()) return fail(size.status());
+      auto proof = log.Inclusion(*index, *size);
+      if (!proof.ok()) return fail(proof.status());
+      return JsonOk(200, {{"index", *index}, {"size", *size}, {"hashes", hashes(*proof)}});
+    }
+    auto first = num("first");
+    auto second = num("second");
+    if (!first.ok()) return fail(first.status());
+    if (!second.ok()) return fail(second.status());
+    auto proof = log.Consistency(*first, *second);
+    if (!proof.ok()) return fail(proof.status());
+    return JsonOk(200, {{"first", *first}, {"second", *second}, {"hashes", hashes(*proof)}});
   }
 
   HttpResponse Internal(RouteId id, const std::string& param) {

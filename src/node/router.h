@@ -11,14 +11,15 @@
 #include <vector>
 
 #include "accounts/accounts.h"
+#include "audit/log.h"
 #include "common/clock.h"
 #include "common/worker_pool.h"
 #include "config/cluster.h"
 #include "keys/keys.h"
-#include "shop/shop.h"
 #include "net/http.h"
 #include "node/inter_region.h"
 #include "node/metrics.h"
+#include "shop/shop.h"
 
 namespace meridian::node {
 
@@ -33,6 +34,7 @@ struct NodeContext {
   std::string phone_key;         // cluster-wide phone pseudonym key
   accounts::Accounts* accounts;  // null in an edge region: it holds no personal data
   shop::Shop& shop;
+  audit::AuditLog& audit;
   RewrapTrigger rewrap;
   InterRegion& inter;
   Metrics& metrics;

@@ -33,8 +33,9 @@ class AccountsTest : public ::testing::Test {
     store_ = storage::WithResidencyGuard(std::move(raw).value(), "singapore",
                                          [](policy::DataClass) { return true; });
     codec_ = storage::MakeFramingCodec();
+    sink_ = std::make_unique<audit::UnauditedSink>(*store_);
     acc_ = std::make_unique<Accounts>(
-        *store_, *codec_, dir_svc_, clock_, random_,
+        *store_, *codec_, *sink_, dir_svc_, clock_, random_,
         AccountKeys{std::string(32, 't'), std::string(32, 'd'), std::string(32, 'n')},
         AccountSettings{"singapore", true, 3'600'000});
   }
@@ -64,6 +65,7 @@ class AccountsTest : public ::testing::Test {
   ScriptedDirectory dir_svc_;
   ManualClock clock_{1'790'000'000'000};
   SeededRandom random_{42};
+  std::unique_ptr<audit::AuditSink> sink_;
   std::unique_ptr<Accounts> acc_;
 };
 
