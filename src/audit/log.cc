@@ -164,12 +164,52 @@ Result<std::vector<Hash>> AuditLog::Consistency(uint64_t first, uint64_t second)
   return ConsistencyProof(first, second, [this](int l, uint64_t i) { return Subtree(l, i); });
 }
 
+std::string SignatureLine(std::string_view name, std::string_view public_key,
+                          std::string_view signature) {
+  return fmt::format("{} {} {}\n", kDash, name,
+                     Base64Encode(crypto::NoteKeyHash(name, public_key) + std::string(signature)));
+}
+
+std::string_view NoteText(std::string_view note) {
+  size_t blank = note.find("\n\n");
+  return blank == std::string_view::npos ? note : note.substr(0, blank + 1);
+}
+
 Result<std::string> AuditLog::Checkpoint() const {
   const uint64_t n = size();
   ASSIGN_OR_RETURN(auto root, Root(n));
   std::string text = fmt::format("{}\n{}\n{}\n", origin_, n, Base64Encode(root));
-  std::string sig = crypto::NoteKeyHash(origin_, public_key_) + sign_(text);
-  return fmt::format("{}\n{} {} {}\n", text, kDash, origin_, Base64Encode(sig));
+  return text + "\n" + SignatureLine(origin_, public_key_, sign_(text));
+}
+
+Status AuditLog::Publish() {
+  std::lock_guard lock(publish_mu_);
+  if (size() == published_size_) return Status::Ok();
+  const uint64_t n = size();
+  ASSIGN_OR_RETURN(auto note, Checkpoint());
+  published_ = std::move(note);
+  published_size_ = n;
+  cosignatures_.clear();
+  return Status::Ok();
+}
+
+Result<std::string> AuditLog::Latest() {
+  if (published_size_ == UINT64_MAX) RETURN_IF_ERROR(Publish());
+  std::lock_guard lock(publish_mu_);
+  std::string note = published_;
+  for (const auto& [_, line] : cosignatures_) note += line;
+  return note;
+}
+
+Status AuditLog::AddCosignature(std::string_view line, std::string_view witness_verifier_key) {
+  std::lock_guard lock(publish_mu_);
+  std::string candidate = std::string(NoteText(published_)) + "\n" + std::string(line);
+  if (line.empty() || line.back() != '\n') candidate += "\n";
+  auto body = VerifyCheckpoint(candidate, witness_verifier_key);
+  if (!body.ok()) return Error(Code::kInvalidField, "cosignature does not verify");
+  std::string name(witness_verifier_key.substr(0, witness_verifier_key.find('+')));
+  cosignatures_[name] = candidate.substr(NoteText(published_).size() + 1);
+  return Status::Ok();
 }
 
 Result<CheckpointBody> VerifyCheckpoint(std::string_view note, std::string_view verifier_key) {

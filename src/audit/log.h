@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -61,6 +62,14 @@ class AuditLog final : public AuditSink {
   Result<std::vector<Hash>> Consistency(uint64_t first, uint64_t second) const;
   // The C2SP tlog-checkpoint of the current tree as a signed note.
   Result<std::string> Checkpoint() const;
+  // Signs and stores a new checkpoint when the tree grew since the last one (called every
+  // second); witnesses' cosignatures attach to the latest one.
+  Status Publish();
+  // The latest published checkpoint with the cosignatures it has collected.
+  Result<std::string> Latest();
+  // A witness's signature line over the latest checkpoint's text; refused unless it
+  // verifies under `witness_verifier_key`.
+  Status AddCosignature(std::string_view line, std::string_view witness_verifier_key);
   const std::string& origin() const { return origin_; }
 
  private:
@@ -84,7 +93,11 @@ class AuditLog final : public AuditSink {
   std::condition_variable cv_;
   std::deque<Pending*> queue_;
   bool leader_active_ = false;
-  uint64_t size_ = 0;           // committed leaves
+  uint64_t size_ = 0;  // committed leaves
+  std::mutex publish_mu_;
+  uint64_t published_size_ = UINT64_MAX;
+  std::string published_;                            // the region's own signed note
+  std::map<std::string, std::string> cosignatures_;  // witness name -> signature line
   std::vector<Hash> frontier_;  // per level, the last complete even-indexed subtree
 };
 
@@ -96,5 +109,10 @@ struct CheckpointBody {
   Hash root;
 };
 Result<CheckpointBody> VerifyCheckpoint(std::string_view note, std::string_view verifier_key);
+// A note signature line by `name` over a checkpoint's text (the part before the blank line).
+std::string SignatureLine(std::string_view name, std::string_view public_key,
+                          std::string_view signature);
+// The text a checkpoint note's signatures cover.
+std::string_view NoteText(std::string_view note);
 
 }  // namespace meridian::audit

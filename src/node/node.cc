@@ -19,6 +19,7 @@
 #include "node/inter_region.h"
 #include "node/rebalancer.h"
 #include "node/router.h"
+#include "node/witness.h"
 #include "shop/shop.h"
 #include "storage/codec.h"
 #include "storage/store.h"
@@ -195,9 +196,13 @@ int RunNode(const std::string& config_path, const std::string& region) {
   }
   WorkerPool workers(cfg->knobs.workers, static_cast<size_t>(cfg->knobs.workers) * 64);
   KeyMaintenance maintenance(key_provider, codec);
-  auto router = MakeRouter(NodeContext{*cfg, *self, *admin_token, key_provider, *phone_key,
-                                       accounts.get(), shop, audit_log,
-                                       [&] { maintenance.Trigger(); }, inter, metrics, workers});
+  AuditDaemon audit_daemon(audit_log, *store, inter, *cfg, key_provider, metrics,
+                           role == policy::Role::kHome);
+  audit_daemon.Start();
+  auto router =
+      MakeRouter(NodeContext{*cfg, *self, *admin_token, key_provider, *phone_key, accounts.get(),
+                             shop, audit_log, [&] { return audit_daemon.Alarms(); },
+                             [&] { maintenance.Trigger(); }, inter, metrics, workers});
 
   net::ServerOptions sopts;
   sopts.host = self->listen_host;
@@ -226,6 +231,7 @@ int RunNode(const std::string& config_path, const std::string& region) {
   (*server)->Shutdown();
   (*server)->Wait();
   workers.Stop();
+  audit_daemon.Stop();
   rebalancer.Stop();
   shop.Stop();
   maintenance.Stop();

@@ -60,6 +60,10 @@ enum class RouteId {
   kAuditEntries,
   kAuditInclusion,
   kAuditConsistency,
+  kAuditAlarms,
+  kInternalCheckpoint,
+  kInternalConsistency,
+  kInternalCosign,
 };
 
 enum class Access { kPublic, kPersonalNoToken, kUser, kAdmin, kInternal };
@@ -107,6 +111,10 @@ const std::vector<Route>& Routes() {
       {RouteId::kAuditEntries, "/v1/admin/audit/entries", Access::kAdmin, {"GET"}},
       {RouteId::kAuditInclusion, "/v1/admin/audit/proof/inclusion", Access::kAdmin, {"GET"}},
       {RouteId::kAuditConsistency, "/v1/admin/audit/proof/consistency", Access::kAdmin, {"GET"}},
+      {RouteId::kAuditAlarms, "/v1/admin/audit/alarms", Access::kAdmin, {"GET"}},
+      {RouteId::kInternalCheckpoint, "/internal/v1/audit/checkpoint", Access::kInternal, {"GET"}},
+      {RouteId::kInternalConsistency, "/internal/v1/audit/consistency", Access::kInternal, {"GET"}},
+      {RouteId::kInternalCosign, "/internal/v1/audit/cosign", Access::kInternal, {"POST"}},
       {RouteId::kInternalPublic, "/internal/v1/public/{kind}", Access::kInternal, {"PUT"}},
       {RouteId::kInternalQuota, "/internal/v1/sales/{id}/quota", Access::kInternal, {"GET"}},
       {RouteId::kInternalGrant, "/internal/v1/sales/{id}/grant", Access::kInternal, {"POST"}},
@@ -303,7 +311,8 @@ class Router final : public net::Handler {
             case RouteId::kAuditTreeHead:
             case RouteId::kAuditEntries:
             case RouteId::kAuditInclusion:
-            case RouteId::kAuditConsistency: {
+            case RouteId::kAuditConsistency:
+            case RouteId::kAuditAlarms: {
               HttpRequest q;
               q.query = query;
               return Audit(id, q);
@@ -325,10 +334,23 @@ class Router final : public net::Handler {
           return done(HttpResponse::FromStatus(
               Error(Code::kUnauthenticated, "internal endpoint: region credentials required")));
         }
+        // The calling region: its certificate's name with TLS, else the header it sent
+        // (trusted only together with the internal credential checked above).
         return OnWorker(std::move(done), [this, id = route.id, params = std::move(params),
-                                          body = std::move(req.body)] {
+                                          body = std::move(req.body), query = req.query,
+                                          peer = req.peer_identity.empty()
+                                                     ? std::string(req.Header(kForwardedHeader))
+                                                     : req.peer_identity] {
           if (id == RouteId::kInternalPublic) return StorePublic(params[0], body);
           if (id == RouteId::kInternalQuota) return QuotaOf(params[0]);
+          if (id == RouteId::kInternalCheckpoint || id == RouteId::kInternalConsistency) {
+            HttpRequest q;
+            q.query = query;
+            return Audit(id == RouteId::kInternalCheckpoint ? RouteId::kAuditTreeHead
+                                                            : RouteId::kAuditConsistency,
+                         q);
+          }
+          if (id == RouteId::kInternalCosign) return Cosign(peer, body);
           if (id == RouteId::kInternalGrant || id == RouteId::kInternalTransfer ||
               id == RouteId::kInternalTransferAck) {
             return Transfer(id, params, body);
@@ -756,8 +778,9 @@ class Router final : public net::Handler {
       return static_cast<uint64_t>(std::stoull(*v));
     };
     auto fail = [](const Status& st) { return HttpResponse::FromStatus(st); };
+    if (id == RouteId::kAuditAlarms) return JsonOk(200, {{"alarms", c_.audit_alarms()}});
     if (id == RouteId::kAuditTreeHead) {
-      auto note = log.Checkpoint();
+      auto note = log.Latest();
       if (!note.ok()) return fail(note.status());
       HttpResponse r;
       r.SetHeader("content-type", "text/plain; charset=utf-8");
@@ -799,6 +822,26 @@ class Router final : public net::Handler {
     auto proof = log.Consistency(*first, *second);
     if (!proof.ok()) return fail(proof.status());
     return JsonOk(200, {{"first", *first}, {"second", *second}, {"hashes", hashes(*proof)}});
+  }
+
+  // A witness's cosignature of our latest checkpoint, checked with the witness's key.
+  HttpResponse Cosign(const std::string& witness, const std::string& body) {
+    auto j = ParseJsonObject(body);
+    if (!j.ok()) return HttpResponse::FromStatus(j.status());
+    const std::string* region = &witness;
+    if (witness.empty() || c_.config.Find(witness) == nullptr)
+      return HttpResponse::FromStatus(Error(Code::kForbidden, "unknown witness"));
+    net::HttpRequest ask;
+    ask.method = "GET";
+    ask.target = "/internal/v1/keys";
+    auto keys = c_.inter.CallSync(*region, std::move(ask));
+    if (!keys.ok() || keys->status != 200) {
+      return HttpResponse::FromStatus(Error(Code::kUnavailable, "witness keys unavailable"));
+    }
+    auto k = ParseJsonObject(keys->body);
+    if (!k.ok()) return HttpResponse::FromStatus(k.status());
+    Status st = c_.audit.AddCosignature(j->value("line", ""), k->value("audit_verifier_key", ""));
+    return st.ok() ? JsonOk(200, {{"cosigned", true}}) : HttpResponse::FromStatus(st);
   }
 
   HttpResponse Internal(RouteId id, const std::string& param) {

@@ -35,6 +35,7 @@ struct NodeContext {
   accounts::Accounts* accounts;  // null in an edge region: it holds no personal data
   shop::Shop& shop;
   audit::AuditLog& audit;
+  std::function<Json()> audit_alarms;
   RewrapTrigger rewrap;
   InterRegion& inter;
   Metrics& metrics;

@@ -1,6 +1,7 @@
 // The region's audit log over a real cluster: signed checkpoints verifiable with the
 // published key, entries that recompute the root, proofs, no personal data, and a crash in
 // a burst of writes leaving log and data in agreement.
+#include <rocksdb/db.h>
 #include <signal.h>
 
 #include <atomic>
@@ -20,8 +21,18 @@ class AuditTest : public ::testing::Test {
     c_ = std::make_unique<TestCluster>();
     c_->Start();
   }
-  // Fetches singapore's checkpoint straight from singapore and verifies it.
-  audit::CheckpointBody Checkpoint() {
+  // Singapore's checkpoint, verified; waits (checkpoints are published every second)
+  // until it covers at least `min_size` leaves.
+  audit::CheckpointBody Checkpoint(uint64_t min_size = 0) {
+    for (int i = 0; i < 40; ++i) {
+      auto body = CheckpointNow();
+      if (body.size >= min_size) return body;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ADD_FAILURE() << "no checkpoint of size " << min_size;
+    return {};
+  }
+  audit::CheckpointBody CheckpointNow() {
     auto regions = JsonOf(c_->Call("california", "GET", "/v1/regions"));
     std::string verifier;
     for (const auto& r : regions["regions"]) {
@@ -65,7 +76,7 @@ TEST_F(AuditTest, CheckpointsEntriesAndProofsVerifyAndHoldNoPersonalData) {
                      R"({"imei":"490154203237518","model":"Mi 4"})", Bearer(u.token))
                 .status,
             201);
-  auto first = Checkpoint();
+  auto first = Checkpoint(8);
   ASSERT_EQ(first.size, 8u);  // create, 5 writes, profile read, device
   auto leaves = Leaves(0, first.size);
   ASSERT_EQ(leaves.size(), first.size);
@@ -98,7 +109,7 @@ TEST_F(AuditTest, CheckpointsEntriesAndProofsVerifyAndHoldNoPersonalData) {
 
   ASSERT_EQ(c_->Call("california", "GET", "/v1/me/export", "", Bearer(u.token)).status, 200);
   ASSERT_EQ(c_->Call("california", "DELETE", "/v1/me", "", Bearer(u.token)).status, 200);
-  auto second = Checkpoint();
+  auto second = Checkpoint(10);
   EXPECT_EQ(second.size, 10u);
   auto cons =
       JsonOf(c_->Call("singapore", "GET", "/v1/admin/audit/proof/consistency?first=8&second=10", "",
@@ -144,7 +155,7 @@ TEST_F(AuditTest, AfterACrashInABurstLogAndDataAgree) {
   ASSERT_EQ(list.status, 200);
   const size_t records = JsonOf(list)["keys"].size();
   ASSERT_GT(records, 0u);
-  auto cp = Checkpoint();
+  auto cp = Checkpoint(records + 1);
   int writes = 0;
   for (const auto& leaf : Leaves(0, cp.size)) {
     writes += ParseJsonObject(leaf)->value("op", "") == "record.write";
@@ -152,6 +163,81 @@ TEST_F(AuditTest, AfterACrashInABurstLogAndDataAgree) {
   // Each key was written once: every record present has its entry, and no entry lacks
   // its record.
   EXPECT_EQ(static_cast<size_t>(writes), records);
+}
+
+std::string VerifierOf(TestCluster& c, const std::string& region) {
+  auto regions = JsonOf(c.Call("california", "GET", "/v1/regions"));
+  for (const auto& r : regions["regions"]) {
+    if (r["name"] == region) return r["audit_verifier_key"];
+  }
+  return "";
+}
+
+// Waits until singapore's served checkpoint covers `size` leaves and carries the other
+// two home regions' cosignatures.
+std::string WaitForWitnessedCheckpoint(TestCluster& c, uint64_t size) {
+  std::string note;
+  for (int i = 0; i < 80; ++i) {
+    note =
+        c.Call("singapore", "GET", "/v1/admin/audit/tree-head", "", Bearer(c.admin_token())).body;
+    bool witnessed = audit::VerifyCheckpoint(note, VerifierOf(c, "beijing")).ok() &&
+                     audit::VerifyCheckpoint(note, VerifierOf(c, "oregon")).ok();
+    if (witnessed && note.find("\n" + std::to_string(size) + "\n") != std::string::npos)
+      return note;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ADD_FAILURE() << "no witnessed checkpoint of size " << size << ":\n" << note;
+  return note;
+}
+
+TEST_F(AuditTest, WitnessesCosignAndRaiseAnAlarmOnAFork) {
+  TestUser u{"IN", "+91 98765 77777", "+919876577777", "singapore", "", ""};
+  RegisterVia(*c_, "singapore", u);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(
+        c_->Call("singapore", "PUT", "/v1/me/records/r/k" + std::to_string(i), "v", Bearer(u.token))
+            .status,
+        200);
+  }
+  // 1 + 4 entries; the checkpoint carries three verifiable signature lines.
+  std::string note = WaitForWitnessedCheckpoint(*c_, 5);
+  EXPECT_TRUE(audit::VerifyCheckpoint(note, VerifierOf(*c_, "singapore")).ok());
+  EXPECT_EQ(std::count(note.begin(), note.end(), '\n'), 7) << note;  // 3 body, blank, 3 signatures
+  EXPECT_EQ(JsonOf(c_->Call("beijing", "GET", "/v1/admin/audit/alarms", "",
+                            Bearer(c_->admin_token())))["alarms"]
+                .size(),
+            0u);
+
+  // An operator rewrites singapore's history: same size, another root.
+  c_->StopRegion("singapore", SIGTERM);
+  {
+    std::string db_dir = c_->dir() + "/singapore/db";
+    std::vector<std::string> names;
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), db_dir, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> h;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), db_dir, cfs, &h, &db).ok());
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), h[0], "audit/n/00/0000000000000004", std::string(32, 'f'))
+            .ok());
+    for (auto* x : h) db->DestroyColumnFamilyHandle(x);
+    delete db;
+  }
+  c_->StartRegion("singapore");
+  Json alarms;
+  for (int i = 0; i < 60; ++i) {
+    alarms = JsonOf(c_->Call("oregon", "GET", "/v1/admin/audit/alarms", "",
+                             Bearer(c_->admin_token())))["alarms"];
+    if (!alarms.empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_FALSE(alarms.empty());
+  EXPECT_EQ(alarms[0]["region"], "singapore");
+  EXPECT_NE(alarms[0]["reason"].get<std::string>().find("fork"), std::string::npos);
+  auto metrics = c_->Call("oregon", "GET", "/metrics");
+  EXPECT_NE(metrics.body.find("meridian_audit_alarms{region=\"oregon\"} 1"), std::string::npos);
 }
 
 }  // namespace
