@@ -64,6 +64,7 @@ enum class RouteId {
   kInternalCheckpoint,
   kInternalConsistency,
   kInternalCosign,
+  kResidency,
 };
 
 enum class Access { kPublic, kPersonalNoToken, kUser, kAdmin, kInternal };
@@ -85,6 +86,7 @@ const std::vector<Route>& Routes() {
       {RouteId::kSessions, "/v1/sessions", Access::kPersonalNoToken, {"POST"}},
       {RouteId::kMe, "/v1/me", Access::kUser, {"GET", "DELETE"}},
       {RouteId::kExport, "/v1/me/export", Access::kUser, {"GET"}},
+      {RouteId::kResidency, "/v1/me/residency", Access::kUser, {"GET"}},
       {RouteId::kRecord,
        "/v1/me/records/{collection}/{key}",
        Access::kUser,
@@ -990,6 +992,23 @@ class Router final : public net::Handler {
         Json list = Json::array();
         for (const auto& o : *orders) list.push_back(shop::OrderJson(o));
         return JsonOk(200, {{"orders", list}});
+      }
+      case RouteId::kResidency: {
+        // Where the user's data is, every transfer of it (none until a migration moves the
+        // user: transfers are logged by the migration), and the witnessed checkpoint.
+        auto note = c_.audit.Latest();
+        if (!note.ok()) return HttpResponse::FromStatus(note.status());
+        auto placement = acc.PlacementOf(p.user_id);
+        if (!placement.ok()) return HttpResponse::FromStatus(placement.status());
+        return JsonOk(
+            200, {{"home_region", c_.self.name},
+                  {"stored_in", Json::array({c_.self.name})},
+                  {"placement_epoch", (*placement) ? (*placement)->epoch : 0},
+                  {"transfers", Json::array()},
+                  {"tree_head", *note},
+                  {"audit_verifier_key",
+                   crypto::NoteVerifierKey("meridian/" + c_.self.name, c_.keys.SigningPublicKey())},
+                  {"proofs", Json::array()}});
       }
       case RouteId::kExport: {
         auto doc = acc.Export(p);
