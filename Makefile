@@ -7,8 +7,11 @@ FUZZ_SECONDS ?= 20
 CMAKE_FLAGS ?=
 BENCH_MIN_TIME ?= 0.5
 BENCH_REPETITIONS ?= 5
+BENCH_RATE ?= 150000
+BENCH_CONNECTIONS ?= 64
+BENCH_DURATION_S ?= 10
 
-.PHONY: all deps build run test test-sanitize fuzz bench-crypto format clean
+.PHONY: all deps build run test test-sanitize fuzz bench bench-crypto format clean
 
 all: build
 
@@ -45,6 +48,14 @@ bench-crypto: build
 	scripts/bench-crypto-report $(BUILD)/bench/meridian_bench_crypto \
 	  --benchmark_min_time=$(BENCH_MIN_TIME) --benchmark_repetitions=$(BENCH_REPETITIONS) \
 	  --benchmark_enable_random_interleaving=true
+
+# The flash-sale benchmark next to its peers, nginx (fixed answer) and Redis (Lua stock
+# decrement, durable and not), all driven by `meridian bench` with the same open-loop settings
+# on loopback; writes the "Flash sale" section of BENCHMARKS.md. About 5 minutes on 2 cores.
+bench: build
+	scripts/install-deps --bench
+	scripts/bench-flash-report --binary $(BUILD)/src/meridian --rate $(BENCH_RATE) \
+	  --connections $(BENCH_CONNECTIONS) --duration-s $(BENCH_DURATION_S)
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

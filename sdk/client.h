@@ -35,6 +35,8 @@ class Client {
   Result<std::string> AddDevice(std::string_view imei, std::string_view model);
 
   const std::string& token() const { return token_; }
+  // GET /v1/regions as read by Connect.
+  const Json& regions() const { return regions_; }
   void set_token(std::string token) { token_ = std::move(token); }
   // A raw call with the current token (for everything the helpers above do not cover).
   Result<net::HttpResponse> Call(const std::string& method, const std::string& target,

@@ -190,12 +190,8 @@ Result<Principal> Accounts::Authenticate(std::string_view token) {
 }
 
 Json Accounts::Entry(std::string_view op, std::string_view uid, Json details) const {
-  Json e = {{"op", op},
-            {"region", settings_.region},
-            {"subject", NamePseudonym("user", uid)},
-            {"at", FormatRfc3339(clock_.NowMs())}};
-  if (!details.empty()) e["details"] = std::move(details);
-  return e;
+  return audit::MakeEntry(op, settings_.region, audit::SubjectPseudonym(keys_.names_key, uid),
+                          clock_.NowMs(), std::move(details));
 }
 
 Status Accounts::Log(std::string_view op, std::string_view uid, Json details) {

@@ -39,6 +39,19 @@ void Append(const std::string& leaf, uint64_t* size, std::vector<Hash>* frontier
 }
 }  // namespace
 
+std::string SubjectPseudonym(std::string_view names_key, std::string_view user_id) {
+  // 128 bits are plenty for a per-user name and keep entries short.
+  return crypto::Pseudonym(names_key, "user", user_id).substr(0, 32);
+}
+
+Json MakeEntry(std::string_view op, std::string_view region, std::string_view subject,
+               int64_t at_ms, Json details) {
+  Json e = {{"op", op}, {"region", region}, {"at", FormatRfc3339(at_ms)}};
+  if (!subject.empty()) e["subject"] = subject;
+  if (!details.empty()) e["details"] = std::move(details);
+  return e;
+}
+
 AuditLog::AuditLog(storage::Store& store, std::string region, const Clock& clock, SignFn sign,
                    std::string signing_public_key)
     : store_(store),
@@ -175,8 +188,9 @@ std::string_view NoteText(std::string_view note) {
   return blank == std::string_view::npos ? note : note.substr(0, blank + 1);
 }
 
-Result<std::string> AuditLog::Checkpoint() const {
-  const uint64_t n = size();
+Result<std::string> AuditLog::Checkpoint() const { return CheckpointAt(size()); }
+
+Result<std::string> AuditLog::CheckpointAt(uint64_t n) const {
   ASSIGN_OR_RETURN(auto root, Root(n));
   std::string text = fmt::format("{}\n{}\n{}\n", origin_, n, Base64Encode(root));
   return text + "\n" + SignatureLine(origin_, public_key_, sign_(text));
@@ -184,9 +198,13 @@ Result<std::string> AuditLog::Checkpoint() const {
 
 Status AuditLog::Publish() {
   std::lock_guard lock(publish_mu_);
-  if (size() == published_size_) return Status::Ok();
+  return PublishLocked();
+}
+
+Status AuditLog::PublishLocked() {
   const uint64_t n = size();
-  ASSIGN_OR_RETURN(auto note, Checkpoint());
+  if (n == published_size_) return Status::Ok();
+  ASSIGN_OR_RETURN(auto note, CheckpointAt(n));
   published_ = std::move(note);
   published_size_ = n;
   cosignatures_.clear();
@@ -194,8 +212,8 @@ Status AuditLog::Publish() {
 }
 
 Result<std::string> AuditLog::Latest() {
-  if (published_size_ == UINT64_MAX) RETURN_IF_ERROR(Publish());
   std::lock_guard lock(publish_mu_);
+  if (published_size_ == UINT64_MAX) RETURN_IF_ERROR(PublishLocked());
   std::string note = published_;
   for (const auto& [_, line] : cosignatures_) note += line;
   return note;

@@ -23,6 +23,14 @@
 
 namespace meridian::audit {
 
+// The subject of a user's log entries: a keyed pseudonym of the user id (names key,
+// purpose "user"), never the id itself, so entries can be published.
+std::string SubjectPseudonym(std::string_view names_key, std::string_view user_id);
+// A log entry (canonical JSON once dumped): what happened, where, to whom (pseudonym or
+// empty for region-wide operations such as key rotation), when, and non-personal details.
+Json MakeEntry(std::string_view op, std::string_view region, std::string_view subject,
+               int64_t at_ms, Json details = Json::object());
+
 // Where operations that must be logged commit their writes.
 class AuditSink {
  public:
@@ -80,6 +88,8 @@ class AuditLog final : public AuditSink {
     bool done = false;
   };
   Result<Hash> Subtree(int level, uint64_t index) const;
+  Status PublishLocked();  // publish_mu_ held
+  Result<std::string> CheckpointAt(uint64_t size) const;
   void AppendLeaf(const std::string& leaf, storage::WriteBatch* out);
 
   storage::Store& store_;

@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "bench/bench.h"
 #include "dev/dev.h"
 #include "node/node.h"
 #include "tools/tools.h"
@@ -14,6 +15,12 @@
 #endif
 
 namespace {
+std::string CommandLine(int argc, char** argv) {
+  std::string out = "meridian";
+  for (int i = 1; i < argc; ++i) out += std::string(" ") + argv[i];
+  return out;
+}
+
 std::string SelfExe(const char* argv0) {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
@@ -93,6 +100,104 @@ int main(int argc, char** argv) {
   }
   cput->add_option("body", ca.body)->required();
 
+  auto* bench = app.add_subcommand("bench", "Open-loop load benchmarks (see BENCHMARKS.md)");
+  bench->require_subcommand(1);
+  meridian::bench::FlashSaleOptions fs;
+  auto* bfs = bench->add_subcommand(
+      "flash-sale", "Buyers rush one sale: sell-out time, latency by outcome, oversold, lost");
+  bfs->add_option("--url", fs.url,
+                  "a running cluster's home node for --country (default: start a private one)");
+  bfs->add_option("--admin-token-file", fs.admin_token_file, "the admin token, with --url");
+  bfs->add_option("--endpoint", fs.endpoint,
+                  "purchase, or sold-out (the stock is gone before the clock starts)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"purchase", "sold-out"}));
+  bfs->add_option("--buyers", fs.buyers,
+                  "buyers registered before the sale (sold-out: 2000 at most)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{2}, int64_t{10'000'000}));
+  bfs->add_option("--stock", fs.stock, "units for sale, all in the buyers' home region")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{100'000'000}));
+  bfs->add_option("--rate", fs.rate, "offered purchases per second")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  bfs->add_option("--duration-s", fs.duration_s,
+                  "purchase: at most rate x duration buyers press (0: every buyer once); "
+                  "sold-out: the run's length (0: 10 s)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  bfs->add_option("--connections", fs.connections, "keep-alive connections of the generator")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10'000));
+  bfs->add_option("--country", fs.country, "the buyers' country (IN, US or CN)")
+      ->capture_default_str();
+  bfs->add_option("--io-threads", fs.io_threads, "event loops per node of the private cluster")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 16));
+  bfs->add_option("--setup-connections", fs.setup_connections,
+                  "connections for registering buyers and checking orders")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000));
+  bfs->add_option("--verify-buyers", fs.verify_buyers,
+                  "winners whose order lists are checked after the restart")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  bool no_kill = false;
+  bfs->add_flag("--no-kill", no_kill, "count lost orders without the kill -9 and restart");
+  bfs->add_option("--json", fs.json_file, "also write the results to this JSON file");
+
+  meridian::bench::HttpBenchOptions hb;
+  auto* bhttp = bench->add_subcommand(
+      "http", "The same open-loop generator on any plain-HTTP URL (e.g. nginx's fixed answer)");
+  bhttp->add_option("--url", hb.url, "http://HOST:PORT/PATH")->required();
+  bhttp->add_option("--method", hb.method, "request method")->capture_default_str();
+  meridian::bench::RedisBenchOptions rb;
+  auto* bredis = bench->add_subcommand(
+      "redis-decr", "The same generator running Redis's Lua stock decrement (EVALSHA)");
+  bredis->add_option("--host", rb.host, "Redis host (numeric)")->capture_default_str();
+  bredis->add_option("--port", rb.port, "Redis port")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65535));
+  bredis->add_option("--stock", rb.stock, "units before the run (default: more than requests)");
+  auto load_options = [](CLI::App* sub, double& rate, double& duration, int& conns,
+                         std::string& json) {
+    sub->add_option("--rate", rate, "offered requests per second")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    sub->add_option("--duration-s", duration, "length of the schedule")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    sub->add_option("--connections", conns, "keep-alive connections")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 10'000));
+    sub->add_option("--json", json, "also write the results to this JSON file");
+  };
+  load_options(bhttp, hb.rate, hb.duration_s, hb.connections, hb.json_file);
+  load_options(bredis, rb.rate, rb.duration_s, rb.connections, rb.json_file);
+
+  meridian::tools::AuditVerifyArgs av;
+  meridian::tools::AuditProveArgs ap;
+  auto* audit = app.add_subcommand("audit", "Check a region's tamper-evident log from outside");
+  audit->require_subcommand(1);
+  auto* averify = audit->add_subcommand(
+      "verify",
+      "Verify a region's signed tree head, its cosignatures and every log entry (admin token); "
+      "exit 1 naming the first bad index");
+  averify->add_option("--url", av.url, "the node whose region's log to check")->required();
+  averify->add_option("--trusted", av.trusted_file,
+                      "a checkpoint saved earlier (--save): the log must be consistent with it");
+  averify->add_option("--save", av.save_file, "write the verified checkpoint here");
+  averify->add_option("--admin-token-file", av.admin_token_file,
+                      "the admin token (default: $MERIDIAN_ADMIN_TOKEN)");
+  averify->add_option("--ca-file", av.ca_file, "CA certificate for https");
+  auto* aprove = audit->add_subcommand(
+      "prove", "Check a saved GET /v1/me/residency report offline: tree head and proofs");
+  aprove->add_option("--report", ap.report_file, "the residency report (JSON)")->required();
+  aprove->add_option("--regions", ap.regions_file,
+                     "a saved GET /v1/regions with the home region's audit_verifier_key "
+                     "(default: the key in the report)");
+
   app.add_subcommand("version", "Print the version");
 
   CLI11_PARSE(app, argc, argv);
@@ -107,6 +212,22 @@ int main(int argc, char** argv) {
   if (kinit->parsed()) return meridian::tools::KeysInit(keys_config);
   if (krotate->parsed()) return meridian::tools::KeysRotate(keys_config, keys_region);
   if (kstatus->parsed()) return meridian::tools::KeysStatus(keys_config, keys_region);
+  if (bfs->parsed()) {
+    fs.self_exe = SelfExe(argv[0]);
+    fs.kill_restart = !no_kill;
+    fs.command_line = CommandLine(argc, argv);
+    return meridian::bench::RunFlashSale(fs);
+  }
+  if (bhttp->parsed()) {
+    hb.command_line = CommandLine(argc, argv);
+    return meridian::bench::RunHttpBench(hb);
+  }
+  if (bredis->parsed()) {
+    rb.command_line = CommandLine(argc, argv);
+    return meridian::bench::RunRedisDecrBench(rb);
+  }
+  if (averify->parsed()) return meridian::tools::AuditVerify(av);
+  if (aprove->parsed()) return meridian::tools::AuditProve(ap);
   if (creg->parsed()) return meridian::tools::ClientRegister(ca);
   if (clogin->parsed()) return meridian::tools::ClientLogin(ca);
   if (cme->parsed()) return meridian::tools::ClientMe(ca);

@@ -8,6 +8,8 @@
 #include <mutex>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "accounts/accounts.h"
 #include "audit/log.h"
 #include "common/log.h"
@@ -32,8 +34,11 @@ namespace {
 // rotation done offline (`meridian keys rotate`) completes when the node comes up.
 class KeyMaintenance {
  public:
-  KeyMaintenance(keys::KeyProvider& keys, keys::EnvelopeCodec& codec)
-      : keys_(keys), codec_(codec), thread_([this] { Loop(); }) {
+  KeyMaintenance(keys::KeyProvider& keys, keys::EnvelopeCodec& codec, audit::AuditSink& audit,
+                 std::string region)
+      : keys_(keys), codec_(codec), audit_(audit), region_(std::move(region)), thread_([this] {
+          Loop();
+        }) {
     Trigger();
   }
   ~KeyMaintenance() { Stop(); }
@@ -71,21 +76,61 @@ class KeyMaintenance {
         auto left = codec_.CountUnder(v);
         if (left.ok() && *left == 0 && keys_.DestroyKek(v).ok()) {
           log::Info("kek_destroyed", {{"kek_version", std::to_string(v)}});
+          LogKeyOperation("key.kek_destroy", {{"kek_version", v}});
         }
       }
+      if (*n > 0) LogKeyOperation("key.rewrap", {{"rewrapped", *n}, {"kek_version", primary}});
       log::Info("rewrap_done",
                 {{"rewrapped", std::to_string(*n)}, {"kek_version", std::to_string(primary)}});
     }
   }
 
+  void LogKeyOperation(std::string_view op, Json details) {
+    Status st = audit_.Commit(
+        {},
+        {audit::MakeEntry(op, region_, {}, SystemClock::Instance().NowMs(), std::move(details))});
+    if (!st.ok()) log::Error("audit_failed", {{"op", std::string(op)}, {"error", st.message()}});
+  }
+
   keys::KeyProvider& keys_;
   keys::EnvelopeCodec& codec_;
+  audit::AuditSink& audit_;
+  std::string region_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool pending_ = false;
   bool stop_ = false;
   std::thread thread_;
 };
+
+// Logs what changed while the node was down: a new policy version, or a KEK rotated
+// offline (`meridian keys rotate`). What was last logged is kept next to the log, so a
+// restart without a change adds nothing.
+Status LogChangesSinceLastStart(audit::AuditLog& log, storage::Store& store,
+                                const std::string& region, const policy::Policy& pol,
+                                uint32_t kek_version) {
+  using storage::Space;
+  const std::string policy_now = fmt::format("{}/{}", pol.name(), pol.version());
+  const std::string kek_now = std::to_string(kek_version);
+  ASSIGN_OR_RETURN(auto policy_seen, store.Get(Space::kMeta, "audit/seen/policy"));
+  ASSIGN_OR_RETURN(auto kek_seen, store.Get(Space::kMeta, std::string(kLoggedKekVersionKey)));
+  storage::WriteBatch b;
+  std::vector<Json> entries;
+  const int64_t now = SystemClock::Instance().NowMs();
+  if (policy_seen.value_or("") != policy_now) {
+    b.Put(Space::kMeta, "audit/seen/policy", policy_now);
+    entries.push_back(audit::MakeEntry(
+        "policy.apply", region, {}, now,
+        {{"policy", pol.name()}, {"policy_version", pol.version()}, {"at_start", true}}));
+  }
+  if (kek_seen.value_or("") != kek_now) {
+    b.Put(Space::kMeta, std::string(kLoggedKekVersionKey), kek_now);
+    entries.push_back(audit::MakeEntry(kek_seen ? "key.kek_rotate" : "key.kek_create", region, {},
+                                       now, {{"kek_version", kek_version}}));
+  }
+  if (entries.empty()) return Status::Ok();
+  return log.Commit(std::move(b), std::move(entries));
+}
 
 }  // namespace
 
@@ -159,6 +204,12 @@ int RunNode(const std::string& config_path, const std::string& region) {
     std::fprintf(stderr, "meridian node: %s\n", st.ToString().c_str());
     return 1;
   }
+  if (auto st = LogChangesSinceLastStart(audit_log, *store, region, cfg->policy,
+                                         key_provider.PrimaryKekVersion());
+      !st.ok()) {
+    std::fprintf(stderr, "meridian node: %s\n", st.ToString().c_str());
+    return 1;
+  }
   Metrics metrics(region);
   net::ClientOptions copts;
   if (cfg->tls) {
@@ -183,8 +234,8 @@ int RunNode(const std::string& config_path, const std::string& region) {
         accounts::AccountSettings{region, cfg->knobs.dev_fast_password_hashing,
                                   cfg->knobs.token_ttl_s * 1000});
   }
-  shop::Shop shop(*store, codec, SystemClock::Instance(), SystemRandom::Instance(), *names_key,
-                  shop::ShopSettings{region, role == policy::Role::kHome});
+  shop::Shop shop(*store, codec, audit_log, SystemClock::Instance(), SystemRandom::Instance(),
+                  *names_key, shop::ShopSettings{region, role == policy::Role::kHome});
   if (auto st = shop.Start(); !st.ok()) {
     std::fprintf(stderr, "meridian node: %s\n", st.ToString().c_str());
     return 1;
@@ -195,7 +246,7 @@ int RunNode(const std::string& config_path, const std::string& region) {
     rebalancer.Start();
   }
   WorkerPool workers(cfg->knobs.workers, static_cast<size_t>(cfg->knobs.workers) * 64);
-  KeyMaintenance maintenance(key_provider, codec);
+  KeyMaintenance maintenance(key_provider, codec, audit_log, region);
   AuditDaemon audit_daemon(audit_log, *store, inter, *cfg, key_provider, metrics,
                            role == policy::Role::kHome);
   audit_daemon.Start();

@@ -583,13 +583,28 @@ class Router final : public net::Handler {
       if (!key.ok()) return HttpResponse::FromStatus(key.status());
       out["hpke_key_id"] = key->key_id;
       log::Info("hpke_rotated", {{"key_id", std::to_string(key->key_id)}});
+      if (auto st = LogKeyOperation("key.hpke_rotate", {{"hpke_key_id", key->key_id}}); !st.ok()) {
+        return HttpResponse::FromStatus(st);
+      }
     }
     auto v = c_.keys.RotateKek();
     if (!v.ok()) return HttpResponse::FromStatus(v.status());
     log::Info("kek_rotated", {{"kek_version", std::to_string(*v)}});
+    storage::WriteBatch seen;
+    seen.Put(storage::Space::kMeta, std::string(kLoggedKekVersionKey), std::to_string(*v));
+    if (auto st = LogKeyOperation("key.kek_rotate", {{"kek_version", *v}}, std::move(seen));
+        !st.ok()) {
+      return HttpResponse::FromStatus(st);
+    }
     c_.rewrap();  // data keys are rewrapped in the background; reads keep working
     out["kek_version"] = *v;
     return JsonOk(200, out);
+  }
+
+  Status LogKeyOperation(std::string_view op, Json details, storage::WriteBatch batch = {}) {
+    return c_.audit.Commit(std::move(batch),
+                           {audit::MakeEntry(op, c_.self.name, {}, SystemClock::Instance().NowMs(),
+                                             std::move(details))});
   }
 
   std::vector<std::string> HomeRegionNames() const {

@@ -23,6 +23,10 @@
 
 namespace meridian::node {
 
+// Where the node keeps the KEK version it last wrote into the audit log, so a rotation is
+// logged once: by the rotate call, or at the next start when done offline.
+inline constexpr std::string_view kLoggedKekVersionKey = "audit/seen/kek";
+
 // Signals the background job that rewraps data keys after a KEK rotation.
 using RewrapTrigger = std::function<void()>;
 

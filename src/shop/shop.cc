@@ -189,14 +189,20 @@ Json OrderJson(const Order& o) {
           {"pay_by", FormatRfc3339(o.pay_by_ms)}};
 }
 
-Shop::Shop(storage::Store& store, storage::ValueCodec& codec, const Clock& clock, Random& random,
-           std::string idempotency_key, ShopSettings settings)
+Shop::Shop(storage::Store& store, storage::ValueCodec& codec, audit::AuditSink& audit,
+           const Clock& clock, Random& random, std::string names_key, ShopSettings settings)
     : store_(store),
       codec_(codec),
+      audit_(audit),
       clock_(clock),
       random_(random),
-      idempotency_key_(std::move(idempotency_key)),
+      idempotency_key_(std::move(names_key)),
       settings_(std::move(settings)) {}
+
+Json Shop::OrderEntry(std::string_view op, const std::string& user_id, const Order& o) const {
+  return audit::MakeEntry(op, settings_.region, audit::SubjectPseudonym(idempotency_key_, user_id),
+                          clock_.NowMs(), {{"order_id", o.order_id}, {"sale_id", o.sale_id}});
+}
 
 Shop::~Shop() { Stop(); }
 
@@ -463,7 +469,7 @@ Result<Shop::Purchased> Shop::Purchase(const std::string& user_id, const std::st
             LedgerValue(kReserved, o.pay_by_ms, user_id));
   batch.Put(Space::kCommerce, idem_key, sale_id + "\n" + o.order_id);
   batch.Put(Space::kCommerce, CountKey(user_id, sale_id), std::to_string(count + 1));
-  Status st = store_.Write(batch);
+  Status st = audit_.Commit(std::move(batch), {OrderEntry("order.create", user_id, o)});
   if (!st.ok()) {
     rt->remaining.fetch_add(1);
     return st;
@@ -521,7 +527,7 @@ Result<Order> Shop::Pay(const std::string& user_id, const std::string& order_id)
       if (!sealed.ok()) return sealed.status();
       b.Put(Space::kMeta, LedgerKey(order->sale_id, order_id),
             LedgerValue(kPaid, order->pay_by_ms, user_id));
-      RETURN_IF_ERROR(store_.Write(b));
+      RETURN_IF_ERROR(audit_.Commit(std::move(b), {OrderEntry("order.pay", user_id, *order)}));
       if (rt != nullptr) {
         rt->reserved.fetch_sub(1);
         rt->paid.fetch_add(1);
@@ -552,7 +558,7 @@ Status Shop::ExpireOne(const Due& due) {
   if (count_raw) ParseInt(*count_raw, &count);
   b.Put(Space::kCommerce, CountKey(due.user_id, due.sale_id),
         std::to_string(std::max<int64_t>(0, count - 1)));
-  RETURN_IF_ERROR(store_.Write(b));
+  RETURN_IF_ERROR(audit_.Commit(std::move(b), {OrderEntry("order.expire", due.user_id, *order)}));
   if (SaleRuntime* rt = Runtime(due.sale_id)) {
     rt->reserved.fetch_sub(1);
     rt->expired.fetch_add(1);
@@ -609,6 +615,10 @@ Result<std::vector<Order>> Shop::OrdersOf(const std::string& user_id) {
   }
   std::sort(out.begin(), out.end(),
             [](const Order& a, const Order& b) { return a.created_ms < b.created_ms; });
+  RETURN_IF_ERROR(
+      audit_.Commit({}, {audit::MakeEntry("order.list", settings_.region,
+                                          audit::SubjectPseudonym(idempotency_key_, user_id),
+                                          clock_.NowMs(), {{"orders", out.size()}})}));
   return out;
 }
 
@@ -709,7 +719,10 @@ Result<int64_t> Shop::DeleteUserData(const std::string& user_id) {
     b.Delete(Space::kCommerce, std::string(k));
     return true;
   }));
-  if (!b.empty()) RETURN_IF_ERROR(store_.Write(b));
+  RETURN_IF_ERROR(audit_.Commit(
+      std::move(b), {audit::MakeEntry("order.delete", settings_.region,
+                                      audit::SubjectPseudonym(idempotency_key_, user_id),
+                                      clock_.NowMs(), {{"orders", orders}})}));
   return orders;
 }
 

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "audit/log.h"
 #include "common/clock.h"
 #include "common/json.h"
 #include "common/random.h"
@@ -101,8 +102,10 @@ struct ShopSettings {
 
 class Shop {
  public:
-  Shop(storage::Store& store, storage::ValueCodec& codec, const Clock& clock, Random& random,
-       std::string idempotency_key, ShopSettings settings);
+  // Orders are personal data: every write and read of them commits through `audit` with
+  // its log entry. `names_key` names users in those entries and idempotency keys in storage.
+  Shop(storage::Store& store, storage::ValueCodec& codec, audit::AuditSink& audit,
+       const Clock& clock, Random& random, std::string names_key, ShopSettings settings);
   ~Shop();
 
   // Loads the catalog, the sales and this region's ledger; starts the expiry sweeper.
@@ -181,10 +184,13 @@ class Shop {
   storage::WriteBatch OrderUpdate(const std::string& user_id, const Order& o,
                                   Result<std::string>* sealed);
   Status ExpireOne(const Due& due);
+  // One log entry about a user's order.
+  Json OrderEntry(std::string_view op, const std::string& user_id, const Order& o) const;
   void SweepLoop();
 
   storage::Store& store_;
   storage::ValueCodec& codec_;
+  audit::AuditSink& audit_;
   const Clock& clock_;
   Random& random_;
   std::string idempotency_key_;

@@ -1,5 +1,6 @@
-// Operator and user commands behind `meridian keys ...`, `meridian client ...` and
-// `meridian policy check`: each prints its result and returns the process exit code.
+// Operator and user commands behind `meridian keys ...`, `meridian client ...`,
+// `meridian audit ...` and `meridian policy check`: each prints its result and returns the process
+// exit code.
 #pragma once
 
 #include <string>
@@ -29,5 +30,27 @@ int ClientLogin(const ClientArgs& a);
 int ClientMe(const ClientArgs& a);
 int ClientPut(const ClientArgs& a);
 int ClientGet(const ClientArgs& a);
+
+// `meridian audit verify`: checks a region's log as served by one node (audit_verify.cc):
+// the tree head's signature and every cosignature under the keys of GET /v1/regions, every
+// entry against the signed root (naming the first bad index), and with `trusted_file` the
+// consistency of the log with a checkpoint saved earlier (by `save_file`). Exit 0 when all
+// hold, 1 naming what fails, 2 on usage or connection errors.
+struct AuditVerifyArgs {
+  std::string url;
+  std::string ca_file;
+  std::string admin_token_file;  // else MERIDIAN_ADMIN_TOKEN
+  std::string trusted_file;
+  std::string save_file;
+};
+int AuditVerify(const AuditVerifyArgs& a);
+// `meridian audit prove`: checks a saved GET /v1/me/residency report offline: its tree head
+// under the home region's verifier key (from a saved GET /v1/regions, else the report's) and
+// every transfer's inclusion proof against that tree head.
+struct AuditProveArgs {
+  std::string report_file;
+  std::string regions_file;
+};
+int AuditProve(const AuditProveArgs& a);
 
 }  // namespace meridian::tools

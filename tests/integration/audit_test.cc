@@ -1,19 +1,26 @@
 // The region's audit log over a real cluster: signed checkpoints verifiable with the
 // published key, entries that recompute the root, proofs, no personal data, and a crash in
 // a burst of writes leaving log and data in agreement.
-#include <rocksdb/db.h>
 #include <signal.h>
 
 #include <atomic>
+#include <map>
+#include <set>
 #include <thread>
+
+#include <fmt/format.h>
 
 #include "audit/log.h"
 #include "audit/merkle.h"
+#include "common/clock.h"
 #include "common/encoding.h"
 #include "integration/helpers.h"
 
 namespace meridian::testing {
 namespace {
+
+// A node logs the policy it applies and the KEK it finds when it first starts.
+constexpr uint64_t kStartEntries = 2;
 
 class AuditTest : public ::testing::Test {
  protected:
@@ -76,8 +83,10 @@ TEST_F(AuditTest, CheckpointsEntriesAndProofsVerifyAndHoldNoPersonalData) {
                      R"({"imei":"490154203237518","model":"Mi 4"})", Bearer(u.token))
                 .status,
             201);
-  auto first = Checkpoint(8);
-  ASSERT_EQ(first.size, 8u);  // create, 5 writes, profile read, device
+  // The node logged the policy and key versions it started with, then: create, 5 writes,
+  // profile read, device.
+  auto first = Checkpoint(kStartEntries + 8);
+  ASSERT_EQ(first.size, kStartEntries + 8);
   auto leaves = Leaves(0, first.size);
   ASSERT_EQ(leaves.size(), first.size);
   audit::MemoryTree mirror;
@@ -99,29 +108,36 @@ TEST_F(AuditTest, CheckpointsEntriesAndProofsVerifyAndHoldNoPersonalData) {
   EXPECT_EQ(ops["record.write"], 5);
   EXPECT_EQ(ops["profile.read"], 1);
   EXPECT_EQ(ops["device.add"], 1);
+  EXPECT_EQ(ops["policy.apply"], 1);
+  EXPECT_EQ(ops["key.kek_create"], 1);
 
   // Each region keeps its own log: ask singapore for a proof in its tree.
-  auto inc = JsonOf(c_->Call("singapore", "GET", "/v1/admin/audit/proof/inclusion?index=3&size=8",
-                             "", Bearer(c_->admin_token())));
+  auto inc =
+      JsonOf(c_->Call("singapore", "GET",
+                      "/v1/admin/audit/proof/inclusion?index=3&size=" + std::to_string(first.size),
+                      "", Bearer(c_->admin_token())));
   std::vector<audit::Hash> path;
   for (const auto& h : inc["hashes"]) path.push_back(*Base64Decode(h.get<std::string>()));
-  EXPECT_TRUE(audit::VerifyInclusion(3, 8, audit::LeafHash(leaves[3]), path, first.root));
+  EXPECT_TRUE(audit::VerifyInclusion(3, first.size, audit::LeafHash(leaves[3]), path, first.root));
 
   ASSERT_EQ(c_->Call("california", "GET", "/v1/me/export", "", Bearer(u.token)).status, 200);
   ASSERT_EQ(c_->Call("california", "DELETE", "/v1/me", "", Bearer(u.token)).status, 200);
-  auto second = Checkpoint(10);
-  EXPECT_EQ(second.size, 10u);
+  // Export reads the account and the orders; deletion deletes both: four entries.
+  auto second = Checkpoint(first.size + 4);
+  EXPECT_EQ(second.size, first.size + 4);
   auto cons =
-      JsonOf(c_->Call("singapore", "GET", "/v1/admin/audit/proof/consistency?first=8&second=10", "",
-                      Bearer(c_->admin_token())));
+      JsonOf(c_->Call("singapore", "GET",
+                      "/v1/admin/audit/proof/consistency?first=" + std::to_string(first.size) +
+                          "&second=" + std::to_string(second.size),
+                      "", Bearer(c_->admin_token())));
   path.clear();
   for (const auto& h : cons["hashes"]) path.push_back(*Base64Decode(h.get<std::string>()));
-  EXPECT_TRUE(audit::VerifyConsistency(8, 10, first.root, second.root, path));
+  EXPECT_TRUE(audit::VerifyConsistency(first.size, second.size, first.root, second.root, path));
 
   // Bad queries and callers.
   for (const std::string q :
        {"/v1/admin/audit/entries?start=5&end=2", "/v1/admin/audit/entries?start=x&end=2",
-        "/v1/admin/audit/entries?end=2", "/v1/admin/audit/proof/inclusion?index=10&size=10",
+        "/v1/admin/audit/entries?end=2", "/v1/admin/audit/proof/inclusion?index=12&size=12",
         "/v1/admin/audit/proof/inclusion?index=1&size=99",
         "/v1/admin/audit/proof/consistency?first=9&second=8"}) {
     auto r = c_->Call("singapore", "GET", q, "", Bearer(c_->admin_token()));
@@ -155,7 +171,7 @@ TEST_F(AuditTest, AfterACrashInABurstLogAndDataAgree) {
   ASSERT_EQ(list.status, 200);
   const size_t records = JsonOf(list)["keys"].size();
   ASSERT_GT(records, 0u);
-  auto cp = Checkpoint(records + 1);
+  auto cp = Checkpoint(kStartEntries + records + 1);
   int writes = 0;
   for (const auto& leaf : Leaves(0, cp.size)) {
     writes += ParseJsonObject(leaf)->value("op", "") == "record.write";
@@ -163,6 +179,87 @@ TEST_F(AuditTest, AfterACrashInABurstLogAndDataAgree) {
   // Each key was written once: every record present has its entry, and no entry lacks
   // its record.
   EXPECT_EQ(static_cast<size_t>(writes), records);
+}
+
+// Counts the entries of singapore's log by op, checking that none names the user.
+std::map<std::string, int> OpsOf(const std::vector<std::string>& leaves, const TestUser& u,
+                                 std::set<std::string>* subjects) {
+  std::map<std::string, int> ops;
+  for (const auto& leaf : leaves) {
+    auto j = ParseJsonObject(leaf);
+    EXPECT_TRUE(j.ok()) << leaf;
+    if (!j.ok()) continue;
+    ++ops[j->value("op", "")];
+    if (j->contains("subject")) subjects->insert(j->value("subject", ""));
+    EXPECT_EQ(leaf.find(u.user_id), std::string::npos) << leaf;
+    EXPECT_EQ(leaf.find(u.e164.substr(1)), std::string::npos) << leaf;
+  }
+  return ops;
+}
+
+TEST_F(AuditTest, OrdersKeyOperationsAndPolicyAreLogged) {
+  TestUser u{"IN", "+91 98765 55555", "+919876555555", "singapore", "", ""};
+  RegisterVia(*c_, "singapore", u);
+  const auto admin = Bearer(c_->admin_token());
+  ASSERT_EQ(c_->Call("california", "POST", "/v1/admin/products",
+                     R"({"sku":"mi4","name":"Mi 4","price":199900,"currency":"INR"})", admin)
+                .status,
+            201);
+  const int64_t now = SystemClock::Instance().NowMs();
+  Json sale = {{"id", "s1"},
+               {"sku", "mi4"},
+               {"stock", 10},
+               {"per_user_limit", 1},
+               {"starts_at", FormatRfc3339(now - 60'000)},
+               {"ends_at", FormatRfc3339(now + 3'600'000)},
+               {"payment_window_s", 900}};
+  ASSERT_EQ(c_->Call("california", "POST", "/v1/admin/sales", DumpJson(sale), admin).status, 201);
+  auto h = Bearer(u.token);
+  h.emplace_back("idempotency-key", "k1");
+  auto bought = c_->Call("singapore", "POST", "/v1/sales/s1/purchase", "", h);
+  ASSERT_EQ(bought.status, 201) << bought.body;
+  const std::string order = JsonOf(bought)["order_id"];
+  ASSERT_EQ(
+      c_->Call("singapore", "POST", "/v1/orders/" + order + "/pay", "", Bearer(u.token)).status,
+      200);
+  ASSERT_EQ(c_->Call("singapore", "GET", "/v1/me/orders", "", Bearer(u.token)).status, 200);
+  auto rotated = c_->Call("singapore", "POST", "/v1/admin/keys/rotate", "", admin);
+  ASSERT_EQ(rotated.status, 200) << rotated.body;
+
+  // The rotation rewraps the user's data key in the background and then destroys KEK 1.
+  std::map<std::string, int> ops;
+  std::set<std::string> subjects;
+  for (int i = 0; i < 50 && ops["key.kek_destroy"] == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    subjects.clear();
+    ops = OpsOf(Leaves(0, Checkpoint().size), u, &subjects);
+  }
+  EXPECT_EQ(ops["policy.apply"], 1);
+  EXPECT_EQ(ops["key.kek_create"], 1);
+  EXPECT_EQ(ops["account.create"], 1);
+  EXPECT_EQ(ops["order.create"], 1);
+  EXPECT_EQ(ops["order.pay"], 1);
+  EXPECT_EQ(ops["order.list"], 1);
+  EXPECT_EQ(ops["key.kek_rotate"], 1);
+  EXPECT_GE(ops["key.rewrap"], 1);
+  EXPECT_EQ(ops["key.kek_destroy"], 1);
+  EXPECT_EQ(subjects.size(), 1u);  // the account and its orders carry the same pseudonym
+
+  // A restart with the same policy and keys adds nothing; one after an offline rotation
+  // logs it.
+  const uint64_t before = Checkpoint().size;
+  c_->StopRegion("singapore", SIGTERM);
+  c_->StartRegion("singapore");
+  EXPECT_EQ(Checkpoint().size, before);
+  c_->StopRegion("singapore", SIGTERM);
+  auto rotated_offline = RunCommand({MERIDIAN_BIN, "keys", "rotate", "--config",
+                                     c_->dir() + "/cluster.toml", "--region", "singapore"});
+  ASSERT_EQ(rotated_offline.exit_code, 0) << rotated_offline.text;
+  c_->StartRegion("singapore");
+  subjects.clear();
+  ops = OpsOf(Leaves(0, Checkpoint(before + 1).size), u, &subjects);
+  EXPECT_EQ(ops["key.kek_rotate"], 2);
+  EXPECT_EQ(ops["policy.apply"], 1);
 }
 
 std::string VerifierOf(TestCluster& c, const std::string& region) {
@@ -199,8 +296,8 @@ TEST_F(AuditTest, WitnessesCosignAndRaiseAnAlarmOnAFork) {
             .status,
         200);
   }
-  // 1 + 4 entries; the checkpoint carries three verifiable signature lines.
-  std::string note = WaitForWitnessedCheckpoint(*c_, 5);
+  // Start, 1 + 4 entries; the checkpoint carries three verifiable signature lines.
+  std::string note = WaitForWitnessedCheckpoint(*c_, kStartEntries + 5);
   EXPECT_TRUE(audit::VerifyCheckpoint(note, VerifierOf(*c_, "singapore")).ok());
   EXPECT_EQ(std::count(note.begin(), note.end(), '\n'), 7) << note;  // 3 body, blank, 3 signatures
   EXPECT_EQ(JsonOf(c_->Call("beijing", "GET", "/v1/admin/audit/alarms", "",
@@ -210,21 +307,9 @@ TEST_F(AuditTest, WitnessesCosignAndRaiseAnAlarmOnAFork) {
 
   // An operator rewrites singapore's history: same size, another root.
   c_->StopRegion("singapore", SIGTERM);
-  {
-    std::string db_dir = c_->dir() + "/singapore/db";
-    std::vector<std::string> names;
-    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), db_dir, &names).ok());
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-    std::vector<rocksdb::ColumnFamilyHandle*> h;
-    rocksdb::DB* db = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), db_dir, cfs, &h, &db).ok());
-    ASSERT_TRUE(
-        db->Put(rocksdb::WriteOptions(), h[0], "audit/n/00/0000000000000004", std::string(32, 'f'))
-            .ok());
-    for (auto* x : h) db->DestroyColumnFamilyHandle(x);
-    delete db;
-  }
+  // The last leaf's hash: every root of this size reads it.
+  c_->PutMeta("singapore", fmt::format("audit/n/00/{:016x}", kStartEntries + 5 - 1),
+              std::string(32, 'f'));
   c_->StartRegion("singapore");
   Json alarms;
   for (int i = 0; i < 60; ++i) {

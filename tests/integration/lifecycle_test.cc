@@ -20,32 +20,6 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-struct Output {
-  int exit_code = -1;
-  std::string text;
-};
-
-Output RunCommand(const std::vector<std::string>& args) {
-  std::string out_path =
-      (fs::temp_directory_path() / ("meridian-out-" + SystemRandom::Instance().Hex(4))).string();
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, STDOUT_FILENO);
-    dup2(fd, STDERR_FILENO);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  Output o{WIFEXITED(status) ? WEXITSTATUS(status) : -1, config::ReadFileOr(out_path)};
-  fs::remove(out_path);
-  return o;
-}
-
 TEST(LifecycleTest, AcknowledgedDataSurvivesSigkillAndRestart) {
   TestCluster c;
   c.Start();
@@ -137,7 +111,8 @@ TEST(LifecycleTest, KeysAndClientCommands) {
   EXPECT_EQ((*j)["primary_kek_version"], 1);
   EXPECT_EQ((*j)["hpke"][0]["key_id"], 16);  // oregon is region 1: ids 16..31
   EXPECT_EQ(RunCommand({MERIDIAN_BIN, "keys", "init", "--config", cfg}).exit_code, 0);
-  auto rotated = RunCommand({MERIDIAN_BIN, "keys", "rotate", "--config", cfg, "--region", "oregon"});
+  auto rotated =
+      RunCommand({MERIDIAN_BIN, "keys", "rotate", "--config", cfg, "--region", "oregon"});
   EXPECT_EQ(rotated.exit_code, 0) << rotated.text;
   status = RunCommand({MERIDIAN_BIN, "keys", "status", "--config", cfg, "--region", "oregon"});
   EXPECT_EQ((*ParseJsonObject(status.text))["primary_kek_version"], 2);
@@ -156,7 +131,8 @@ TEST(LifecycleTest, KeysAndClientCommands) {
                         "k", "from the command line"})
                 .exit_code,
             0);
-  auto get = RunCommand({MERIDIAN_BIN, "client", "--url", edge, "--token", token, "get", "notes", "k"});
+  auto get =
+      RunCommand({MERIDIAN_BIN, "client", "--url", edge, "--token", token, "get", "notes", "k"});
   EXPECT_EQ(get.text, "from the command line\n");
   auto me = RunCommand({MERIDIAN_BIN, "client", "--url", edge, "--token", token, "me"});
   EXPECT_NE(me.text.find("+16502530009"), std::string::npos) << me.text;

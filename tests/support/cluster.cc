@@ -52,21 +52,6 @@ int FreeBasePort() {
   return 0;
 }
 
-int RunCommand(const std::vector<std::string>& args) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    int devnull = ::open("/dev/null", O_WRONLY);
-    dup2(devnull, STDOUT_FILENO);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 }  // namespace
 
 const std::vector<std::string>& TestCluster::Regions() {
@@ -87,7 +72,8 @@ TestCluster::TestCluster(ClusterOptions opts) : opts_(std::move(opts)) {
       opts_.policy};
   if (!opts_.tls) args.push_back("--plaintext");
   if (!opts_.latency) args.push_back("--no-latency");
-  EXPECT_EQ(RunCommand(args), 0) << "meridian dev --write-config failed";
+  auto wrote = RunCommand(args);
+  EXPECT_EQ(wrote.exit_code, 0) << "meridian dev --write-config failed: " << wrote.text;
   config_path_ = dir_ + "/cluster.toml";
   std::string cfg = config::ReadFileOr(config_path_);
   std::string knobs =
@@ -229,6 +215,42 @@ std::vector<std::string> TestCluster::FindBytes(const std::string& region,
   for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
   delete db;
   return found;
+}
+
+void TestCluster::PutMeta(const std::string& region, const std::string& key,
+                          const std::string& value) const {
+  const std::string db_dir = dir_ + "/" + region + "/db";
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), db_dir, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), db_dir, cfs, &handles, &db).ok());
+  EXPECT_TRUE(db->Put(rocksdb::WriteOptions(), handles[0], key, value).ok());
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+  delete db;
+}
+
+CommandOutput RunCommand(const std::vector<std::string>& args) {
+  std::string out_path =
+      (fs::temp_directory_path() / ("meridian-out-" + SystemRandom::Instance().Hex(4))).string();
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CommandOutput o{WIFEXITED(status) ? WEXITSTATUS(status) : -1, config::ReadFileOr(out_path)};
+  fs::remove(out_path);
+  return o;
 }
 
 }  // namespace meridian::testing

@@ -15,6 +15,13 @@
 
 namespace meridian::testing {
 
+// Runs a program to completion (argv[0] is its path), its stdout and stderr together.
+struct CommandOutput {
+  int exit_code = -1;
+  std::string text;
+};
+CommandOutput RunCommand(const std::vector<std::string>& args);
+
 struct ClusterOptions {
   bool tls = false;
   bool latency = false;
@@ -52,6 +59,9 @@ class TestCluster {
   // (logs, WAL, tables) and every key and value read back through RocksDB itself (tables
   // may be compressed). Empty when it appears nowhere. The region must be stopped.
   std::vector<std::string> FindBytes(const std::string& region, const std::string& needle) const;
+  // Overwrites one key of a stopped region's meta space, as an operator with disk access
+  // could (for tampering tests).
+  void PutMeta(const std::string& region, const std::string& key, const std::string& value) const;
 
  private:
   ClusterOptions opts_;

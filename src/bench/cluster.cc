@@ -1,0 +1,206 @@
+#include "bench/cluster.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "common/random.h"
+
+namespace meridian::bench {
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+bool PortFree(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
+Result<int> FreeBasePort(int count) {
+  std::random_device rd;
+  std::uniform_int_distribution<int> dist(20000, 59000);
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    int base = dist(rd);
+    bool all = true;
+    for (int i = 0; i < count && all; ++i) all = PortFree(base + i);
+    if (all) return base;
+  }
+  return Error(Code::kUnavailable, "no free consecutive loopback ports");
+}
+
+// Runs a command to completion with its output in `log`; returns its exit code.
+int RunCommand(const std::vector<std::string>& args, const std::string& log) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<PrivateCluster>> PrivateCluster::Start(const PrivateClusterOptions& o) {
+  // The benchmark reaps its own nodes: a parent that ignores SIGCHLD would make waitpid fail.
+  signal(SIGCHLD, SIG_DFL);
+  std::unique_ptr<PrivateCluster> c(new PrivateCluster(o));
+  c->dir_ =
+      (fs::temp_directory_path() / ("meridian-bench-" + SystemRandom::Instance().Hex(6))).string();
+  std::error_code ec;
+  fs::create_directories(c->dir_, ec);
+  if (ec) return Error(Code::kInternal, "cannot create " + c->dir_);
+  // Every node, restarts included, runs this copy: a rebuild of the binary during the run
+  // cannot change or break what is measured.
+  const std::string exe = c->dir_ + "/meridian";
+  fs::copy_file(o.self_exe, exe, fs::copy_options::overwrite_existing, ec);
+  if (ec) return Error(Code::kInternal, "cannot copy " + o.self_exe + ": " + ec.message());
+  c->opts_.self_exe = exe;
+  ASSIGN_OR_RETURN(int base, FreeBasePort(4));
+  std::vector<std::string> args = {exe,
+                                   "dev",
+                                   "--write-config",
+                                   "--dir",
+                                   c->dir_,
+                                   "--base-port",
+                                   std::to_string(base),
+                                   "--plaintext",
+                                   "--no-latency",
+                                   "--io-threads",
+                                   std::to_string(o.io_threads)};
+  if (RunCommand(args, c->dir_ + "/dev.log") != 0) {
+    return Error(Code::kInternal,
+                 "meridian dev --write-config failed: " + config::ReadFileOr(c->dir_ + "/dev.log"));
+  }
+  c->config_path_ = c->dir_ + "/cluster.toml";
+  std::vector<policy::Diagnostic> diags;
+  ASSIGN_OR_RETURN(c->config_, config::Load(c->config_path_, &diags));
+  ASSIGN_OR_RETURN(c->admin_token_, config::LoadAdminToken(c->config_));
+  ASSIGN_OR_RETURN(c->client_, net::MakeClient({}));
+  for (const auto& r : c->config_.regions) RETURN_IF_ERROR(c->StartRegion(r.name));
+  return c;
+}
+
+PrivateCluster::~PrivateCluster() {
+  for (auto& [region, pid] : pids_) kill(pid, SIGTERM);
+  for (auto& [region, pid] : pids_) {
+    // A node drains for its shutdown grace; the benchmark does not wait that long.
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (waitpid(pid, nullptr, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+        break;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+  client_.reset();
+  if (!opts_.keep_dir) {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+}
+
+std::string PrivateCluster::Url(const std::string& region) const {
+  const auto* r = config_.Find(region);
+  return r == nullptr ? std::string() : r->url;
+}
+
+Status PrivateCluster::StartRegion(const std::string& region) {
+  if (pids_.count(region) != 0) return Error(Code::kConflict, region + " is already running");
+  std::error_code ec;
+  fs::create_directories(dir_ + "/" + region, ec);
+  const std::string log = dir_ + "/" + region + "/node.log";
+  const std::string exe = opts_.self_exe;
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    execl(exe.c_str(), exe.c_str(), "node", "--config", config_path_.c_str(), "--region",
+          region.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  if (pid < 0) return Error(Code::kInternal, "fork failed");
+  pids_[region] = pid;
+  return WaitHealthy(region, pid);
+}
+
+Status PrivateCluster::WaitHealthy(const std::string& region, pid_t pid) {
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    net::ClientCall call;
+    call.base_url = Url(region);
+    call.request.method = "GET";
+    call.request.target = "/v1/health";
+    call.timeout = 2s;
+    auto r = client_->SendSync(std::move(call));
+    if (r.ok() && r->status == 200) return Status::Ok();
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      pids_.erase(region);
+      std::string how = WIFSIGNALED(status)
+                            ? "was killed by signal " + std::to_string(WTERMSIG(status))
+                            : "exited with " + std::to_string(WEXITSTATUS(status));
+      std::string log = config::ReadFileOr(dir_ + "/" + region + "/node.log");
+      if (log.size() > 4000) log = log.substr(log.size() - 4000);
+      return Error(Code::kUnavailable,
+                   region + " node " + how + " at start; its log ends:\n" + log);
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  return Error(Code::kUnavailable, region + " node did not become healthy");
+}
+
+double PrivateCluster::CpuSeconds(const std::string& region) const {
+  auto it = pids_.find(region);
+  if (it == pids_.end()) return 0;
+  std::string stat = config::ReadFileOr("/proc/" + std::to_string(it->second) + "/stat");
+  // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  unsigned long long utime = 0, stime = 0;
+  if (std::sscanf(stat.c_str() + close + 1,
+                  " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2) {
+    return 0;
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+void PrivateCluster::StopRegion(const std::string& region, int sig) {
+  auto it = pids_.find(region);
+  if (it == pids_.end()) return;
+  kill(it->second, sig);
+  waitpid(it->second, nullptr, 0);
+  pids_.erase(it);
+}
+
+}  // namespace meridian::bench
