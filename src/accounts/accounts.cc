@@ -182,6 +182,15 @@ Result<Principal> Accounts::Authenticate(std::string_view token) {
     return Error(Code::kUnauthenticated, "token was issued by another region");
   }
   ASSIGN_OR_RETURN(auto placement, PlacementOf(claims.user_id));
+  if (placement && placement->state == "fenced") {
+    return Error(Code::kFenced, "the account is moving to its home region; retry shortly");
+  }
+  if (placement && placement->state == "moved") {
+    // Tokens are per region: after a move the user logs in again (any node finds the new
+    // home by the phone directory).
+    return Error(Code::kUnauthenticated,
+                 "the account moved to " + placement->region + "; log in again");
+  }
   if (!placement || placement->region != settings_.region || placement->state != "active" ||
       placement->token_epoch != claims.epoch) {
     return Error(Code::kUnauthenticated, "token is no longer valid");
@@ -346,71 +355,208 @@ Result<Json> Accounts::DeviceList(const Principal& p) {
   return Json{{"devices", std::move(devices)}};
 }
 
-Result<Json> Accounts::Export(const Principal& p) {
-  ASSIGN_OR_RETURN(auto profile, LoadProfile(p.user_id));
-  profile.erase("password_hash");  // a credential, not data the user gave us to keep
-  ASSIGN_OR_RETURN(auto devices, DeviceList(p));
-  Json records = Json::array();
+Result<std::vector<Json>> Accounts::OpenAll(Space space, std::string_view uid,
+                                            std::string_view collection) {
+  std::vector<Json> out;
   Status inner;
   RETURN_IF_ERROR(
-      store_.Scan(Space::kContent, p.user_id + "/", [&](std::string_view k, std::string_view v) {
-        auto plain = codec_.Open({settings_.region, p.user_id, "record", k, 0}, v);
-        auto parts = plain.ok() ? UnframeRecord(*plain)
-                                : Result<std::pair<Json, std::string>>(plain.status());
-        if (!parts.ok()) {
-          inner = parts.status();
+      store_.Scan(space, std::string(uid) + "/", [&](std::string_view k, std::string_view v) {
+        auto plain = codec_.Open({settings_.region, uid, collection, k, 0}, v);
+        if (!plain.ok()) {
+          inner = plain.status();
           return false;
         }
-        Json rec = parts->first;
-        rec["body_base64"] = Base64Encode(parts->second);
-        records.push_back(std::move(rec));
+        if (collection == "record") {
+          auto parts = UnframeRecord(*plain);
+          if (!parts.ok()) {
+            inner = parts.status();
+            return false;
+          }
+          Json rec = std::move(parts->first);
+          rec["body_base64"] = Base64Encode(parts->second);
+          out.push_back(std::move(rec));
+        } else {
+          auto j = ParseJsonObject(*plain);
+          if (!j.ok()) {
+            inner = Status(Code::kIntegrityError, "stored value is corrupt");
+            return false;
+          }
+          out.push_back(std::move(j).value());
+        }
         return true;
       }));
   RETURN_IF_ERROR(inner);
-  Json full_devices = Json::array();
-  RETURN_IF_ERROR(
-      store_.Scan(Space::kDevice, p.user_id + "/", [&](std::string_view k, std::string_view v) {
-        auto plain = codec_.Open({settings_.region, p.user_id, "device", k, 0}, v);
-        auto j = plain.ok() ? ParseJsonObject(*plain) : Result<Json>(plain.status());
-        if (!j.ok()) {
-          inner = j.status();
-          return false;
-        }
-        full_devices.push_back(*j);
-        return true;
-      }));
-  RETURN_IF_ERROR(inner);
+  return out;
+}
+
+Result<Json> Accounts::Snapshot(std::string_view uid) {
+  ASSIGN_OR_RETURN(auto profile, LoadProfile(uid));
+  ASSIGN_OR_RETURN(auto records, OpenAll(Space::kContent, uid, "record"));
+  ASSIGN_OR_RETURN(auto devices, OpenAll(Space::kDevice, uid, "device"));
+  // Storage order follows pseudonyms, which differ between regions: sort by content.
+  std::sort(records.begin(), records.end(), [](const Json& a, const Json& b) {
+    return std::pair(a.value("collection", ""), a.value("key", "")) <
+           std::pair(b.value("collection", ""), b.value("key", ""));
+  });
+  std::sort(devices.begin(), devices.end(), [](const Json& a, const Json& b) {
+    return a.value("device_id", "") < b.value("device_id", "");
+  });
+  return Json{{"profile", std::move(profile)},
+              {"records", std::move(records)},
+              {"devices", std::move(devices)}};
+}
+
+Result<Json> Accounts::Export(const Principal& p) {
+  ASSIGN_OR_RETURN(auto doc, Snapshot(p.user_id));
+  doc["profile"].erase("password_hash");  // a credential, not data the user gave us to keep
   RETURN_IF_ERROR(Log("account.export", p.user_id));
-  return Json{{"format", "meridian-export-v1"},
-              {"user_id", p.user_id},
-              {"home_region", settings_.region},
-              {"exported_at", FormatRfc3339(clock_.NowMs())},
-              {"profile", profile},
-              {"devices", full_devices},
-              {"records", records}};
+  return Json{{"format", "meridian-export-v1"},  {"user_id", p.user_id},
+              {"home_region", settings_.region}, {"exported_at", FormatRfc3339(clock_.NowMs())},
+              {"profile", doc["profile"]},       {"devices", doc["devices"]},
+              {"records", doc["records"]}};
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> Accounts::UsersWithCountry() {
+  std::vector<std::string> uids;
+  RETURN_IF_ERROR(store_.Scan(Space::kPlacement, "", [&](std::string_view k, std::string_view v) {
+    auto p = storage::DecodePlacement(v);
+    if (p && p->region == settings_.region && p->state == "active") uids.emplace_back(k);
+    return true;
+  }));
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto& uid : uids) {
+    auto profile = LoadProfile(uid);
+    if (!profile.ok()) continue;  // deleted meanwhile
+    out.emplace_back(std::move(uid), profile->value("country", ""));
+  }
+  return out;
+}
+
+Status Accounts::SetState(std::string_view uid, std::string_view state) {
+  std::lock_guard lock(StripeFor(uid));
+  ASSIGN_OR_RETURN(auto placement, PlacementOf(uid));
+  if (!placement || placement->region != settings_.region) {
+    return Error(Code::kNotFound, "user not homed here");
+  }
+  if (placement->state == state) return Status::Ok();
+  placement->state = std::string(state);
+  storage::WriteBatch b;
+  b.Put(Space::kPlacement, std::string(uid), storage::EncodePlacement(*placement));
+  return store_.Write(b);
+}
+
+Result<std::pair<int64_t, int64_t>> Accounts::DeleteRows(std::string_view uid,
+                                                         storage::WriteBatch* batch) {
+  ASSIGN_OR_RETURN(auto profile, LoadProfile(uid));
+  int64_t records = 0;
+  int64_t devices = 0;
+  const std::string prefix = std::string(uid) + "/";
+  RETURN_IF_ERROR(store_.Scan(Space::kContent, prefix, [&](std::string_view k, auto) {
+    batch->Delete(Space::kContent, std::string(k));
+    ++records;
+    return true;
+  }));
+  RETURN_IF_ERROR(store_.Scan(Space::kDevice, prefix, [&](std::string_view k, auto) {
+    batch->Delete(Space::kDevice, std::string(k));
+    ++devices;
+    return true;
+  }));
+  batch->Delete(Space::kIdentity, ProfileKey(uid));
+  batch->Delete(Space::kDirectory,
+                DirectoryKey(PhonePseudonym(keys_.directory_key, profile.value("phone", ""))));
+  return std::pair{records, devices};
+}
+
+Status Accounts::Import(std::string_view uid, const Json& snapshot) {
+  std::lock_guard lock(StripeFor(uid));
+  ASSIGN_OR_RETURN(auto placement, PlacementOf(uid));
+  if (placement && placement->state != "incoming") {
+    return Error(Code::kConflict, "the user already lives here");
+  }
+  auto profile_it = snapshot.find("profile");
+  auto records_it = snapshot.find("records");
+  auto devices_it = snapshot.find("devices");
+  if (profile_it == snapshot.end() || !profile_it->is_object() || records_it == snapshot.end() ||
+      !records_it->is_array() || devices_it == snapshot.end() || !devices_it->is_array()) {
+    return Error(Code::kInvalidField, "malformed account snapshot");
+  }
+  const std::string user(uid);
+  {
+    // The guard stores personal data only of users placed here: place first.
+    storage::WriteBatch place;
+    place.Put(Space::kPlacement, user,
+              storage::EncodePlacement({settings_.region, "incoming", 1, 1}));
+    RETURN_IF_ERROR(store_.Write(place));
+  }
+  storage::WriteBatch batch;
+  if (placement) (void)DeleteRows(uid, &batch);  // an earlier attempt's rows
+  const std::string pkey = ProfileKey(uid);
+  ASSIGN_OR_RETURN(auto sealed,
+                   codec_.Seal({settings_.region, uid, "profile", pkey, 0}, DumpJson(*profile_it)));
+  batch.Put(Space::kIdentity, pkey, std::move(sealed));
+  batch.Put(Space::kDirectory,
+            DirectoryKey(PhonePseudonym(keys_.directory_key, profile_it->value("phone", ""))),
+            user);
+  for (const auto& rec : *records_it) {
+    auto body = Base64Decode(rec.value("body_base64", ""));
+    if (!body) return Error(Code::kInvalidField, "malformed record in snapshot");
+    Json meta = rec;
+    meta.erase("body_base64");
+    const std::string rk = RecordKey(uid, rec.value("collection", ""), rec.value("key", ""));
+    ASSIGN_OR_RETURN(auto value, codec_.Seal({settings_.region, uid, "record", rk, 0},
+                                             FrameRecord(meta, *body)));
+    batch.Put(Space::kContent, rk, std::move(value));
+  }
+  for (const auto& dev : *devices_it) {
+    // The device keeps its id (its pseudonym where it was registered).
+    const std::string dk = user + "/" + dev.value("device_id", "");
+    ASSIGN_OR_RETURN(auto value,
+                     codec_.Seal({settings_.region, uid, "device", dk, 0}, DumpJson(dev)));
+    batch.Put(Space::kDevice, dk, std::move(value));
+  }
+  return store_.Write(batch);
+}
+
+Status Accounts::Activate(std::string_view uid, int64_t epoch, const Json& transfer_details) {
+  std::lock_guard lock(StripeFor(uid));
+  ASSIGN_OR_RETURN(auto placement, PlacementOf(uid));
+  if (!placement) return Error(Code::kNotFound, "the user was never imported here");
+  if (placement->state == "active" && placement->epoch >= epoch) return Status::Ok();  // a retry
+  if (placement->state != "incoming") return Error(Code::kConflict, "the user is not incoming");
+  storage::WriteBatch b;
+  b.Put(Space::kPlacement, std::string(uid),
+        storage::EncodePlacement({settings_.region, "active", epoch, 1}));
+  return audit_.Commit(std::move(b), {Entry("transfer.in", uid, transfer_details)});
+}
+
+Status Accounts::PurgeMoved(std::string_view uid, const std::string& to, int64_t epoch,
+                            const Json& transfer_details) {
+  {
+    std::lock_guard lock(StripeFor(uid));
+    ASSIGN_OR_RETURN(auto placement, PlacementOf(uid));
+    if (!placement) return Error(Code::kNotFound, "user not found");
+    if (placement->state != "moved") {
+      storage::WriteBatch batch;
+      ASSIGN_OR_RETURN(auto counts, DeleteRows(uid, &batch));
+      (void)counts;
+      // Every token issued here stops working; the tombstone says where the user went.
+      batch.Put(Space::kPlacement, std::string(uid),
+                storage::EncodePlacement({to, "moved", epoch, placement->token_epoch + 1}));
+      RETURN_IF_ERROR(
+          audit_.Commit(std::move(batch), {Entry("transfer.out", uid, transfer_details)}));
+    }
+  }
+  // Crypto-shredding of anything left behind (backups, engine files).
+  return codec_.Shred(uid).status();
 }
 
 Result<Json> Accounts::DeleteUser(const Principal& p) {
   std::lock_guard lock(StripeFor(p.user_id));
-  ASSIGN_OR_RETURN(auto profile, LoadProfile(p.user_id));
   ASSIGN_OR_RETURN(auto placement, PlacementOf(p.user_id));
   if (!placement) return Error(Code::kNotFound, "user not found");
   storage::WriteBatch batch;
-  int64_t records = 0;
-  int64_t devices = 0;
-  RETURN_IF_ERROR(store_.Scan(Space::kContent, p.user_id + "/", [&](std::string_view k, auto) {
-    batch.Delete(Space::kContent, std::string(k));
-    ++records;
-    return true;
-  }));
-  RETURN_IF_ERROR(store_.Scan(Space::kDevice, p.user_id + "/", [&](std::string_view k, auto) {
-    batch.Delete(Space::kDevice, std::string(k));
-    ++devices;
-    return true;
-  }));
-  batch.Delete(Space::kIdentity, ProfileKey(p.user_id));
-  batch.Delete(Space::kDirectory,
-               DirectoryKey(PhonePseudonym(keys_.directory_key, profile.value("phone", ""))));
+  ASSIGN_OR_RETURN(auto counts, DeleteRows(p.user_id, &batch));
+  const auto [records, devices] = counts;
   // A tombstone keeps the id from coming back and revokes every token (state and epoch).
   storage::Placement tomb = *placement;
   tomb.state = "deleted";

@@ -93,6 +93,26 @@ class Accounts {
   Result<Json> DeleteUser(const Principal& p);
 
   Result<std::optional<storage::Placement>> PlacementOf(std::string_view user_id);
+
+  // --- Moving a user to another region (node/migration.h drives these) ---
+  // The user's whole account as one canonical document: profile (password hash included),
+  // records and devices, each list sorted. Source and destination each compute it from what
+  // they store: equal documents (and digests) mean an exact copy.
+  Result<Json> Snapshot(std::string_view uid);
+  // Active users homed here with their country (decrypted here, never sent anywhere).
+  Result<std::vector<std::pair<std::string, std::string>>> UsersWithCountry();
+  // Changes the user's placement state here: "fenced" refuses every write of theirs (503
+  // fenced) until "active" again.
+  Status SetState(std::string_view uid, std::string_view state);
+  // Destination: the user arrives "incoming" (not served yet) with exactly `snapshot`,
+  // replacing whatever an earlier attempt left. The data key must be installed first.
+  Status Import(std::string_view uid, const Json& snapshot);
+  // Destination: the user is served here from now on, at placement `epoch`.
+  Status Activate(std::string_view uid, int64_t epoch, const Json& transfer_details);
+  // Source, once the destination is active: deletes the user's data here, leaves a
+  // forwarding tombstone naming the new home, and destroys the data key here.
+  Status PurgeMoved(std::string_view uid, const std::string& to, int64_t epoch,
+                    const Json& transfer_details);
   // Users homed here (for counts in metrics and the overview).
   Result<int64_t> CountUsers();
 
@@ -104,6 +124,11 @@ class Accounts {
   Result<Json> LoadProfile(std::string_view uid);
   Result<Record> LoadRecord(const Principal& p, std::string_view collection, std::string_view key);
   Result<Json> DeviceList(const Principal& p);
+  // Opens every value of `space` under "<uid>/" (codec context `collection`) as JSON.
+  Result<std::vector<Json>> OpenAll(storage::Space space, std::string_view uid,
+                                    std::string_view collection);
+  // Deletes the user's records, devices, profile and phone directory entry into `batch`.
+  Result<std::pair<int64_t, int64_t>> DeleteRows(std::string_view uid, storage::WriteBatch* batch);
   // The log entry of an operation on a user's data: pseudonymous, no personal values.
   Json Entry(std::string_view op, std::string_view uid, Json details = Json::object()) const;
   Status Log(std::string_view op, std::string_view uid, Json details = Json::object());

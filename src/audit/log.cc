@@ -126,6 +126,10 @@ Status AuditLog::Commit(storage::WriteBatch batch, std::vector<Json> entries) {
       }
     } else {
       for (Pending* p : group) p->result = st;
+      if (!st.ok()) {  // nothing was written: the tree stays as it was
+        new_size = size;
+        new_frontier = std::move(frontier);
+      }
     }
 
     lock.lock();

@@ -168,6 +168,8 @@ Result<ClusterConfig> Load(const std::string& path, std::vector<policy::Diagnost
     num("forward_timeout_ms", k.forward_timeout_ms, 10, 600'000);
     num("shutdown_grace_ms", k.shutdown_grace_ms, 0, 600'000);
     num("token_ttl_s", k.token_ttl_s, 1, 365LL * 24 * 3600);
+    num("migration_parallel", k.migration_parallel, 1, 256);
+    num("migration_users_per_s", k.migration_users_per_s, 0, 1'000'000);
     if (const toml::node* n = node->get("password_hashing")) {
       auto v = n->value<std::string>();
       if (v == "dev-fast") {

@@ -38,6 +38,8 @@ struct NodeKnobs {
   bool dev_fast_password_hashing = false;
   int64_t token_ttl_s = 24 * 3600;
   bool emulate_latency = true;
+  int migration_parallel = 4;           // users moving at once
+  int64_t migration_users_per_s = 200;  // throttle protecting live traffic (0: none)
 };
 
 struct ClusterConfig {

@@ -67,6 +67,42 @@ std::mutex& EnvelopeCodec::StripeFor(std::string_view user_id) {
   return stripes_[std::hash<std::string_view>{}(user_id) % stripes_.size()];
 }
 
+Result<std::string> EnvelopeCodec::WrappedRow(std::string_view user_id, std::string_view raw_id,
+                                              std::string_view key) {
+  const uint32_t kek = keys_.PrimaryKekVersion();
+  ASSIGN_OR_RETURN(auto wrapped,
+                   keys_.Wrap(kek, key, DekAad(keys_.region(), user_id, HexEncode(raw_id))));
+  std::string value(kDekMagic);
+  PutU32(value, kek);
+  value.append(raw_id);
+  value += wrapped;
+  return value;
+}
+
+Result<EnvelopeCodec::ExportedKey> EnvelopeCodec::ExportUserKey(std::string_view user_id) {
+  ASSIGN_OR_RETURN(auto dek, LoadDek(user_id, /*create=*/false));
+  return ExportedKey{dek->raw_id, dek->key};
+}
+
+Status EnvelopeCodec::InstallUserKey(std::string_view user_id, const ExportedKey& key) {
+  if (key.raw_id.size() != kDekIdSize || key.key.size() != 32) {
+    return Integrity("data key to install is malformed");
+  }
+  std::lock_guard user_lock(StripeFor(user_id));
+  ASSIGN_OR_RETURN(auto row, store_.Get(storage::Space::kKeys, user_id));
+  if (row) {
+    // A retried hand-over: the same key is already here.
+    if (row->size() >= 7 + kDekIdSize && row->substr(7, kDekIdSize) == key.raw_id) {
+      return Status::Ok();
+    }
+    return Error(Code::kConflict, "the user already has another data key here");
+  }
+  ASSIGN_OR_RETURN(auto value, WrappedRow(user_id, key.raw_id, key.key));
+  storage::WriteBatch b;
+  b.Put(storage::Space::kKeys, std::string(user_id), std::move(value));
+  return store_.Write(b);
+}
+
 Result<EnvelopeCodec::DekPtr> EnvelopeCodec::LoadDek(std::string_view user_id, bool create) {
   const int64_t now = clock_.NowMs();
   {
@@ -91,16 +127,11 @@ Result<EnvelopeCodec::DekPtr> EnvelopeCodec::LoadDek(std::string_view user_id, b
     dek.key = std::move(plain).value();
   } else {
     if (!create) return Error(Code::kNotFound, "user has no data key");
-    std::string raw_id = random_.Bytes(kDekIdSize);
-    dek.raw_id = raw_id;
-    dek.id = HexEncode(raw_id);
+    dek.raw_id = random_.Bytes(kDekIdSize);
+    dek.id = HexEncode(dek.raw_id);
     dek.key = random_.Bytes(32);
     dek.kek_version = keys_.PrimaryKekVersion();
-    ASSIGN_OR_RETURN(auto wrapped,
-                     keys_.Wrap(dek.kek_version, dek.key, DekAad(keys_.region(), user_id, dek.id)));
-    std::string value(kDekMagic);
-    PutU32(value, dek.kek_version);
-    value += raw_id + wrapped;
+    ASSIGN_OR_RETURN(auto value, WrappedRow(user_id, dek.raw_id, dek.key));
     storage::WriteBatch b;
     b.Put(storage::Space::kKeys, std::string(user_id), std::move(value));
     RETURN_IF_ERROR(store_.Write(b));
@@ -198,13 +229,11 @@ Result<int64_t> EnvelopeCodec::RewrapAll() {
     std::string aad = DekAad(keys_.region(), user, HexEncode(raw_id));
     ASSIGN_OR_RETURN(auto key,
                      keys_.Unwrap(old, std::string_view(*row).substr(7 + kDekIdSize), aad));
-    ASSIGN_OR_RETURN(auto wrapped, keys_.Wrap(primary, key, aad));
+    auto value = WrappedRow(user, raw_id, key);  // under the primary KEK
     sodium_memzero(key.data(), key.size());
-    std::string value(kDekMagic);
-    PutU32(value, primary);
-    value += raw_id + wrapped;
+    if (!value.ok()) return value.status();
     storage::WriteBatch b;
-    b.Put(storage::Space::kKeys, user, std::move(value));
+    b.Put(storage::Space::kKeys, user, std::move(value).value());
     RETURN_IF_ERROR(store_.Write(b));
     {
       std::lock_guard lock(cache_mu_);

@@ -37,6 +37,17 @@ class EnvelopeCodec final : public storage::ValueCodec {
   Result<std::optional<DekInfo>> DekOf(std::string_view user_id);
   // Crypto-shredding: deletes the wrapped DEK (and purges it from the engine's files).
   Result<std::optional<DekInfo>> DestroyUserKey(std::string_view user_id);
+  // Moving a user to another region: the data key leaves only sealed to the destination
+  // (HPKE) and is installed there wrapped by the destination's KEK, so values re-sealed
+  // there keep the same key id.
+  struct ExportedKey {
+    std::string raw_id;
+    std::string key;
+    ~ExportedKey() { Wipe(key); }
+  };
+  Result<ExportedKey> ExportUserKey(std::string_view user_id);
+  // Idempotent for the same key; a different key for a user who has one is a conflict.
+  Status InstallUserKey(std::string_view user_id, const ExportedKey& key);
   // Rewraps every DEK not under the primary KEK; returns how many it rewrapped.
   Result<int64_t> RewrapAll();
   // DEKs still wrapped under `kek_version`.
@@ -57,6 +68,9 @@ class EnvelopeCodec final : public storage::ValueCodec {
   using DekPtr = std::shared_ptr<const Dek>;
   static void Wipe(std::string& s);
   Result<DekPtr> LoadDek(std::string_view user_id, bool create);
+  // The stored form of a data key: magic, KEK version, key id, key wrapped by the KEK.
+  Result<std::string> WrappedRow(std::string_view user_id, std::string_view raw_id,
+                                 std::string_view key);
   std::mutex& StripeFor(std::string_view user_id);
 
   KeyProvider& keys_;

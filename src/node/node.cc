@@ -19,6 +19,8 @@
 #include "keys/envelope.h"
 #include "keys/keys.h"
 #include "node/inter_region.h"
+#include "node/migration.h"
+#include "node/policy_service.h"
 #include "node/rebalancer.h"
 #include "node/router.h"
 #include "node/witness.h"
@@ -103,33 +105,20 @@ class KeyMaintenance {
   std::thread thread_;
 };
 
-// Logs what changed while the node was down: a new policy version, or a KEK rotated
-// offline (`meridian keys rotate`). What was last logged is kept next to the log, so a
-// restart without a change adds nothing.
-Status LogChangesSinceLastStart(audit::AuditLog& log, storage::Store& store,
-                                const std::string& region, const policy::Policy& pol,
-                                uint32_t kek_version) {
+// Logs a KEK rotated while the node was down (`meridian keys rotate`, offline). The version
+// last logged is kept next to the log, so a restart without a change adds nothing. (The
+// policy in force is logged by PolicyService.)
+Status LogKekChangeSinceLastStart(audit::AuditLog& log, storage::Store& store,
+                                  const std::string& region, uint32_t kek_version) {
   using storage::Space;
-  const std::string policy_now = fmt::format("{}/{}", pol.name(), pol.version());
   const std::string kek_now = std::to_string(kek_version);
-  ASSIGN_OR_RETURN(auto policy_seen, store.Get(Space::kMeta, "audit/seen/policy"));
   ASSIGN_OR_RETURN(auto kek_seen, store.Get(Space::kMeta, std::string(kLoggedKekVersionKey)));
+  if (kek_seen.value_or("") == kek_now) return Status::Ok();
   storage::WriteBatch b;
-  std::vector<Json> entries;
-  const int64_t now = SystemClock::Instance().NowMs();
-  if (policy_seen.value_or("") != policy_now) {
-    b.Put(Space::kMeta, "audit/seen/policy", policy_now);
-    entries.push_back(audit::MakeEntry(
-        "policy.apply", region, {}, now,
-        {{"policy", pol.name()}, {"policy_version", pol.version()}, {"at_start", true}}));
-  }
-  if (kek_seen.value_or("") != kek_now) {
-    b.Put(Space::kMeta, std::string(kLoggedKekVersionKey), kek_now);
-    entries.push_back(audit::MakeEntry(kek_seen ? "key.kek_rotate" : "key.kek_create", region, {},
-                                       now, {{"kek_version", kek_version}}));
-  }
-  if (entries.empty()) return Status::Ok();
-  return log.Commit(std::move(b), std::move(entries));
+  b.Put(Space::kMeta, std::string(kLoggedKekVersionKey), kek_now);
+  return log.Commit(std::move(b), {audit::MakeEntry(kek_seen ? "key.kek_rotate" : "key.kek_create",
+                                                    region, {}, SystemClock::Instance().NowMs(),
+                                                    {{"kek_version", kek_version}})});
 }
 
 }  // namespace
@@ -204,8 +193,13 @@ int RunNode(const std::string& config_path, const std::string& region) {
     std::fprintf(stderr, "meridian node: %s\n", st.ToString().c_str());
     return 1;
   }
-  if (auto st = LogChangesSinceLastStart(audit_log, *store, region, cfg->policy,
-                                         key_provider.PrimaryKekVersion());
+  PolicyService policies(*cfg, region, *store, audit_log);
+  if (auto st = policies.Start(); !st.ok()) {
+    std::fprintf(stderr, "meridian node: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  if (auto st =
+          LogKekChangeSinceLastStart(audit_log, *store, region, key_provider.PrimaryKekVersion());
       !st.ok()) {
     std::fprintf(stderr, "meridian node: %s\n", st.ToString().c_str());
     return 1;
@@ -235,7 +229,7 @@ int RunNode(const std::string& config_path, const std::string& region) {
                                   cfg->knobs.token_ttl_s * 1000});
   }
   shop::Shop shop(*store, codec, audit_log, SystemClock::Instance(), SystemRandom::Instance(),
-                  *names_key, shop::ShopSettings{region, role == policy::Role::kHome});
+                  *names_key, *phone_key, shop::ShopSettings{region, role == policy::Role::kHome});
   if (auto st = shop.Start(); !st.ok()) {
     std::fprintf(stderr, "meridian node: %s\n", st.ToString().c_str());
     return 1;
@@ -245,15 +239,24 @@ int RunNode(const std::string& config_path, const std::string& region) {
     shop.SetPull([&rebalancer](const std::string& sale_id) { return rebalancer.Pull(sale_id); });
     rebalancer.Start();
   }
+  policies.CatchUp(inter);  // a policy changed while this node was down
+  std::unique_ptr<Migrations> migrations;
+  if (role == policy::Role::kHome) {
+    migrations = std::make_unique<Migrations>(
+        MigrationContext{*cfg, region, *store, *accounts, shop, codec, key_provider, inter,
+                         policies},
+        MigrationSettings{cfg->knobs.migration_parallel,
+                          static_cast<double>(cfg->knobs.migration_users_per_s)});
+  }
   WorkerPool workers(cfg->knobs.workers, static_cast<size_t>(cfg->knobs.workers) * 64);
   KeyMaintenance maintenance(key_provider, codec, audit_log, region);
   AuditDaemon audit_daemon(audit_log, *store, inter, *cfg, key_provider, metrics,
                            role == policy::Role::kHome);
   audit_daemon.Start();
-  auto router =
-      MakeRouter(NodeContext{*cfg, *self, *admin_token, key_provider, *phone_key, accounts.get(),
-                             shop, audit_log, [&] { return audit_daemon.Alarms(); },
-                             [&] { maintenance.Trigger(); }, inter, metrics, workers});
+  auto router = MakeRouter(NodeContext{*cfg, *self, *admin_token, key_provider, *phone_key,
+                                       accounts.get(), shop, audit_log, policies, migrations.get(),
+                                       [&] { return audit_daemon.Alarms(); },
+                                       [&] { maintenance.Trigger(); }, inter, metrics, workers});
 
   net::ServerOptions sopts;
   sopts.host = self->listen_host;
@@ -267,6 +270,8 @@ int RunNode(const std::string& config_path, const std::string& region) {
   sopts.read_timeout = std::chrono::milliseconds(cfg->knobs.read_timeout_ms);
   sopts.shutdown_grace = std::chrono::milliseconds(cfg->knobs.shutdown_grace_ms);
   auto server = net::StartServer(sopts, *router);
+  // Migrations resume once the node answers (destinations call back into it).
+  if (migrations) (void)migrations->Start();
   if (!server.ok()) {
     std::fprintf(stderr, "meridian node: %s\n", server.status().ToString().c_str());
     return 1;
@@ -281,6 +286,7 @@ int RunNode(const std::string& config_path, const std::string& region) {
   log::Info("node_stopping", {{"signal", std::to_string(sig)}});
   (*server)->Shutdown();
   (*server)->Wait();
+  if (migrations) migrations->Stop();
   workers.Stop();
   audit_daemon.Stop();
   rebalancer.Stop();

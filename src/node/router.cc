@@ -65,6 +65,17 @@ enum class RouteId {
   kInternalConsistency,
   kInternalCosign,
   kResidency,
+  kAdminPolicy,
+  kAdminMigrations,
+  kAdminMigration,
+  kAdminMigrationAction,
+  kInternalPolicy,
+  kInternalMisplaced,
+  kInternalMigrations,
+  kInternalMigration,
+  kInternalMigrationAction,
+  kInternalMigrate,
+  kInternalMigrateUser,
 };
 
 enum class Access { kPublic, kPersonalNoToken, kUser, kAdmin, kInternal };
@@ -128,6 +139,27 @@ const std::vector<Route>& Routes() {
        "/internal/v1/sales/{id}/transfers/{tid}/ack",
        Access::kInternal,
        {"POST"}},
+      {RouteId::kAdminPolicy, "/v1/admin/policy", Access::kAdmin, {"PUT"}},
+      {RouteId::kAdminMigrations, "/v1/admin/migrations", Access::kAdmin, {"POST"}},
+      {RouteId::kAdminMigration, "/v1/admin/migrations/{id}", Access::kAdmin, {"GET"}},
+      // pause, resume, verify (for `meridian migrate`)
+      {RouteId::kAdminMigrationAction,
+       "/v1/admin/migrations/{id}/{action}",
+       Access::kAdmin,
+       {"POST"}},
+      {RouteId::kInternalPolicy, "/internal/v1/policy", Access::kInternal, {"GET", "PUT"}},
+      {RouteId::kInternalMisplaced, "/internal/v1/policy/misplaced", Access::kInternal, {"GET"}},
+      {RouteId::kInternalMigrations, "/internal/v1/migrations", Access::kInternal, {"POST"}},
+      {RouteId::kInternalMigration, "/internal/v1/migrations/{id}", Access::kInternal, {"GET"}},
+      {RouteId::kInternalMigrationAction,
+       "/internal/v1/migrations/{id}/{action}",
+       Access::kInternal,
+       {"POST"}},
+      {RouteId::kInternalMigrate, "/internal/v1/migrate/{step}", Access::kInternal, {"POST"}},
+      {RouteId::kInternalMigrateUser,
+       "/internal/v1/migrate/user/{user_id}",
+       Access::kInternal,
+       {"GET"}},
   };
   return kRoutes;
 }
@@ -225,6 +257,9 @@ class ReplayCache {
   std::unordered_map<std::string, int64_t> seen_;
 };
 
+// The largest account one migration message carries.
+constexpr size_t kMaxAccountBytes = 256u << 20;
+
 class Router final : public net::Handler {
  public:
   explicit Router(NodeContext ctx) : c_(std::move(ctx)) {}
@@ -233,6 +268,8 @@ class Router final : public net::Handler {
     if (method == "PUT" && path.rfind("/v1/me/records/", 0) == 0) {
       return c_.config.knobs.max_record_bytes;
     }
+    // A moving account travels as one sealed message (internal callers only).
+    if (method == "POST" && path == "/internal/v1/migrate/receive") return kMaxAccountBytes;
     return c_.config.knobs.max_body_bytes;
   }
 
@@ -327,6 +364,12 @@ class Router final : public net::Handler {
               return CreateSale(body);
             case RouteId::kAdminSaleStats:
               return SaleStats(params[0]);
+            case RouteId::kAdminPolicy:
+              return PutPolicy(body);
+            case RouteId::kAdminMigrations:
+            case RouteId::kAdminMigration:
+            case RouteId::kAdminMigrationAction:
+              return MigrationCall(id, params, body);
             default:
               return AdminPlacement(params[0]);
           }
@@ -338,27 +381,31 @@ class Router final : public net::Handler {
         }
         // The calling region: its certificate's name with TLS, else the header it sent
         // (trusted only together with the internal credential checked above).
-        return OnWorker(std::move(done), [this, id = route.id, params = std::move(params),
-                                          body = std::move(req.body), query = req.query,
-                                          peer = req.peer_identity.empty()
-                                                     ? std::string(req.Header(kForwardedHeader))
-                                                     : req.peer_identity] {
-          if (id == RouteId::kInternalPublic) return StorePublic(params[0], body);
-          if (id == RouteId::kInternalQuota) return QuotaOf(params[0]);
-          if (id == RouteId::kInternalCheckpoint || id == RouteId::kInternalConsistency) {
-            HttpRequest q;
-            q.query = query;
-            return Audit(id == RouteId::kInternalCheckpoint ? RouteId::kAuditTreeHead
-                                                            : RouteId::kAuditConsistency,
-                         q);
-          }
-          if (id == RouteId::kInternalCosign) return Cosign(peer, body);
-          if (id == RouteId::kInternalGrant || id == RouteId::kInternalTransfer ||
-              id == RouteId::kInternalTransferAck) {
-            return Transfer(id, params, body);
-          }
-          return Internal(id, params.empty() ? std::string() : params[0]);
-        });
+        return OnWorker(
+            std::move(done),
+            [this, id = route.id, params = std::move(params), body = std::move(req.body),
+             query = req.query, method = req.method,
+             peer = req.peer_identity.empty() ? std::string(req.Header(kForwardedHeader))
+                                              : req.peer_identity] {
+              if (id == RouteId::kInternalPublic) return StorePublic(params[0], body);
+              if (id == RouteId::kInternalQuota) return QuotaOf(params[0]);
+              if (id == RouteId::kInternalCheckpoint || id == RouteId::kInternalConsistency) {
+                HttpRequest q;
+                q.query = query;
+                return Audit(id == RouteId::kInternalCheckpoint ? RouteId::kAuditTreeHead
+                                                                : RouteId::kAuditConsistency,
+                             q);
+              }
+              if (id == RouteId::kInternalCosign) return Cosign(peer, body);
+              if (id >= RouteId::kInternalPolicy && id <= RouteId::kInternalMigrateUser) {
+                return InternalMigration(id, method, params, peer, body);
+              }
+              if (id == RouteId::kInternalGrant || id == RouteId::kInternalTransfer ||
+                  id == RouteId::kInternalTransferAck) {
+                return Transfer(id, params, body);
+              }
+              return Internal(id, params.empty() ? std::string() : params[0]);
+            });
       case Access::kUser:
         return UserRequest(route, std::move(params), std::move(req), std::move(done));
     }
@@ -433,12 +480,13 @@ class Router final : public net::Handler {
                          {"audit_verifier_key", k.value("audit_verifier_key", Json())}});
     }
     Json countries = Json::object();
-    for (const auto& [k, v] : c_.config.policy.countries()) countries[k] = v;
-    return DumpJson({{"policy_version", c_.config.policy.version()},
-                     {"policy_name", c_.config.policy.name()},
+    const auto pol = c_.policies.Current();
+    for (const auto& [k, v] : pol->countries()) countries[k] = v;
+    return DumpJson({{"policy_version", pol->version()},
+                     {"policy_name", pol->name()},
                      {"regions", regions},
                      {"countries", countries},
-                     {"default_region", c_.config.policy.default_region()}});
+                     {"default_region", pol->default_region()}});
   }
 
   // A request body, opening a sealed one. Sets `forward_to` instead when the message is
@@ -505,7 +553,7 @@ class Router final : public net::Handler {
     if (auto st = accounts::ValidateCountry(*country); !st.ok()) {
       return HttpResponse::FromStatus(st);
     }
-    const std::string& home = c_.config.policy.HomeFor(*country);
+    const std::string home = c_.policies.Current()->HomeFor(*country);
     if (home != c_.self.name || c_.accounts == nullptr) return RedirectHome(req, home);
     auto parsed = accounts::ParseRegister(*body);
     if (!parsed.ok()) return HttpResponse::FromStatus(parsed.status());
@@ -605,6 +653,139 @@ class Router final : public net::Handler {
     return c_.audit.Commit(std::move(batch),
                            {audit::MakeEntry(op, c_.self.name, {}, SystemClock::Instance().NowMs(),
                                              std::move(details))});
+  }
+
+  // PUT /v1/admin/policy: adopted here, then by every other region (one that is down
+  // catches up when it starts); answers how many users the new policy leaves misplaced.
+  HttpResponse PutPolicy(const std::string& body) {
+    auto source = PolicyService::SourceOf(body);
+    if (!source.ok()) return HttpResponse::FromStatus(source.status());
+    auto adopted = c_.policies.Adopt(*source);
+    if (!adopted.ok()) return HttpResponse::FromStatus(adopted.status());
+    net::HttpRequest put;
+    put.method = "PUT";
+    put.target = "/internal/v1/policy";
+    put.body = *source;
+    Json pending = Json::array();
+    for (auto& [region, res] : c_.inter.FanOutAll(put)) {
+      if (!res.ok() || res->status != 200) pending.push_back(region);
+    }
+    int64_t misplaced = 0;
+    if (c_.migrations != nullptr) {
+      auto here = c_.migrations->CountMisplaced();
+      if (!here.ok()) return HttpResponse::FromStatus(here.status());
+      misplaced += *here;
+    }
+    net::HttpRequest ask;
+    ask.method = "GET";
+    ask.target = "/internal/v1/policy/misplaced";
+    for (auto& [region, res] : c_.inter.FanOutHomes(ask)) {
+      auto j = res.ok() && res->status == 200 ? ParseJsonObject(res->body)
+                                              : Result<Json>(Error(Code::kUnavailable, ""));
+      if (j.ok()) misplaced += j->value("misplaced_users", int64_t{0});
+    }
+    Json out = {{"policy_version", (*adopted)->version()}, {"misplaced_users", misplaced}};
+    if (!pending.empty()) out["regions_catching_up"] = pending;
+    return JsonOk(200, out);
+  }
+
+  // Migrations are coordinated by the region users leave; any node answers by asking it.
+  HttpResponse MigrationCall(RouteId id, const std::vector<std::string>& params,
+                             const std::string& body) {
+    std::string coordinator;
+    net::HttpRequest fwd;
+    if (id == RouteId::kAdminMigrations) {
+      auto j = ParseJsonObject(body);
+      if (!j.ok()) return HttpResponse::FromStatus(j.status());
+      coordinator = j->value("from", "");
+      const auto* r = c_.config.Find(coordinator);
+      if (r == nullptr || r->role != policy::Role::kHome) {
+        return HttpResponse::FromStatus(
+            Error(Code::kInvalidField, "'from' must name a home region"));
+      }
+      fwd.method = "POST";
+      fwd.target = "/internal/v1/migrations";
+    } else {
+      coordinator = Migrations::CoordinatorOf(params[0]);
+      if (c_.config.Find(coordinator) == nullptr) {
+        return HttpResponse::FromStatus(Error(Code::kNotFound, "no such migration"));
+      }
+      fwd.method = id == RouteId::kAdminMigration ? "GET" : "POST";
+      fwd.target = "/internal/v1/migrations/" + net::PercentEncode(params[0]) +
+                   (id == RouteId::kAdminMigrationAction ? "/" + params[1] : "");
+    }
+    fwd.body = body;
+    if (coordinator == c_.self.name) {
+      std::vector<std::string> p(params);
+      return InternalMigration(id == RouteId::kAdminMigrations  ? RouteId::kInternalMigrations
+                               : id == RouteId::kAdminMigration ? RouteId::kInternalMigration
+                                                                : RouteId::kInternalMigrationAction,
+                               fwd.method, p, c_.self.name, body);
+    }
+    auto res = c_.inter.CallSync(coordinator, fwd);
+    if (!res.ok()) {
+      return HttpResponse::FromStatus(
+          Error(Code::kUnavailable, "the coordinating region " + coordinator + " is unreachable"));
+    }
+    return HttpResponse::Json(res->status, res->body);
+  }
+
+  HttpResponse InternalMigration(RouteId id, const std::string& method,
+                                 const std::vector<std::string>& params, const std::string& peer,
+                                 const std::string& body) {
+    if (id == RouteId::kInternalPolicy) {
+      if (method == "GET") {
+        HttpResponse r;
+        r.SetHeader("content-type", "text/plain; charset=utf-8");
+        r.body = c_.policies.CurrentSource();
+        return r;
+      }
+      auto adopted = c_.policies.Adopt(body);
+      if (!adopted.ok()) return HttpResponse::FromStatus(adopted.status());
+      return JsonOk(200, {{"policy_version", (*adopted)->version()}});
+    }
+    if (c_.migrations == nullptr) {
+      return HttpResponse::FromStatus(Error(Code::kNotFound, "an edge region holds no users"));
+    }
+    auto& m = *c_.migrations;
+    auto reply = [](const Result<Json>& r, int status = 200) {
+      return r.ok() ? JsonOk(status, *r) : HttpResponse::FromStatus(r.status());
+    };
+    auto body_json = [&]() -> Result<Json> { return ParseJsonObject(body); };
+    switch (id) {
+      case RouteId::kInternalMisplaced: {
+        auto n = m.CountMisplaced();
+        if (!n.ok()) return HttpResponse::FromStatus(n.status());
+        return JsonOk(200, {{"misplaced_users", *n}});
+      }
+      case RouteId::kInternalMigrations: {
+        auto j = body_json();
+        return reply(j.ok() ? m.Begin(*j) : Result<Json>(j.status()), 202);
+      }
+      case RouteId::kInternalMigration:
+        return reply(m.Get(params[0]));
+      case RouteId::kInternalMigrationAction: {
+        const std::string& action = params[1];
+        if (action == "verify") return reply(m.Verify(params[0]));
+        if (action != "pause" && action != "resume") {
+          return HttpResponse::FromStatus(Error(Code::kNotFound, "no such action"));
+        }
+        Status st = m.SetPaused(params[0], action == "pause");
+        return st.ok() ? reply(m.Get(params[0])) : HttpResponse::FromStatus(st);
+      }
+      case RouteId::kInternalMigrate: {
+        auto j = body_json();
+        if (!j.ok()) return HttpResponse::FromStatus(j.status());
+        if (params[0] == "receive") return reply(m.Receive(peer, *j));
+        if (params[0] == "activate") {
+          Status st = m.Activate(peer, *j);
+          return st.ok() ? JsonOk(200, {{"active", true}}) : HttpResponse::FromStatus(st);
+        }
+        return HttpResponse::FromStatus(Error(Code::kNotFound, "no such step"));
+      }
+      default:
+        return reply(m.UserState(params[0]));
+    }
   }
 
   std::vector<std::string> HomeRegionNames() const {

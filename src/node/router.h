@@ -19,6 +19,8 @@
 #include "net/http.h"
 #include "node/inter_region.h"
 #include "node/metrics.h"
+#include "node/migration.h"
+#include "node/policy_service.h"
 #include "shop/shop.h"
 
 namespace meridian::node {
@@ -39,6 +41,8 @@ struct NodeContext {
   accounts::Accounts* accounts;  // null in an edge region: it holds no personal data
   shop::Shop& shop;
   audit::AuditLog& audit;
+  PolicyService& policies;
+  Migrations* migrations;  // null in an edge region
   std::function<Json()> audit_alarms;
   RewrapTrigger rewrap;
   InterRegion& inter;

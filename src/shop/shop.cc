@@ -190,17 +190,19 @@ Json OrderJson(const Order& o) {
 }
 
 Shop::Shop(storage::Store& store, storage::ValueCodec& codec, audit::AuditSink& audit,
-           const Clock& clock, Random& random, std::string names_key, ShopSettings settings)
+           const Clock& clock, Random& random, std::string names_key, std::string idempotency_key,
+           ShopSettings settings)
     : store_(store),
       codec_(codec),
       audit_(audit),
       clock_(clock),
       random_(random),
-      idempotency_key_(std::move(names_key)),
+      names_key_(std::move(names_key)),
+      idempotency_key_(std::move(idempotency_key)),
       settings_(std::move(settings)) {}
 
 Json Shop::OrderEntry(std::string_view op, const std::string& user_id, const Order& o) const {
-  return audit::MakeEntry(op, settings_.region, audit::SubjectPseudonym(idempotency_key_, user_id),
+  return audit::MakeEntry(op, settings_.region, audit::SubjectPseudonym(names_key_, user_id),
                           clock_.NowMs(), {{"order_id", o.order_id}, {"sale_id", o.sale_id}});
 }
 
@@ -615,10 +617,9 @@ Result<std::vector<Order>> Shop::OrdersOf(const std::string& user_id) {
   }
   std::sort(out.begin(), out.end(),
             [](const Order& a, const Order& b) { return a.created_ms < b.created_ms; });
-  RETURN_IF_ERROR(
-      audit_.Commit({}, {audit::MakeEntry("order.list", settings_.region,
-                                          audit::SubjectPseudonym(idempotency_key_, user_id),
-                                          clock_.NowMs(), {{"orders", out.size()}})}));
+  RETURN_IF_ERROR(audit_.Commit({}, {audit::MakeEntry("order.list", settings_.region,
+                                                      audit::SubjectPseudonym(names_key_, user_id),
+                                                      clock_.NowMs(), {{"orders", out.size()}})}));
   return out;
 }
 
@@ -709,6 +710,85 @@ std::vector<std::string> Shop::SalesNeedingStock() const {
   return out;
 }
 
+Result<Json> Shop::SnapshotUser(const std::string& user_id) {
+  std::lock_guard user_lock(StripeFor(user_id));
+  Json orders = Json::array();
+  Json rows = Json::object();  // idempotency entries and purchase counts, verbatim
+  const std::string prefix = user_id + "/";
+  const std::string order_prefix = prefix + "order/";
+  std::vector<std::string> order_ids;
+  RETURN_IF_ERROR(
+      store_.Scan(Space::kCommerce, prefix, [&](std::string_view k, std::string_view v) {
+        if (k.substr(0, order_prefix.size()) == order_prefix) {
+          order_ids.emplace_back(k.substr(order_prefix.size()));
+        } else {
+          rows[std::string(k.substr(prefix.size()))] = std::string(v);
+        }
+        return true;
+      }));
+  for (const auto& id : order_ids) {  // scan order: sorted by id
+    ASSIGN_OR_RETURN(auto o, LoadOrder(user_id, id));
+    if (o) orders.push_back(OrderJson(*o));
+  }
+  return Json{{"orders", std::move(orders)}, {"rows", std::move(rows)}};
+}
+
+Status Shop::ImportUser(const std::string& user_id, const Json& snapshot) {
+  auto orders = snapshot.find("orders");
+  auto rows = snapshot.find("rows");
+  if (orders == snapshot.end() || !orders->is_array() || rows == snapshot.end() ||
+      !rows->is_object()) {
+    return Error(Code::kInvalidField, "malformed order snapshot");
+  }
+  std::lock_guard user_lock(StripeFor(user_id));
+  storage::WriteBatch b;
+  RETURN_IF_ERROR(store_.Scan(Space::kCommerce, user_id + "/", [&](std::string_view k, auto) {
+    b.Delete(Space::kCommerce, std::string(k));  // an earlier attempt's rows
+    return true;
+  }));
+  for (const auto& j : *orders) {
+    Order o;
+    o.order_id = j.value("order_id", "");
+    o.sale_id = j.value("sale_id", "");
+    o.sku = j.value("sku", "");
+    o.state = j.value("state", "");
+    auto created = ParseRfc3339(j.value("created_at", ""));
+    auto pay_by = ParseRfc3339(j.value("pay_by", ""));
+    if (!IsSafeId(o.order_id) || !created.ok() || !pay_by.ok()) {
+      return Error(Code::kInvalidField, "malformed order in snapshot");
+    }
+    o.created_ms = *created;
+    o.pay_by_ms = *pay_by;
+    Result<std::string> sealed = std::string();
+    storage::WriteBatch one = OrderUpdate(user_id, o, &sealed);
+    if (!sealed.ok()) return sealed.status();
+    b.Append(one);
+  }
+  for (const auto& [k, v] : rows->items()) {
+    if (!v.is_string() || k.find("order/") == 0) {
+      return Error(Code::kInvalidField, "malformed row in snapshot");
+    }
+    b.Put(Space::kCommerce, user_id + "/" + k, v.get<std::string>());
+  }
+  if (b.empty()) return Status::Ok();
+  return store_.Write(b);
+}
+
+Result<bool> Shop::HasReservation(const std::string& user_id) {
+  bool reserved = false;
+  std::vector<std::string> ids;
+  const std::string prefix = user_id + "/order/";
+  RETURN_IF_ERROR(store_.Scan(Space::kCommerce, prefix, [&](std::string_view k, auto) {
+    ids.emplace_back(k.substr(prefix.size()));
+    return true;
+  }));
+  for (const auto& id : ids) {
+    ASSIGN_OR_RETURN(auto o, LoadOrder(user_id, id));
+    if (o && o->state == "reserved") reserved = true;
+  }
+  return reserved;
+}
+
 Result<int64_t> Shop::DeleteUserData(const std::string& user_id) {
   std::lock_guard user_lock(StripeFor(user_id));
   storage::WriteBatch b;
@@ -719,10 +799,10 @@ Result<int64_t> Shop::DeleteUserData(const std::string& user_id) {
     b.Delete(Space::kCommerce, std::string(k));
     return true;
   }));
-  RETURN_IF_ERROR(audit_.Commit(
-      std::move(b), {audit::MakeEntry("order.delete", settings_.region,
-                                      audit::SubjectPseudonym(idempotency_key_, user_id),
-                                      clock_.NowMs(), {{"orders", orders}})}));
+  RETURN_IF_ERROR(
+      audit_.Commit(std::move(b), {audit::MakeEntry("order.delete", settings_.region,
+                                                    audit::SubjectPseudonym(names_key_, user_id),
+                                                    clock_.NowMs(), {{"orders", orders}})}));
   return orders;
 }
 

@@ -103,9 +103,12 @@ struct ShopSettings {
 class Shop {
  public:
   // Orders are personal data: every write and read of them commits through `audit` with
-  // its log entry. `names_key` names users in those entries and idempotency keys in storage.
+  // its log entry. `names_key` names users in those entries; `idempotency_key` (the same in
+  // every region, so a user's entries stay valid when the user moves) names the
+  // Idempotency-Key values in storage.
   Shop(storage::Store& store, storage::ValueCodec& codec, audit::AuditSink& audit,
-       const Clock& clock, Random& random, std::string names_key, ShopSettings settings);
+       const Clock& clock, Random& random, std::string names_key, std::string idempotency_key,
+       ShopSettings settings);
   ~Shop();
 
   // Loads the catalog, the sales and this region's ledger; starts the expiry sweeper.
@@ -136,6 +139,15 @@ class Shop {
   // Deletes the user's orders, idempotency entries and purchase counts; returns how many
   // orders. (Their units stay accounted in the sale's ledger.)
   Result<int64_t> DeleteUserData(const std::string& user_id);
+
+  // Moving a user: their orders, idempotency entries and purchase counts as one canonical
+  // document (orders sorted by id), and its import in the destination (replacing what an
+  // earlier attempt left). The sale ledgers stay where the units were sold.
+  Result<Json> SnapshotUser(const std::string& user_id);
+  Status ImportUser(const std::string& user_id, const Json& snapshot);
+  // True while the user holds a reservation not yet paid or expired: such a user moves
+  // after it settles (the unit belongs to this region's quota and expiry sweeper).
+  Result<bool> HasReservation(const std::string& user_id);
 
   // Expires every reservation past its payment window now (the sweeper calls it).
   Result<int64_t> ExpireDue();
@@ -193,6 +205,7 @@ class Shop {
   audit::AuditSink& audit_;
   const Clock& clock_;
   Random& random_;
+  std::string names_key_;
   std::string idempotency_key_;
   ShopSettings settings_;
 

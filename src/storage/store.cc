@@ -1,5 +1,10 @@
 #include "storage/store.h"
 
+#include <array>
+#include <mutex>
+#include <set>
+#include <vector>
+
 #include <fmt/format.h>
 
 #include "common/json.h"
@@ -86,6 +91,19 @@ class ResidencyGuard final : public Store {
   Status Purge(Space space) override { return inner_->Purge(space); }
 
   Status Write(const WriteBatch& batch) override {
+    // The check and the write are atomic for each user the batch touches: a placement
+    // change (a fence) cannot slip between another write's check and its write.
+    std::set<size_t> stripes;
+    for (const auto& op : batch.ops()) {
+      if (op.space == Space::kPlacement || policy::IsPersonal(ClassOf(op.space))) {
+        stripes.insert(std::hash<std::string_view>{}(op.space == Space::kPlacement
+                                                         ? std::string_view(op.key)
+                                                         : OwnerOf(op.key)) %
+                       stripes_.size());
+      }
+    }
+    std::vector<std::unique_lock<std::mutex>> held;
+    for (size_t i : stripes) held.emplace_back(stripes_[i]);  // in index order: no deadlock
     for (const auto& op : batch.ops()) {
       if (op.is_delete) continue;  // removing data never breaks residency
       policy::DataClass cls = ClassOf(op.space);
@@ -95,7 +113,8 @@ class ResidencyGuard final : public Store {
       }
       if (op.space == Space::kPlacement) {
         auto p = DecodePlacement(op.value);
-        if (!p || p->region != region_) {
+        // A user who moved away leaves a forwarding tombstone naming the new home.
+        if (!p || (p->region != region_ && p->state != "moved")) {
           return Error(Code::kResidencyViolation,
                        fmt::format("placement written in {} must name {}", region_, region_));
         }
@@ -120,12 +139,16 @@ class ResidencyGuard final : public Store {
       return Error(Code::kResidencyViolation,
                    fmt::format("user is not homed in {}; personal data refused", region_));
     }
+    // While a user's move is being switched, nothing of theirs may change here: the last
+    // copy the destination verified must stay the last state.
+    if (p->state == "fenced") return Error(Code::kFenced, "the account is moving; retry shortly");
     return Status::Ok();
   }
 
   StorePtr inner_;
   std::string region_;
   MayHoldFn may_hold_;
+  std::array<std::mutex, 64> stripes_;
 };
 }  // namespace
 

@@ -136,3 +136,43 @@ TEST_F(AuditLogTest, TamperingWithEntriesOrSubtreesIsDetected) {
 
 }  // namespace
 }  // namespace meridian::audit
+
+namespace meridian::audit {
+namespace {
+
+// A refused write (here the residency guard refusing a data class) appends nothing: the
+// next entries take the indexes that were not used, with no hole in the log.
+TEST(AuditLogFailureTest, ARefusedCommitLeavesNoHole) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("meridian-audit-" + SystemRandom::Instance().Hex(6));
+  {
+    auto raw = storage::OpenRocksDb(dir.string());
+    ASSERT_TRUE(raw.ok());
+    auto store = storage::WithResidencyGuard(
+        std::move(raw).value(), "singapore",
+        [](policy::DataClass c) { return c != policy::DataClass::kContent; });
+    ManualClock clock{1'790'000'000'000};
+    AuditLog log(
+        *store, "singapore", clock, [](std::string_view) { return std::string(64, '\0'); },
+        std::string(32, '\0'));
+    ASSERT_TRUE(log.Start().ok());
+    storage::WriteBatch refused;
+    refused.Put(storage::Space::kContent, "u/1", "x");
+    EXPECT_FALSE(log.Commit(std::move(refused), {Json{{"op", "record.write"}}}).ok());
+    EXPECT_EQ(log.size(), 0u);
+    ASSERT_TRUE(log.Commit({}, {Json{{"op", "a"}}, Json{{"op", "b"}}}).ok());
+    EXPECT_EQ(log.size(), 2u);
+    auto entries = log.Entries(0, 2);
+    ASSERT_TRUE(entries.ok()) << entries.status().ToString();
+    EXPECT_EQ((*entries)[0], R"({"op":"a"})");
+    auto root = log.Root(2);
+    ASSERT_TRUE(root.ok());
+    MemoryTree mirror;
+    for (const auto& e : *entries) mirror.Append(LeafHash(e));
+    EXPECT_EQ(*root, mirror.Root());
+  }
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace meridian::audit
