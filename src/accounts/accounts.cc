@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <functional>
 
+#include <fmt/format.h>
+
 #include "common/encoding.h"
 #include "crypto/crypto.h"
 
@@ -15,6 +17,7 @@ constexpr std::string_view kPendingPrefix = "pending:";
 
 std::string DirectoryKey(std::string_view pseudonym) { return "phone/" + std::string(pseudonym); }
 std::string ProfileKey(std::string_view uid) { return std::string(uid) + "/profile"; }
+std::string TransfersKey(std::string_view uid) { return "transfers/" + std::string(uid); }
 
 // Records are stored as one line of JSON metadata, a newline, then the raw bytes.
 std::string FrameRecord(const Json& meta, std::string_view body) {
@@ -526,7 +529,30 @@ Status Accounts::Activate(std::string_view uid, int64_t epoch, const Json& trans
   storage::WriteBatch b;
   b.Put(Space::kPlacement, std::string(uid),
         storage::EncodePlacement({settings_.region, "active", epoch, 1}));
-  return audit_.Commit(std::move(b), {Entry("transfer.in", uid, transfer_details)});
+  uint64_t index = 0;
+  RETURN_IF_ERROR(
+      audit_.Commit(std::move(b), {Entry("transfer.in", uid, transfer_details)}, &index));
+  // The user's residency report lists the transfer with its log index.
+  ASSIGN_OR_RETURN(auto transfers, Transfers(uid));
+  transfers.push_back({{"from", transfer_details.value("from", "")},
+                       {"to", settings_.region},
+                       {"at", FormatRfc3339(clock_.NowMs())},
+                       {"reason", fmt::format("residency policy version {}",
+                                              transfer_details.value("policy_version", 0))},
+                       {"log_index", index}});
+  storage::WriteBatch t;
+  t.Put(Space::kMeta, TransfersKey(uid), DumpJson({{"transfers", transfers}}));
+  return store_.Write(t);
+}
+
+Result<Json> Accounts::Transfers(std::string_view uid) {
+  ASSIGN_OR_RETURN(auto raw, store_.Get(Space::kMeta, TransfersKey(uid)));
+  if (!raw) return Json::array();
+  auto j = ParseJsonObject(*raw);
+  if (!j.ok() || !(*j)["transfers"].is_array()) {
+    return Error(Code::kIntegrityError, "stored transfers are corrupt");
+  }
+  return (*j)["transfers"];
 }
 
 Status Accounts::PurgeMoved(std::string_view uid, const std::string& to, int64_t epoch,
@@ -557,6 +583,7 @@ Result<Json> Accounts::DeleteUser(const Principal& p) {
   storage::WriteBatch batch;
   ASSIGN_OR_RETURN(auto counts, DeleteRows(p.user_id, &batch));
   const auto [records, devices] = counts;
+  batch.Delete(Space::kMeta, TransfersKey(p.user_id));
   // A tombstone keeps the id from coming back and revokes every token (state and epoch).
   storage::Placement tomb = *placement;
   tomb.state = "deleted";

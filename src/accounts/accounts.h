@@ -107,6 +107,8 @@ class Accounts {
   // Destination: the user arrives "incoming" (not served yet) with exactly `snapshot`,
   // replacing whatever an earlier attempt left. The data key must be installed first.
   Status Import(std::string_view uid, const Json& snapshot);
+  // The transfers that brought the user here: [{"from","to","at","reason","log_index"}].
+  Result<Json> Transfers(std::string_view uid);
   // Destination: the user is served here from now on, at placement `epoch`.
   Status Activate(std::string_view uid, int64_t epoch, const Json& transfer_details);
   // Source, once the destination is active: deletes the user's data here, leaves a

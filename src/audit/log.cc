@@ -81,8 +81,9 @@ Status AuditLog::Start() {
   return Status::Ok();
 }
 
-Status AuditLog::Commit(storage::WriteBatch batch, std::vector<Json> entries) {
-  Pending me{std::move(batch), std::move(entries), Status::Ok(), false};
+Status AuditLog::Commit(storage::WriteBatch batch, std::vector<Json> entries,
+                        uint64_t* first_index) {
+  Pending me{std::move(batch), std::move(entries), Status::Ok(), 0, false};
   std::unique_lock lock(mu_);
   queue_.push_back(&me);
   while (!me.done) {
@@ -102,6 +103,7 @@ Status AuditLog::Commit(storage::WriteBatch batch, std::vector<Json> entries) {
       storage::WriteBatch all;
       for (Pending* p : members) {
         all.Append(p->batch);
+        p->first_index = *sz;
         for (const auto& e : p->entries) Append(DumpJson(e), sz, fr, &all);
       }
       all.Put(Space::kMeta, std::string(kSizeKey), std::to_string(*sz));
@@ -139,6 +141,7 @@ Status AuditLog::Commit(storage::WriteBatch batch, std::vector<Json> entries) {
     leader_active_ = false;
     cv_.notify_all();
   }
+  if (first_index != nullptr) *first_index = me.first_index;
   return me.result;
 }
 

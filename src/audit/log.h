@@ -36,14 +36,16 @@ class AuditSink {
  public:
   virtual ~AuditSink() = default;
   // Writes `batch` and appends `entries` (canonical JSON, no personal data) atomically.
-  virtual Status Commit(storage::WriteBatch batch, std::vector<Json> entries) = 0;
+  // `first_index`, when given, receives the log index of the first entry.
+  virtual Status Commit(storage::WriteBatch batch, std::vector<Json> entries,
+                        uint64_t* first_index = nullptr) = 0;
 };
 
 // A sink that writes without logging: for tests of services that do not audit.
 class UnauditedSink final : public AuditSink {
  public:
   explicit UnauditedSink(storage::Store& store) : store_(store) {}
-  Status Commit(storage::WriteBatch batch, std::vector<Json>) override {
+  Status Commit(storage::WriteBatch batch, std::vector<Json>, uint64_t* = nullptr) override {
     return batch.empty() ? Status::Ok() : store_.Write(batch);
   }
 
@@ -60,7 +62,8 @@ class AuditLog final : public AuditSink {
            std::string signing_public_key);
   Status Start();  // reads the size and the right edge of the tree
 
-  Status Commit(storage::WriteBatch batch, std::vector<Json> entries) override;
+  Status Commit(storage::WriteBatch batch, std::vector<Json> entries,
+                uint64_t* first_index = nullptr) override;
 
   uint64_t size() const;
   Result<Hash> Root(uint64_t size) const;
@@ -85,6 +88,7 @@ class AuditLog final : public AuditSink {
     storage::WriteBatch batch;
     std::vector<Json> entries;
     Status result;
+    uint64_t first_index = 0;
     bool done = false;
   };
   Result<Hash> Subtree(int level, uint64_t index) const;

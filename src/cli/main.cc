@@ -55,6 +55,13 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 16));
   dev->add_flag("--write-config", write_only, "write the cluster files and keystores, then exit");
+  dev->add_option("--scenario", dev_opts.scenario,
+                  "play a story once the cluster is up: great-shift (legacy policy, users from "
+                  "many countries, live traffic, the current policy, the move)")
+      ->check(CLI::IsMember({"great-shift"}));
+  dev->add_option("--scenario-users", dev_opts.scenario_users, "users the scenario registers")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
 
   auto* pol = app.add_subcommand("policy", "Residency policy tools");
   pol->require_subcommand(1);
@@ -198,9 +205,50 @@ int main(int argc, char** argv) {
                      "a saved GET /v1/regions with the home region's audit_verifier_key "
                      "(default: the key in the report)");
 
+  meridian::tools::MigrateArgs ma;
+  auto* migrate = app.add_subcommand("migrate", "Move users between regions (admin token)");
+  migrate->require_subcommand(1);
+  auto* mplan =
+      migrate->add_subcommand("plan", "Users and bytes a migration would move, by destination");
+  auto* mstart =
+      migrate->add_subcommand("start", "Start moving a region's misplaced users; prints the id");
+  auto* mstatus = migrate->add_subcommand(
+      "status", "A migration's progress; --watch until it ends (exit 0 done, 1 failed)");
+  auto* mpause =
+      migrate->add_subcommand("pause", "Pause a migration; resume goes on where it stopped");
+  auto* mresume = migrate->add_subcommand("resume", "Resume a paused migration");
+  auto* mverify = migrate->add_subcommand(
+      "verify", "Check every moved user again: gone from the source, active at the destination");
+  for (auto* sub : {mplan, mstart, mstatus, mpause, mresume, mverify}) {
+    sub->add_option("--url", ma.url, "any node's URL")->required();
+    sub->add_option("--admin-token-file", ma.admin_token_file,
+                    "the admin token (default: $MERIDIAN_ADMIN_TOKEN)");
+    sub->add_option("--ca-file", ma.ca_file, "CA certificate for https");
+    sub->add_flag("--json", ma.json, "print the API's JSON answer");
+  }
+  for (auto* sub : {mplan, mstart}) {
+    sub->add_option("--from", ma.from, "the region users leave")->required();
+  }
+  mstart->add_option("--cohort", ma.cohort, "which users move")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"misplaced"}));
+  for (auto* sub : {mstatus, mpause, mresume, mverify}) {
+    sub->add_option("--id", ma.id, "the migration id (from start)")->required();
+  }
+  mstatus->add_flag("--watch", ma.watch, "refresh until the migration is no longer running");
+  mstatus->add_option("--interval-ms", ma.interval_ms, "refresh interval with --watch")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 3'600'000));
+
   app.add_subcommand("version", "Print the version");
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    // `meridian migrate` exits 2 on usage errors (its --help still exits 0).
+    return code != 0 && migrate->parsed() ? 2 : code;
+  }
 
   if (node->parsed()) return meridian::node::RunNode(config_path, region);
   if (dev->parsed()) {
@@ -228,6 +276,12 @@ int main(int argc, char** argv) {
   }
   if (averify->parsed()) return meridian::tools::AuditVerify(av);
   if (aprove->parsed()) return meridian::tools::AuditProve(ap);
+  if (mplan->parsed()) return meridian::tools::MigratePlan(ma);
+  if (mstart->parsed()) return meridian::tools::MigrateStart(ma);
+  if (mstatus->parsed()) return meridian::tools::MigrateStatus(ma);
+  if (mpause->parsed()) return meridian::tools::MigratePause(ma);
+  if (mresume->parsed()) return meridian::tools::MigrateResume(ma);
+  if (mverify->parsed()) return meridian::tools::MigrateVerify(ma);
   if (creg->parsed()) return meridian::tools::ClientRegister(ca);
   if (clogin->parsed()) return meridian::tools::ClientLogin(ca);
   if (cme->parsed()) return meridian::tools::ClientMe(ca);

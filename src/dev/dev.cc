@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -17,6 +18,7 @@
 #include "common/random.h"
 #include "config/cluster.h"
 #include "crypto/crypto.h"
+#include "dev/scenario.h"
 #include "keys/keys.h"
 #include "net/http.h"
 
@@ -160,6 +162,37 @@ void StopAll(std::map<pid_t, std::string>& children) {
   children.clear();
 }
 
+// Checks the scenario's options and makes the cluster start the way the story begins.
+int PrepareScenario(DevOptions& o) {
+  if (!IsKnownScenario(o.scenario)) {
+    std::fprintf(stderr, "meridian dev: unknown scenario '%s' (known: great-shift)\n",
+                 o.scenario.c_str());
+    return 2;
+  }
+  const std::string start_policy = ScenarioStartPolicy(o.scenario);
+  if (o.policy != "current" && o.policy != start_policy) {
+    std::fprintf(stderr,
+                 "meridian dev: --scenario %s starts with the %s policy and applies the current "
+                 "one itself; drop --policy %s\n",
+                 o.scenario.c_str(), start_policy.c_str(), o.policy.c_str());
+    return 2;
+  }
+  o.policy = start_policy;
+  // The story registers its own users: it needs a cluster that has none yet.
+  for (const auto& r : kLayout) {
+    const fs::path db = fs::path(o.dir) / r.name / "db";
+    std::error_code ec;
+    if (fs::exists(db, ec)) {
+      std::fprintf(stderr,
+                   "meridian dev: --scenario %s needs a new cluster, but %s already holds "
+                   "data; remove it or pass another --dir\n",
+                   o.scenario.c_str(), o.dir.c_str());
+      return 2;
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int WriteCluster(const DevOptions& o) {
@@ -192,7 +225,11 @@ int WriteCluster(const DevOptions& o) {
   return 0;
 }
 
-int RunDev(const DevOptions& o) {
+int RunDev(const DevOptions& opts) {
+  DevOptions o = opts;
+  if (!o.scenario.empty()) {
+    if (int rc = PrepareScenario(o); rc != 0) return rc;
+  }
   if (int rc = WriteCluster(o); rc != 0) return rc;
   const std::string dir = fs::absolute(o.dir).lexically_normal().string();
   const std::string cfg_path = dir + "/cluster.toml";
@@ -258,6 +295,36 @@ int RunDev(const DevOptions& o) {
               cfg->knobs.emulate_latency ? "emulated" : "off");
   std::fflush(stdout);
 
+  // The scenario plays from its own thread; the signals stay blocked there (the mask is
+  // inherited), so this thread still sees every one of them.
+  std::atomic<bool> stop_scenario{false};
+  std::thread scenario;
+  if (!o.scenario.empty()) {
+    std::printf("\nScenario %s: %d users (the cluster keeps running afterwards)\n\n",
+                o.scenario.c_str(), o.scenario_users);
+    std::fflush(stdout);
+    scenario = std::thread([&o, &cfg, &stop_scenario] {
+      ScenarioOptions so;
+      so.name = o.scenario;
+      so.users = o.scenario_users;
+      Status st = RunScenario(*cfg, so, stop_scenario);
+      if (stop_scenario) return;
+      if (st.ok()) {
+        std::printf("%s: done; the cluster keeps running (Ctrl-C stops it)\n", so.name.c_str());
+      } else {
+        std::printf("%s: PROBLEM: %s\n%s: the cluster keeps running (Ctrl-C stops it)\n",
+                    so.name.c_str(), st.message().c_str(), so.name.c_str());
+      }
+      std::fflush(stdout);
+    });
+  }
+  // Stops the nodes first, so that a scenario call in flight fails at once, then joins it.
+  auto stop_everything = [&] {
+    stop_scenario = true;
+    StopAll(children);
+    if (scenario.joinable()) scenario.join();
+  };
+
   for (;;) {
     int sig = 0;
     sigwait(&sigs, &sig);
@@ -275,13 +342,14 @@ int RunDev(const DevOptions& o) {
         died = true;
       }
       if (died) {
-        StopAll(children);
+        stop_everything();
         return 1;
       }
       continue;
     }
     std::printf("meridian dev: stopping\n");
-    StopAll(children);
+    std::fflush(stdout);
+    stop_everything();
     return 0;
   }
 }

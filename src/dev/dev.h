@@ -14,6 +14,8 @@ struct DevOptions {
   bool emulate_latency = true;
   int io_threads = 1;
   std::string self_exe;  // the meridian binary to start nodes with
+  std::string scenario;  // a story to play once the cluster is up ("great-shift"), or empty
+  int scenario_users = 300;
 };
 
 // Writes DIR/cluster.toml (and the secrets, CA and certificates that are missing).

@@ -73,13 +73,38 @@ Result<int64_t> Migrations::CountMisplaced() {
   return n;
 }
 
+Result<Json> Migrations::Plan() {
+  auto pol = c_.policies.Current();
+  ASSIGN_OR_RETURN(auto users, c_.accounts.UsersWithCountry());
+  Json destinations = Json::object();
+  int64_t total = 0;
+  int64_t bytes = 0;
+  for (const auto& [uid, country] : users) {
+    const std::string& to = pol->HomeFor(country);
+    if (to == c_.region) continue;
+    auto snapshot = Snapshot(uid);
+    const int64_t size = snapshot.ok() ? static_cast<int64_t>(DumpJson(*snapshot).size()) : 0;
+    Json& d = destinations[to];
+    if (!d.is_object()) d = {{"users", 0}, {"bytes", 0}};
+    d["users"] = d["users"].get<int64_t>() + 1;
+    d["bytes"] = d["bytes"].get<int64_t>() + size;
+    ++total;
+    bytes += size;
+  }
+  return Json{{"from", c_.region},
+              {"policy_version", pol->version()},
+              {"users_total", total},
+              {"bytes_total", bytes},
+              {"destinations", destinations}};
+}
+
 Result<Json> Migrations::Begin(const Json& request) {
-  if (request.value("from", "") != c_.region) {
+  ASSIGN_OR_RETURN(auto from, RequireString(request, "from", 64));
+  ASSIGN_OR_RETURN(auto cohort, RequireString(request, "cohort", 64));
+  if (from != c_.region) {
     return Error(Code::kInvalidField, "'from' must name the region the users leave");
   }
-  if (request.value("cohort", "") != "misplaced") {
-    return Error(Code::kInvalidField, "'cohort' must be \"misplaced\"");
-  }
+  if (cohort != "misplaced") return Error(Code::kInvalidField, "'cohort' must be \"misplaced\"");
   auto pol = c_.policies.Current();
   ASSIGN_OR_RETURN(auto users, c_.accounts.UsersWithCountry());
   const std::string id = "m-" + c_.region + "-" + SystemRandom::Instance().Hex(6);
@@ -266,12 +291,11 @@ Status Migrations::MoveOne(const std::string& id, UserStep& step, int64_t* bytes
     ASSIGN_OR_RETURN(auto snapshot, Snapshot(step.user));
     const std::string now_digest = Digest(snapshot);
     if (now_digest != step.digest) {  // written to during the copy: catch up
-      step.digest = now_digest;
+      // The step keeps the digest the destination confirmed until it confirms this one.
       auto theirs = SendAccount(id, step, snapshot, bytes);
-      if (!theirs.ok() && theirs.status().code() != Code::kConflict) return theirs.status();
-      if (theirs.ok() && *theirs != step.digest) {
-        return Error(Code::kIntegrityError, "catch-up digest mismatch");
-      }
+      if (!theirs.ok()) return theirs.status();
+      if (*theirs != now_digest) return Error(Code::kIntegrityError, "catch-up digest mismatch");
+      step.digest = now_digest;
       RETURN_IF_ERROR(SaveStep(id, step));
     }
     net::HttpRequest act;
@@ -303,6 +327,13 @@ Status Migrations::MoveOne(const std::string& id, UserStep& step, int64_t* bytes
     RETURN_IF_ERROR(Count(id, "users_moved", 1));
   }
   return Status::Ok();
+}
+
+bool Migrations::Paused(const std::string& id) {
+  auto raw = c_.store.Get(Space::kMeta, RecordKey(id));
+  if (!raw.ok() || !*raw) return true;
+  auto rec = ParseJsonObject(**raw);
+  return !rec.ok() || rec->value("paused", false);
 }
 
 void Migrations::RunOne(const std::string& id) {
@@ -346,7 +377,7 @@ void Migrations::RunOne(const std::string& id) {
       size_t i;
       {
         std::lock_guard lock(next_mu);
-        if (stop_ || next >= todo.size()) return;
+        if (stop_ || next >= todo.size() || Paused(id)) return;
         i = next++;
         if (s_.users_per_s > 0) {  // throttle: user i starts no earlier than i / rate
           auto due = started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -401,10 +432,13 @@ void Migrations::Loop() {
 }
 
 Result<Json> Migrations::Receive(const std::string& from, const Json& body) {
-  const std::string user = body.value("user", "");
-  auto enc = Base64Decode(body.value("enc", ""));
-  auto ct = Base64Decode(body.value("ct", ""));
-  const int key_id = body.value("key_id", -1);
+  ASSIGN_OR_RETURN(auto user, RequireString(body, "user", 64));
+  ASSIGN_OR_RETURN(auto enc_text, RequireString(body, "enc", 1024));
+  ASSIGN_OR_RETURN(auto ct_text, RequireString(body, "ct", SIZE_MAX));
+  ASSIGN_OR_RETURN(auto key_id_field, OptionalInt(body, "key_id"));
+  auto enc = Base64Decode(enc_text);
+  auto ct = Base64Decode(ct_text);
+  const int64_t key_id = key_id_field.value_or(-1);
   if (user.empty() || !enc || !ct || key_id < 0 || key_id > 255) {
     return Error(Code::kInvalidField, "malformed account transfer");
   }
@@ -446,8 +480,10 @@ Result<Json> Migrations::Receive(const std::string& from, const Json& body) {
 }
 
 Status Migrations::Activate(const std::string& from, const Json& body) {
-  const std::string user = body.value("user", "");
-  const int64_t epoch = body.value("epoch", int64_t{0});
+  ASSIGN_OR_RETURN(auto user, RequireString(body, "user", 64));
+  ASSIGN_OR_RETURN(auto epoch_field, OptionalInt(body, "epoch"));
+  ASSIGN_OR_RETURN(auto digest, RequireString(body, "digest", 128));
+  const int64_t epoch = epoch_field.value_or(0);
   if (user.empty() || epoch <= 0) return Error(Code::kInvalidField, "malformed activation");
   ASSIGN_OR_RETURN(auto placement, c_.accounts.PlacementOf(user));
   if (placement && placement->state == "active" && placement->epoch >= epoch) {
@@ -455,10 +491,11 @@ Status Migrations::Activate(const std::string& from, const Json& body) {
   }
   // What is here must be what the source verified under its fence.
   ASSIGN_OR_RETURN(auto mine, Snapshot(user));
-  if (Digest(mine) != body.value("digest", "")) {
+  if (Digest(mine) != digest) {
     return Error(Code::kConflict, "the copy here differs from the source's");
   }
-  Json details = body.value("details", Json::object());
+  Json details =
+      body.contains("details") && body["details"].is_object() ? body["details"] : Json::object();
   details["from"] = from;
   return c_.accounts.Activate(user, epoch, details);
 }
@@ -474,6 +511,8 @@ Result<Json> Migrations::UserState(const std::string& user_id) {
 }
 
 Result<Json> Migrations::Verify(const std::string& id) {
+  ASSIGN_OR_RETURN(auto record, c_.store.Get(Space::kMeta, RecordKey(id)));
+  if (!record) return Error(Code::kNotFound, "no such migration");
   int64_t checked = 0;
   Json problems = Json::array();
   std::vector<std::pair<std::string, std::string>> moved;  // user, to

@@ -71,6 +71,8 @@ class Migrations {
   Result<Json> Verify(const std::string& id);
   // Users homed here whom the current policy places elsewhere.
   Result<int64_t> CountMisplaced();
+  // What a migration from here would move: users and bytes per destination.
+  Result<Json> Plan();
 
   // Destination side (internal calls from the coordinator).
   Result<Json> Receive(const std::string& from, const Json& body);
@@ -92,6 +94,7 @@ class Migrations {
   };
   void Loop();
   void RunOne(const std::string& id);
+  bool Paused(const std::string& id);  // read from the stored record, so a pause acts at once
   Status MoveOne(const std::string& id, UserStep& step, int64_t* bytes);
   Status SaveStep(const std::string& id, const UserStep& step);
   Result<Json> Snapshot(const std::string& user);

@@ -67,11 +67,13 @@ enum class RouteId {
   kResidency,
   kAdminPolicy,
   kAdminMigrations,
+  kAdminMigrationPlan,
   kAdminMigration,
   kAdminMigrationAction,
   kInternalPolicy,
   kInternalMisplaced,
   kInternalMigrations,
+  kInternalMigrationPlan,
   kInternalMigration,
   kInternalMigrationAction,
   kInternalMigrate,
@@ -141,6 +143,8 @@ const std::vector<Route>& Routes() {
        {"POST"}},
       {RouteId::kAdminPolicy, "/v1/admin/policy", Access::kAdmin, {"PUT"}},
       {RouteId::kAdminMigrations, "/v1/admin/migrations", Access::kAdmin, {"POST"}},
+      // ?from=REGION: users and bytes a migration would move (`meridian migrate plan`)
+      {RouteId::kAdminMigrationPlan, "/v1/admin/migration-plan", Access::kAdmin, {"GET"}},
       {RouteId::kAdminMigration, "/v1/admin/migrations/{id}", Access::kAdmin, {"GET"}},
       // pause, resume, verify (for `meridian migrate`)
       {RouteId::kAdminMigrationAction,
@@ -150,6 +154,7 @@ const std::vector<Route>& Routes() {
       {RouteId::kInternalPolicy, "/internal/v1/policy", Access::kInternal, {"GET", "PUT"}},
       {RouteId::kInternalMisplaced, "/internal/v1/policy/misplaced", Access::kInternal, {"GET"}},
       {RouteId::kInternalMigrations, "/internal/v1/migrations", Access::kInternal, {"POST"}},
+      {RouteId::kInternalMigrationPlan, "/internal/v1/migration-plan", Access::kInternal, {"GET"}},
       {RouteId::kInternalMigration, "/internal/v1/migrations/{id}", Access::kInternal, {"GET"}},
       {RouteId::kInternalMigrationAction,
        "/internal/v1/migrations/{id}/{action}",
@@ -370,6 +375,11 @@ class Router final : public net::Handler {
             case RouteId::kAdminMigration:
             case RouteId::kAdminMigrationAction:
               return MigrationCall(id, params, body);
+            case RouteId::kAdminMigrationPlan: {
+              HttpRequest q;
+              q.query = query;
+              return MigrationCall(id, {std::string(q.Query("from").value_or(""))}, body);
+            }
             default:
               return AdminPlacement(params[0]);
           }
@@ -694,17 +704,24 @@ class Router final : public net::Handler {
                              const std::string& body) {
     std::string coordinator;
     net::HttpRequest fwd;
-    if (id == RouteId::kAdminMigrations) {
-      auto j = ParseJsonObject(body);
-      if (!j.ok()) return HttpResponse::FromStatus(j.status());
-      coordinator = j->value("from", "");
+    if (id == RouteId::kAdminMigrations || id == RouteId::kAdminMigrationPlan) {
+      if (id == RouteId::kAdminMigrations) {
+        auto j = ParseJsonObject(body);
+        if (!j.ok()) return HttpResponse::FromStatus(j.status());
+        auto from = RequireString(*j, "from", 64);
+        if (!from.ok()) return HttpResponse::FromStatus(from.status());
+        coordinator = *from;
+      } else {
+        coordinator = params[0];
+      }
       const auto* r = c_.config.Find(coordinator);
       if (r == nullptr || r->role != policy::Role::kHome) {
         return HttpResponse::FromStatus(
             Error(Code::kInvalidField, "'from' must name a home region"));
       }
-      fwd.method = "POST";
-      fwd.target = "/internal/v1/migrations";
+      fwd.method = id == RouteId::kAdminMigrations ? "POST" : "GET";
+      fwd.target = id == RouteId::kAdminMigrations ? "/internal/v1/migrations"
+                                                   : "/internal/v1/migration-plan";
     } else {
       coordinator = Migrations::CoordinatorOf(params[0]);
       if (c_.config.Find(coordinator) == nullptr) {
@@ -717,10 +734,11 @@ class Router final : public net::Handler {
     fwd.body = body;
     if (coordinator == c_.self.name) {
       std::vector<std::string> p(params);
-      return InternalMigration(id == RouteId::kAdminMigrations  ? RouteId::kInternalMigrations
-                               : id == RouteId::kAdminMigration ? RouteId::kInternalMigration
-                                                                : RouteId::kInternalMigrationAction,
-                               fwd.method, p, c_.self.name, body);
+      const RouteId local = id == RouteId::kAdminMigrations      ? RouteId::kInternalMigrations
+                            : id == RouteId::kAdminMigrationPlan ? RouteId::kInternalMigrationPlan
+                            : id == RouteId::kAdminMigration     ? RouteId::kInternalMigration
+                                                             : RouteId::kInternalMigrationAction;
+      return InternalMigration(local, fwd.method, p, c_.self.name, body);
     }
     auto res = c_.inter.CallSync(coordinator, fwd);
     if (!res.ok()) {
@@ -764,6 +782,8 @@ class Router final : public net::Handler {
       }
       case RouteId::kInternalMigration:
         return reply(m.Get(params[0]));
+      case RouteId::kInternalMigrationPlan:
+        return reply(m.Plan());
       case RouteId::kInternalMigrationAction: {
         const std::string& action = params[1];
         if (action == "verify") return reply(m.Verify(params[0]));
@@ -1150,6 +1170,57 @@ class Router final : public net::Handler {
     return doc;
   }
 
+  // Where the user's data is, every transfer that brought it here with its log index, the
+  // witnessed checkpoint, and an inclusion proof of each transfer in that checkpoint
+  // (checked offline by `meridian audit prove`).
+  HttpResponse Residency(const accounts::Principal& p) {
+    auto& acc = *c_.accounts;
+    auto placement = acc.PlacementOf(p.user_id);
+    if (!placement.ok()) return HttpResponse::FromStatus(placement.status());
+    auto transfers = acc.Transfers(p.user_id);
+    if (!transfers.ok()) return HttpResponse::FromStatus(transfers.status());
+    const std::string verifier =
+        crypto::NoteVerifierKey("meridian/" + c_.self.name, c_.keys.SigningPublicKey());
+    auto head = [&]() -> Result<std::pair<std::string, audit::CheckpointBody>> {
+      ASSIGN_OR_RETURN(auto note, c_.audit.Latest());
+      ASSIGN_OR_RETURN(auto body, audit::VerifyCheckpoint(note, verifier));
+      return std::pair{std::move(note), std::move(body)};
+    };
+    auto latest = head();
+    if (!latest.ok()) return HttpResponse::FromStatus(latest.status());
+    uint64_t newest = 0;
+    for (const auto& t : *transfers) newest = std::max(newest, t.value("log_index", uint64_t{0}));
+    if (!transfers->empty() && newest >= latest->second.size) {
+      // The transfer is newer than the last checkpoint: publish one that covers it.
+      if (auto st = c_.audit.Publish(); !st.ok()) return HttpResponse::FromStatus(st);
+      latest = head();
+      if (!latest.ok()) return HttpResponse::FromStatus(latest.status());
+    }
+    const uint64_t size = latest->second.size;
+    Json proofs = Json::array();
+    for (const auto& t : *transfers) {
+      const uint64_t index = t.value("log_index", uint64_t{0});
+      auto leaf = c_.audit.Entries(index, index + 1);
+      auto path = c_.audit.Inclusion(index, size);
+      if (!leaf.ok() || !path.ok()) {
+        return HttpResponse::FromStatus(Error(Code::kInternal, "no proof for a transfer"));
+      }
+      Json hashes = Json::array();
+      for (const auto& h : *path) hashes.push_back(Base64Encode(h));
+      proofs.push_back({{"log_index", index},
+                        {"tree_size", size},
+                        {"leaf", Base64Encode((*leaf)[0])},
+                        {"hashes", hashes}});
+    }
+    return JsonOk(200, {{"home_region", c_.self.name},
+                        {"stored_in", Json::array({c_.self.name})},
+                        {"placement_epoch", (*placement) ? (*placement)->epoch : 0},
+                        {"transfers", *transfers},
+                        {"tree_head", latest->first},
+                        {"audit_verifier_key", verifier},
+                        {"proofs", proofs}});
+  }
+
   HttpResponse UserCall(RouteId id, const accounts::Principal& p,
                         const std::vector<std::string>& params, const HttpRequest& req) {
     auto& acc = *c_.accounts;
@@ -1189,23 +1260,8 @@ class Router final : public net::Handler {
         for (const auto& o : *orders) list.push_back(shop::OrderJson(o));
         return JsonOk(200, {{"orders", list}});
       }
-      case RouteId::kResidency: {
-        // Where the user's data is, every transfer of it (none until a migration moves the
-        // user: transfers are logged by the migration), and the witnessed checkpoint.
-        auto note = c_.audit.Latest();
-        if (!note.ok()) return HttpResponse::FromStatus(note.status());
-        auto placement = acc.PlacementOf(p.user_id);
-        if (!placement.ok()) return HttpResponse::FromStatus(placement.status());
-        return JsonOk(
-            200, {{"home_region", c_.self.name},
-                  {"stored_in", Json::array({c_.self.name})},
-                  {"placement_epoch", (*placement) ? (*placement)->epoch : 0},
-                  {"transfers", Json::array()},
-                  {"tree_head", *note},
-                  {"audit_verifier_key",
-                   crypto::NoteVerifierKey("meridian/" + c_.self.name, c_.keys.SigningPublicKey())},
-                  {"proofs", Json::array()}});
-      }
+      case RouteId::kResidency:
+        return Residency(p);
       case RouteId::kExport: {
         auto doc = acc.Export(p);
         auto orders = c_.shop.OrdersOf(p.user_id);

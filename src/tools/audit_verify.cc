@@ -13,6 +13,7 @@
 #include "config/cluster.h"
 #include "crypto/crypto.h"
 #include "sdk/client.h"
+#include "tools/admin_client.h"
 #include "tools/tools.h"
 
 namespace meridian::tools {
@@ -28,17 +29,6 @@ int Fail(std::string_view command, const Status& st) {
   return st.code() == Code::kIntegrityError ? 1 : 2;
 }
 
-std::string Trimmed(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
-Result<std::string> ReadFile(const std::string& path, std::string_view what) {
-  std::string text = config::ReadFileOr(path);
-  if (text.empty()) return Usage(fmt::format("cannot read {} {}", what, path));
-  return text;
-}
-
 // GET `target`; an answer other than 200 is an error quoting the server's message.
 Result<std::string> Get(sdk::Client& c, const std::string& target) {
   ASSIGN_OR_RETURN(auto r, c.Call("GET", target));
@@ -47,7 +37,7 @@ Result<std::string> Get(sdk::Client& c, const std::string& target) {
   const std::string code = j.ok() ? j->value("error", "") : "";
   std::string msg =
       fmt::format("GET {} answered HTTP {} {}: {}", target.substr(0, target.find('?')), r.status,
-                  code, j.ok() ? j->value("message", "") : r.body.substr(0, 200));
+                  code, ErrorMessageOf(r));
   // The server itself found its log damaged: that is a failed check, not a transport error.
   return code == "integrity_error" ? Bad(std::move(msg)) : Error(Code::kUnavailable, msg);
 }
@@ -199,20 +189,8 @@ Status CheckTrusted(sdk::Client& c, const std::string& file, const std::string& 
 }
 
 Result<std::string> Verify(const AuditVerifyArgs& a) {
-  std::string token;
-  if (!a.admin_token_file.empty()) {
-    ASSIGN_OR_RETURN(token, ReadFile(a.admin_token_file, "admin token file"));
-  } else if (const char* env = std::getenv("MERIDIAN_ADMIN_TOKEN")) {
-    token = env;
-  }
-  token = Trimmed(std::move(token));
-  if (token.empty()) {
-    return Usage("the admin token is needed: --admin-token-file FILE or MERIDIAN_ADMIN_TOKEN");
-  }
-  RETURN_IF_ERROR(crypto::Init());
-  ASSIGN_OR_RETURN(auto client, sdk::Client::Connect({a.url, a.ca_file, true}));
+  ASSIGN_OR_RETURN(auto client, ConnectAdmin(a.url, a.ca_file, a.admin_token_file));
   sdk::Client& c = *client;
-  c.set_token(token);
   const auto keys = VerifierKeys(c.regions());
 
   // Which region answers: its health names it, and its tree head must be that region's.

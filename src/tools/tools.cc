@@ -1,12 +1,14 @@
 #include "tools/tools.h"
 
 #include <cstdio>
+#include <cstdlib>
 
 #include "common/encoding.h"
 #include "config/cluster.h"
 #include "crypto/crypto.h"
 #include "keys/keys.h"
 #include "sdk/client.h"
+#include "tools/admin_client.h"
 
 namespace meridian::tools {
 namespace {
@@ -161,6 +163,44 @@ int ClientGet(const ClientArgs& a) {
   std::fwrite(body->data(), 1, body->size(), stdout);
   std::printf("\n");
   return 0;
+}
+
+Result<std::string> ReadFile(const std::string& path, std::string_view what) {
+  std::string text = config::ReadFileOr(path);
+  if (text.empty()) {
+    return Error(Code::kInvalidField, "cannot read " + std::string(what) + " " + path);
+  }
+  return text;
+}
+
+Result<std::unique_ptr<sdk::Client>> ConnectAdmin(const std::string& url,
+                                                  const std::string& ca_file,
+                                                  const std::string& admin_token_file) {
+  std::string token;
+  if (!admin_token_file.empty()) {
+    ASSIGN_OR_RETURN(token, ReadFile(admin_token_file, "admin token file"));
+  } else if (const char* env = std::getenv("MERIDIAN_ADMIN_TOKEN")) {
+    token = env;
+  }
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
+    token.pop_back();
+  }
+  if (token.empty()) {
+    return Error(Code::kInvalidField,
+                 "the admin token is needed: --admin-token-file FILE or MERIDIAN_ADMIN_TOKEN");
+  }
+  RETURN_IF_ERROR(crypto::Init());
+  auto client = sdk::Client::Connect({url, ca_file, true});
+  if (!client.ok()) {
+    return Error(Code::kUnavailable, "cannot reach " + url + ": " + client.status().message());
+  }
+  (*client)->set_token(std::move(token));
+  return client;
+}
+
+std::string ErrorMessageOf(const net::HttpResponse& r) {
+  auto j = ParseJsonObject(r.body);
+  return j.ok() ? j->value("message", "") : r.body.substr(0, 200);
 }
 
 }  // namespace meridian::tools

@@ -1,6 +1,6 @@
 // Operator and user commands behind `meridian keys ...`, `meridian client ...`,
-// `meridian audit ...` and `meridian policy check`: each prints its result and returns the process
-// exit code.
+// `meridian audit ...`, `meridian migrate ...` and `meridian policy check`: each prints its result
+// and returns the process exit code.
 #pragma once
 
 #include <string>
@@ -52,5 +52,26 @@ struct AuditProveArgs {
   std::string regions_file;
 };
 int AuditProve(const AuditProveArgs& a);
+
+// `meridian migrate plan|start|status|pause|resume|verify` (migrate.cc): moving users out of
+// a region over the admin API of any node. Exit 1 when the cluster refuses (naming its
+// message), a migration failed or does not verify; 2 on usage or connection errors.
+struct MigrateArgs {
+  std::string url;
+  std::string ca_file;
+  std::string admin_token_file;  // else MERIDIAN_ADMIN_TOKEN
+  std::string from;              // plan, start: the region users leave
+  std::string cohort = "misplaced";
+  std::string id;  // status, pause, resume, verify
+  bool json = false;
+  bool watch = false;  // status: until the migration is no longer running
+  int interval_ms = 1000;
+};
+int MigratePlan(const MigrateArgs& a);
+int MigrateStart(const MigrateArgs& a);
+int MigrateStatus(const MigrateArgs& a);
+int MigratePause(const MigrateArgs& a);
+int MigrateResume(const MigrateArgs& a);
+int MigrateVerify(const MigrateArgs& a);
 
 }  // namespace meridian::tools

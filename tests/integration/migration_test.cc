@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
@@ -225,6 +226,34 @@ TEST_F(MigrationTest, PolicyChangeAndMigrationMoveMisplacedUsersWhileTheyWrite) 
   EXPECT_EQ(m.value("users_failed", -1), 0);
   EXPECT_GT(m.value("bytes", 0), 0);
   CheckFinalState(users, w, id);
+
+  // A moved user's residency report shows the transfer with a proof that checks offline.
+  for (const auto& u : users) {
+    if (u.country != "US") continue;
+    auto report = c_->Call("california", "GET", "/v1/me/residency", "", Bearer(u.token));
+    ASSERT_EQ(report.status, 200) << report.body;
+    const Json r = JsonOf(report);
+    ASSERT_EQ(r["transfers"].size(), 1u) << report.body;
+    EXPECT_EQ(r["transfers"][0].value("from", ""), "beijing");
+    EXPECT_EQ(r["transfers"][0].value("to", ""), "oregon");
+    ASSERT_EQ(r["proofs"].size(), 1u);
+    const std::string file = c_->dir() + "/residency.json";
+    {
+      std::ofstream out(file);
+      out << report.body;
+    }
+    auto proved = RunCommand({MERIDIAN_BIN, "audit", "prove", "--report", file});
+    EXPECT_EQ(proved.exit_code, 0) << proved.text;
+    // A report whose transfer index was changed does not prove.
+    Json forged = r;
+    forged["proofs"][0]["log_index"] = r["proofs"][0].value("log_index", 0) + 1;
+    {
+      std::ofstream out(file);
+      out << forged.dump();
+    }
+    EXPECT_NE(RunCommand({MERIDIAN_BIN, "audit", "prove", "--report", file}).exit_code, 0);
+    break;
+  }
 
   // Both sides logged each transfer (checkpoints are published every second).
   auto transfers = [&](const std::string& region, const std::string& op, int expected) {
