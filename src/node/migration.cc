@@ -185,7 +185,7 @@ Status Migrations::Count(const std::string& id, std::string_view field, int64_t 
   return c_.store.Write(b);
 }
 
-Status Migrations::SaveStep(const std::string& id, const UserStep& step) {
+Status Migrations::SaveStep(const std::string& id, const UserStep& step, std::string_view counter) {
   storage::WriteBatch b;
   b.Put(Space::kMeta, StepPrefix(id) + step.user,
         DumpJson({{"to", step.to},
@@ -193,6 +193,15 @@ Status Migrations::SaveStep(const std::string& id, const UserStep& step) {
                   {"digest", step.digest},
                   {"epoch", step.epoch},
                   {"attempts", step.attempts}}));
+  if (counter.empty()) return c_.store.Write(b);
+  // The user's last step and the count it adds to are one write: a crash between them
+  // cannot count a user twice or not at all.
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(auto raw, c_.store.Get(Space::kMeta, RecordKey(id)));
+  if (!raw) return Error(Code::kNotFound, "no such migration");
+  ASSIGN_OR_RETURN(auto rec, ParseJsonObject(*raw));
+  rec[std::string(counter)] = rec.value(std::string(counter), int64_t{0}) + 1;
+  b.Put(Space::kMeta, RecordKey(id), DumpJson(rec));
   return c_.store.Write(b);
 }
 
@@ -323,8 +332,7 @@ Status Migrations::MoveOne(const std::string& id, UserStep& step, int64_t* bytes
     RETURN_IF_ERROR(c_.shop.DeleteUserData(step.user).status());
     RETURN_IF_ERROR(c_.accounts.PurgeMoved(step.user, step.to, step.epoch, details));
     step.state = "done";
-    RETURN_IF_ERROR(SaveStep(id, step));
-    RETURN_IF_ERROR(Count(id, "users_moved", 1));
+    RETURN_IF_ERROR(SaveStep(id, step, "users_moved"));
   }
   return Status::Ok();
 }
@@ -397,10 +405,11 @@ void Migrations::RunOne(const std::string& id) {
                            (st.code() == Code::kIntegrityError && step.attempts >= 5);
         if (final && step.state == "pending") {
           step.state = "failed";
-          (void)Count(id, "users_failed", 1);
           log::Error("migration_user_failed", {{"id", id}, {"error", st.message()}});
+          (void)SaveStep(id, step, "users_failed");
+        } else {
+          (void)SaveStep(id, step);
         }
-        (void)SaveStep(id, step);
       }
     }
   };

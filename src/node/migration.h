@@ -96,7 +96,8 @@ class Migrations {
   void RunOne(const std::string& id);
   bool Paused(const std::string& id);  // read from the stored record, so a pause acts at once
   Status MoveOne(const std::string& id, UserStep& step, int64_t* bytes);
-  Status SaveStep(const std::string& id, const UserStep& step);
+  // Stores the user's step; with `counter`, also adds one to that field of the migration.
+  Status SaveStep(const std::string& id, const UserStep& step, std::string_view counter = {});
   Result<Json> Snapshot(const std::string& user);
   Result<std::string> SendAccount(const std::string& id, const UserStep& step, const Json& snapshot,
                                   int64_t* bytes);

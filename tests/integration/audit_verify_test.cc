@@ -103,7 +103,9 @@ class AuditVerifyTest : public ::testing::Test {
 
 TEST_F(AuditVerifyTest, VerifiesTheLogFollowsASavedCheckpointAndRefusesAForgedOne) {
   Records(3);
-  const std::string first = WaitForTreeHead(1, 3);  // singapore, beijing and oregon signed
+  // The start entries (policy, KEK), the account and three records, signed by singapore,
+  // beijing and oregon: nothing else is logged until the next step.
+  const std::string first = WaitForTreeHead(6, 3);
   const std::string saved = File("checkpoint-1");
   auto ok = Verify({"--save", saved});
   ASSERT_EQ(ok.exit_code, 0) << ok.text;

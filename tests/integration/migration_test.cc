@@ -40,11 +40,13 @@ std::string PhoneOf(const std::string& country, int i) {
 
 class MigrationTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  // Each test starts its cluster with a throttle: slow enough that writers, kills or a cut
+  // overlap the move.
+  void StartCluster(int users_per_s, const std::string& more_knobs = "") {
     ClusterOptions o;
     o.policy = "legacy";
-    // Slow enough that writers and kills overlap the move.
-    o.node_knobs = "migration_users_per_s = 15\nmigration_parallel = 2\n";
+    o.node_knobs = "migration_users_per_s = " + std::to_string(users_per_s) +
+                   "\nmigration_parallel = 4\n" + more_knobs;
     c_ = std::make_unique<TestCluster>(o);
     c_->Start();
   }
@@ -71,6 +73,10 @@ class MigrationTest : public ::testing::Test {
         TestUser u{c.code, PhoneOf(c.code, i), PhoneOf(c.code, i), "beijing", "", ""};
         SCOPED_TRACE(u.phone);
         RegisterVia(*c_, "beijing", u);
+        EXPECT_EQ(c_->Call("beijing", "PUT", "/v1/me/records/notes/first",
+                           "hello from " + u.country, Bearer(u.token))
+                      .status,
+                  200);
         users.push_back(u);
       }
     }
@@ -182,13 +188,8 @@ class MigrationTest : public ::testing::Test {
 };
 
 TEST_F(MigrationTest, PolicyChangeAndMigrationMoveMisplacedUsersWhileTheyWrite) {
-  auto users = RegisterUsers(12);
-  for (auto& u : users) {
-    ASSERT_EQ(c_->Call("california", "PUT", "/v1/me/records/notes/first", "hello from " + u.country,
-                       Bearer(u.token))
-                  .status,
-              200);
-  }
+  StartCluster(300);
+  auto users = RegisterUsers(200);  // 1000 users in five countries
   // Bad input changes nothing.
   EXPECT_EQ(Admin("oregon", "PUT", "/v1/admin/policy", R"({"builtin":"nope"})").status, 400);
   EXPECT_EQ(Admin("oregon", "PUT", "/v1/admin/policy", "version = 9\n[countries]\nXX = \"mars\"\n")
@@ -202,7 +203,7 @@ TEST_F(MigrationTest, PolicyChangeAndMigrationMoveMisplacedUsersWhileTheyWrite) 
   auto applied = Admin("oregon", "PUT", "/v1/admin/policy", R"({"builtin":"current"})");
   ASSERT_EQ(applied.status, 200) << applied.body;
   EXPECT_EQ(JsonOf(applied).value("policy_version", 0), 2);
-  EXPECT_EQ(JsonOf(applied).value("misplaced_users", 0), 48);  // all but the CN users
+  EXPECT_EQ(JsonOf(applied).value("misplaced_users", 0), 800);  // all but the CN users
   for (const auto& r : TestCluster::Regions()) {
     EXPECT_EQ(JsonOf(c_->Call(r, "GET", "/v1/regions")).value("policy_version", 0), 2) << r;
   }
@@ -221,8 +222,8 @@ TEST_F(MigrationTest, PolicyChangeAndMigrationMoveMisplacedUsersWhileTheyWrite) 
   std::this_thread::sleep_for(300ms);
   StopWriters(w);
   EXPECT_EQ(m.value("state", ""), "done");
-  EXPECT_EQ(m.value("users_total", 0), 48);
-  EXPECT_EQ(m.value("users_moved", 0), 48);
+  EXPECT_EQ(m.value("users_total", 0), 800);
+  EXPECT_EQ(m.value("users_moved", 0), 800);
   EXPECT_EQ(m.value("users_failed", -1), 0);
   EXPECT_GT(m.value("bytes", 0), 0);
   CheckFinalState(users, w, id);
@@ -280,19 +281,14 @@ TEST_F(MigrationTest, PolicyChangeAndMigrationMoveMisplacedUsersWhileTheyWrite) 
     }
     return n;
   };
-  EXPECT_EQ(transfers("beijing", "transfer.out", 48), 48);
-  EXPECT_EQ(transfers("oregon", "transfer.in", 24), 24);
-  EXPECT_EQ(transfers("singapore", "transfer.in", 24), 24);
+  EXPECT_EQ(transfers("beijing", "transfer.out", 800), 800);
+  EXPECT_EQ(transfers("oregon", "transfer.in", 400), 400);
+  EXPECT_EQ(transfers("singapore", "transfer.in", 400), 400);
 }
 
 TEST_F(MigrationTest, KillsOfCoordinatorSourceAndDestinationLoseNothing) {
+  StartCluster(15);
   auto users = RegisterUsers(8);
-  for (auto& u : users) {
-    ASSERT_EQ(c_->Call("beijing", "PUT", "/v1/me/records/notes/first", "hello from " + u.country,
-                       Bearer(u.token))
-                  .status,
-              200);
-  }
   ASSERT_EQ(Admin("beijing", "PUT", "/v1/admin/policy", R"({"builtin":"current"})").status, 200);
   Writers w;
   StartWriters(w, users, 2);
@@ -315,6 +311,37 @@ TEST_F(MigrationTest, KillsOfCoordinatorSourceAndDestinationLoseNothing) {
   StopWriters(w);
   EXPECT_EQ(m.value("state", ""), "done");
   EXPECT_EQ(m.value("users_moved", 0), 32);
+  CheckFinalState(users, w, id);
+}
+
+// A cut between the source and one destination for a few seconds: moves there pause (a
+// fenced user stays fenced, never served twice) and resume; moves elsewhere go on.
+TEST_F(MigrationTest, ACutToOneDestinationPausesItsMovesThenTheyResume) {
+  // Calls to the cut-off region give up after a second, so workers are not all held by it.
+  StartCluster(20, "forward_timeout_ms = 1000\n");
+  auto users = RegisterUsers(8);
+  ASSERT_EQ(Admin("beijing", "PUT", "/v1/admin/policy", R"({"builtin":"current"})").status, 200);
+  Writers w;
+  StartWriters(w, users, 2);
+  auto started = Admin("beijing", "POST", "/v1/admin/migrations",
+                       R"({"from":"beijing","cohort":"misplaced"})");
+  ASSERT_EQ(started.status, 202) << started.body;
+  const std::string id = JsonOf(started)["id"];
+  std::this_thread::sleep_for(300ms);
+  c_->Freeze("oregon", true);
+  auto moved_now = [&] {
+    return JsonOf(Admin("beijing", "GET", "/v1/admin/migrations/" + id)).value("users_moved", 0);
+  };
+  const int before = moved_now();
+  std::this_thread::sleep_for(3s);
+  const int during = moved_now();
+  c_->Freeze("oregon", false);
+  EXPECT_GT(during, before);  // the singapore moves went on during the cut
+  Json m = WaitDone(id, "singapore", 120s);
+  StopWriters(w);
+  EXPECT_EQ(m.value("state", ""), "done");
+  EXPECT_EQ(m.value("users_moved", 0), 32);
+  EXPECT_EQ(m.value("users_failed", -1), 0);
   CheckFinalState(users, w, id);
 }
 

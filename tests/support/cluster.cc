@@ -142,6 +142,11 @@ int TestCluster::StopRegion(const std::string& region, int sig) {
   return status;
 }
 
+void TestCluster::Freeze(const std::string& region, bool frozen) {
+  auto it = pids_.find(region);
+  if (it != pids_.end()) kill(it->second, frozen ? SIGSTOP : SIGCONT);
+}
+
 void TestCluster::StopAll() {
   for (const auto& r : Regions()) StopRegion(r, SIGTERM);
 }

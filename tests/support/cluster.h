@@ -41,6 +41,9 @@ class TestCluster {
   // Sends `sig` and waits for the process; returns its wait status.
   int StopRegion(const std::string& region, int sig);
   void StopAll();
+  // Freezes (SIGSTOP) or thaws (SIGCONT) a region's process: to its peers it is cut off,
+  // with its connections open and nothing answering.
+  void Freeze(const std::string& region, bool frozen);
 
   std::string Url(const std::string& region) const;
   uint16_t Port(const std::string& region) const;
