@@ -344,6 +344,17 @@ bool Migrations::Paused(const std::string& id) {
   return !rec.ok() || rec->value("paused", false);
 }
 
+void Migrations::Publish(const std::string& id) {
+  auto status = Get(id);
+  if (!status.ok()) return;
+  (*status)["as_of"] = FormatRfc3339(SystemClock::Instance().NowMs());
+  net::HttpRequest put;
+  put.method = "PUT";
+  put.target = "/internal/v1/public/migration";
+  put.body = DumpJson(*status);
+  (void)c_.inter.FanOutAll(put);  // best effort: the next pass sends it again
+}
+
 void Migrations::RunOne(const std::string& id) {
   std::vector<UserStep> todo;
   (void)c_.store.Scan(Space::kMeta, StepPrefix(id), [&](std::string_view k, std::string_view v) {
@@ -360,7 +371,7 @@ void Migrations::RunOne(const std::string& id) {
     return true;
   });
   if (todo.empty()) {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     auto raw = c_.store.Get(Space::kMeta, RecordKey(id));
     if (!raw.ok() || !*raw) return;
     auto rec = ParseJsonObject(**raw);
@@ -371,6 +382,8 @@ void Migrations::RunOne(const std::string& id) {
     b.Put(Space::kMeta, RecordKey(id), DumpJson(*rec));
     (void)c_.store.Write(b);
     log::Info("migration_done", {{"id", id}});
+    lock.unlock();
+    Publish(id);
     return;
   }
   // Fenced users first: they are the ones waiting.
@@ -416,6 +429,7 @@ void Migrations::RunOne(const std::string& id) {
   std::vector<std::thread> threads;
   for (int t = 0; t < std::max(1, s_.parallel); ++t) threads.emplace_back(worker);
   for (auto& t : threads) t.join();
+  Publish(id);
 }
 
 void Migrations::Loop() {

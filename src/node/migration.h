@@ -94,7 +94,10 @@ class Migrations {
   };
   void Loop();
   void RunOne(const std::string& id);
-  bool Paused(const std::string& id);  // read from the stored record, so a pause acts at once
+  bool Paused(const std::string& id);
+  // Sends the migration's status to every other region, so any node can answer for it
+  // while this one is down.
+  void Publish(const std::string& id);  // read from the stored record, so a pause acts at once
   Status MoveOne(const std::string& id, UserStep& step, int64_t* bytes);
   // Stores the user's step; with `counter`, also adds one to that field of the migration.
   Status SaveStep(const std::string& id, const UserStep& step, std::string_view counter = {});

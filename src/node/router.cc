@@ -741,6 +741,16 @@ class Router final : public net::Handler {
       return InternalMigration(local, fwd.method, p, c_.self.name, body);
     }
     auto res = c_.inter.CallSync(coordinator, fwd);
+    if (!res.ok() && id == RouteId::kAdminMigration) {
+      // The coordinator is down: its last published status, marked as such.
+      std::lock_guard lock(peer_mu_);
+      auto it = migration_copies_.find(params[0]);
+      if (it != migration_copies_.end()) {
+        Json copy = it->second;
+        copy["coordinator_reachable"] = false;
+        return JsonOk(200, copy);
+      }
+    }
     if (!res.ok()) {
       return HttpResponse::FromStatus(
           Error(Code::kUnavailable, "the coordinating region " + coordinator + " is unreachable"));
@@ -861,6 +871,14 @@ class Router final : public net::Handler {
     } else if (kind == "sale") {
       auto s = shop::ParseSale(*j, HomeRegionNames());
       st = s.ok() ? c_.shop.PutSale(*s) : s.status();
+    } else if (kind == "migration") {
+      // A coordinator's latest status of its migration (counts only), kept in memory.
+      auto id = RequireString(*j, "id", 64);
+      st = id.status();
+      if (id.ok()) {
+        std::lock_guard lock(peer_mu_);
+        migration_copies_[*id] = *j;
+      }
     } else {
       st = Error(Code::kNotFound, "unknown kind of public data");
     }
@@ -1320,6 +1338,7 @@ class Router final : public net::Handler {
   NodeContext c_;
   std::mutex peer_mu_;
   std::map<std::string, Json> peer_keys_;
+  std::map<std::string, Json> migration_copies_;  // id -> last status its coordinator sent
   std::chrono::steady_clock::time_point peer_keys_at_;
   ReplayCache replay_;
   std::mutex remaining_mu_;

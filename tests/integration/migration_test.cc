@@ -306,6 +306,15 @@ TEST_F(MigrationTest, KillsOfCoordinatorSourceAndDestinationLoseNothing) {
     c_->StopRegion(v, SIGKILL);
     c_->StartRegion(v);
   }
+  // With the coordinator down, any node still answers with the status it last published.
+  std::this_thread::sleep_for(1500ms);
+  c_->StopRegion("beijing", SIGKILL);
+  auto while_down =
+      c_->Call("california", "GET", "/v1/admin/migrations/" + id, "", Bearer(c_->admin_token()));
+  EXPECT_EQ(while_down.status, 200) << while_down.body;
+  EXPECT_EQ(JsonOf(while_down).value("coordinator_reachable", true), false);
+  EXPECT_EQ(JsonOf(while_down).value("users_total", 0), 32);
+  c_->StartRegion("beijing");
   Json m = WaitDone(id, "california", 120s);
   std::this_thread::sleep_for(200ms);
   StopWriters(w);
