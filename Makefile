@@ -11,7 +11,7 @@ BENCH_RATE ?= 150000
 BENCH_CONNECTIONS ?= 64
 BENCH_DURATION_S ?= 10
 
-.PHONY: all deps build run test test-sanitize fuzz bench bench-crypto format clean
+.PHONY: all deps build run test test-sanitize fuzz bench bench-crypto bench-migration format clean
 
 all: build
 
@@ -56,6 +56,12 @@ bench: build
 	scripts/install-deps --bench
 	scripts/bench-flash-report --binary $(BUILD)/src/meridian --rate $(BENCH_RATE) \
 	  --connections $(BENCH_CONNECTIONS) --duration-s $(BENCH_DURATION_S)
+	scripts/bench-migration-report --binary $(BUILD)/src/meridian
+
+# Online migration (issue 6): users moved per second and fence durations against durable
+# writes of the same bytes; writes the "Migration" section of BENCHMARKS.md.
+bench-migration: build
+	scripts/bench-migration-report --binary $(BUILD)/src/meridian
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

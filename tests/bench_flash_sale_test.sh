@@ -11,13 +11,7 @@ trap 'rm -rf "$out"' EXIT
 "$BIN" bench flash-sale --help >/dev/null
 "$BIN" bench http --help >/dev/null
 
-check() {  # FILE JQ-EXPRESSION: fails with the report when the expression is not true
-  if ! jq -e "$2" "$1" >/dev/null; then
-    echo "FAILED: $2" >&2
-    cat "$1" >&2
-    exit 1
-  fi
-}
+source "$(dirname "$0")/jq_check.sh"
 
 "$BIN" bench flash-sale --buyers 300 --stock 100 --rate 100 --duration-s 3 --connections 8 \
   --setup-connections 8 --json "$out/sale.json"

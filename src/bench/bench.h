@@ -61,4 +61,18 @@ struct RedisBenchOptions {
 // runs it with EVALSHA on the schedule.
 int RunRedisDecrBench(const RedisBenchOptions& options);
 
+struct MigrationBenchOptions {
+  std::string self_exe;  // the meridian binary, to start the private cluster with
+  int64_t users = 2000;  // US users moved from beijing to oregon
+  int64_t records = 10;  // records per user
+  int64_t record_bytes = 1024;
+  int parallel = 8;  // users moving at once; the baseline's connections
+  std::string json_file;
+  std::string command_line;  // recorded in the JSON
+};
+// An online migration of misplaced users (legacy -> current policy) in a private cluster:
+// users moved per second and fence durations, against durable PUTs of the same bytes into
+// the destination.
+int RunMigrationBench(const MigrationBenchOptions& options);
+
 }  // namespace meridian::bench

@@ -95,11 +95,25 @@ Result<std::unique_ptr<PrivateCluster>> PrivateCluster::Start(const PrivateClust
                                    "--no-latency",
                                    "--io-threads",
                                    std::to_string(o.io_threads)};
+  if (!o.policy.empty()) {
+    args.emplace_back("--policy");
+    args.push_back(o.policy);
+  }
   if (RunCommand(args, c->dir_ + "/dev.log") != 0) {
     return Error(Code::kInternal,
                  "meridian dev --write-config failed: " + config::ReadFileOr(c->dir_ + "/dev.log"));
   }
   c->config_path_ = c->dir_ + "/cluster.toml";
+  if (!o.node_knobs.empty()) {
+    std::string cfg = config::ReadFileOr(c->config_path_);
+    auto pos = cfg.find("[node]\n");
+    if (pos == std::string::npos) {
+      cfg += "\n[node]\n" + o.node_knobs + "\n";
+    } else {
+      cfg.insert(pos + 7, o.node_knobs + "\n");
+    }
+    RETURN_IF_ERROR(config::WriteFileAtomic(c->config_path_, cfg));
+  }
   std::vector<policy::Diagnostic> diags;
   ASSIGN_OR_RETURN(c->config_, config::Load(c->config_path_, &diags));
   ASSIGN_OR_RETURN(c->admin_token_, config::LoadAdminToken(c->config_));

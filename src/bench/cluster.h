@@ -21,6 +21,8 @@ struct PrivateClusterOptions {
   std::string self_exe;  // the meridian binary
   int io_threads = 1;    // event loops per node
   bool keep_dir = false;
+  std::string policy;      // passed as `dev --policy` (current, legacy, a file); empty: default
+  std::string node_knobs;  // `key = value` lines added to the [node] table of cluster.toml
 };
 
 class PrivateCluster {

@@ -154,6 +154,24 @@ int main(int argc, char** argv) {
   bfs->add_flag("--no-kill", no_kill, "count lost orders without the kill -9 and restart");
   bfs->add_option("--json", fs.json_file, "also write the results to this JSON file");
 
+  meridian::bench::MigrationBenchOptions mb;
+  auto* bmig = bench->add_subcommand(
+      "migration", "Users moved per second and fence durations, against copying the same bytes");
+  bmig->add_option("--users", mb.users, "US users moved from beijing to oregon")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1'000'000}));
+  bmig->add_option("--records", mb.records, "records per user")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{10'000}));
+  bmig->add_option("--record-bytes", mb.record_bytes, "bytes per record")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1 << 20}));
+  bmig->add_option("--parallel", mb.parallel,
+                   "users moving at once (migration_parallel); the baseline's connections")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  bmig->add_option("--json", mb.json_file, "also write the results to this JSON file");
+
   meridian::bench::HttpBenchOptions hb;
   auto* bhttp = bench->add_subcommand(
       "http", "The same open-loop generator on any plain-HTTP URL (e.g. nginx's fixed answer)");
@@ -265,6 +283,11 @@ int main(int argc, char** argv) {
     fs.kill_restart = !no_kill;
     fs.command_line = CommandLine(argc, argv);
     return meridian::bench::RunFlashSale(fs);
+  }
+  if (bmig->parsed()) {
+    mb.self_exe = SelfExe(argv[0]);
+    mb.command_line = CommandLine(argc, argv);
+    return meridian::bench::RunMigrationBench(mb);
   }
   if (bhttp->parsed()) {
     hb.command_line = CommandLine(argc, argv);

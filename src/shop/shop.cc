@@ -180,6 +180,20 @@ Json SaleJson(const Sale& s) {
           {"allocation", alloc}};
 }
 
+Result<Order> OrderFromJson(const Json& j) {
+  if (!j.is_object()) return Error(Code::kInvalidField, "an order must be an object");
+  Order o;
+  ASSIGN_OR_RETURN(o.order_id, RequireString(j, "order_id", 64));
+  ASSIGN_OR_RETURN(o.sale_id, RequireString(j, "sale_id", 128));
+  ASSIGN_OR_RETURN(o.sku, RequireString(j, "sku", 128));
+  ASSIGN_OR_RETURN(o.state, RequireString(j, "state", 32));
+  ASSIGN_OR_RETURN(auto created, RequireString(j, "created_at", 64));
+  ASSIGN_OR_RETURN(auto pay_by, RequireString(j, "pay_by", 64));
+  ASSIGN_OR_RETURN(o.created_ms, ParseRfc3339(created));
+  ASSIGN_OR_RETURN(o.pay_by_ms, ParseRfc3339(pay_by));
+  return o;
+}
+
 Json OrderJson(const Order& o) {
   return {{"order_id", o.order_id},
           {"sale_id", o.sale_id},
@@ -500,15 +514,7 @@ Result<std::optional<Order>> Shop::LoadOrder(const std::string& user_id,
   if (!stored) return std::optional<Order>();
   ASSIGN_OR_RETURN(auto plain, codec_.Open({settings_.region, user_id, "order", key, 0}, *stored));
   ASSIGN_OR_RETURN(auto j, ParseJsonObject(plain));
-  Order o;
-  o.order_id = j.value("order_id", "");
-  o.sale_id = j.value("sale_id", "");
-  o.sku = j.value("sku", "");
-  o.state = j.value("state", "");
-  auto created = ParseRfc3339(j.value("created_at", ""));
-  auto pay_by = ParseRfc3339(j.value("pay_by", ""));
-  o.created_ms = created.ok() ? *created : 0;
-  o.pay_by_ms = pay_by.ok() ? *pay_by : 0;
+  ASSIGN_OR_RETURN(auto o, OrderFromJson(j));
   return std::optional<Order>(std::move(o));
 }
 
@@ -747,18 +753,8 @@ Status Shop::ImportUser(const std::string& user_id, const Json& snapshot) {
     return true;
   }));
   for (const auto& j : *orders) {
-    Order o;
-    o.order_id = j.value("order_id", "");
-    o.sale_id = j.value("sale_id", "");
-    o.sku = j.value("sku", "");
-    o.state = j.value("state", "");
-    auto created = ParseRfc3339(j.value("created_at", ""));
-    auto pay_by = ParseRfc3339(j.value("pay_by", ""));
-    if (!IsSafeId(o.order_id) || !created.ok() || !pay_by.ok()) {
-      return Error(Code::kInvalidField, "malformed order in snapshot");
-    }
-    o.created_ms = *created;
-    o.pay_by_ms = *pay_by;
+    ASSIGN_OR_RETURN(auto o, OrderFromJson(j));
+    if (!IsSafeId(o.order_id)) return Error(Code::kInvalidField, "malformed order in snapshot");
     Result<std::string> sealed = std::string();
     storage::WriteBatch one = OrderUpdate(user_id, o, &sealed);
     if (!sealed.ok()) return sealed.status();

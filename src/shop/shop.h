@@ -92,6 +92,8 @@ struct Order {
   int64_t pay_by_ms = 0;
 };
 Json OrderJson(const Order& o);
+// The inverse of OrderJson (stored orders, moved accounts); invalid_field when malformed.
+Result<Order> OrderFromJson(const Json& j);
 
 struct ShopSettings {
   std::string region;

@@ -20,24 +20,6 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-std::vector<pid_t> ChildrenOf(pid_t parent) {
-  std::vector<pid_t> out;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    std::string name = e.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string stat = config::ReadFileOr(e.path().string() + "/stat");
-    auto close = stat.rfind(')');
-    if (close == std::string::npos) continue;
-    int ppid = 0;
-    char state = 0;
-    if (std::sscanf(stat.c_str() + close + 2, "%c %d", &state, &ppid) == 2 && ppid == parent &&
-        state != 'Z') {
-      out.push_back(std::stoi(name));
-    }
-  }
-  return out;
-}
-
 class GreatShiftTest : public ::testing::Test {
  protected:
   void StartDev(const std::vector<std::string>& extra) {

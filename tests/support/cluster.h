@@ -21,6 +21,8 @@ struct CommandOutput {
   std::string text;
 };
 CommandOutput RunCommand(const std::vector<std::string>& args);
+// The live (not zombie) child processes of `parent`, read from /proc.
+std::vector<pid_t> ChildrenOf(pid_t parent);
 
 struct ClusterOptions {
   bool tls = false;

@@ -168,6 +168,8 @@ TEST_F(HttpTest, ShutdownFinishesInFlightRequests) {
   while (handler_.calls.load() == 0) std::this_thread::sleep_for(5ms);
   server_->Shutdown();
   server_->Wait();
+  // The answer was written before Wait returned; the client's own thread reports it.
+  for (int i = 0; i < 400 && status.load() == 0; ++i) std::this_thread::sleep_for(5ms);
   EXPECT_EQ(status.load(), 200);
   auto after = Call("GET", "/echo");
   EXPECT_FALSE(after.ok());
