@@ -226,10 +226,12 @@ class Client final : public HttpClient {
 
   void Fail(const std::shared_ptr<Op>& op, beast::error_code ec) {
     op->conn.reset();
-    // A pooled connection the peer closed while idle: try once more on a fresh one.
+    // A pooled connection the peer closed while idle: try once more on a fresh one. (Over
+    // TLS the close shows as a truncated stream.)
     if (op->reused && !op->retried &&
         (ec == http::error::end_of_stream || ec == asio::error::connection_reset ||
-         ec == asio::error::broken_pipe || ec == asio::error::eof)) {
+         ec == asio::error::broken_pipe || ec == asio::error::eof ||
+         ec == asio::ssl::error::stream_truncated)) {
       op->retried = true;
       return Connect(op);
     }
