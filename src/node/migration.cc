@@ -533,6 +533,20 @@ Result<Json> Migrations::UserState(const std::string& user_id) {
               {"has_data_key", dek.has_value()}};
 }
 
+Result<Json> Migrations::UserStates(const Json& body) {
+  auto users = body.find("users");
+  if (users == body.end() || !users->is_array()) {
+    return Error(Code::kInvalidField, "expected {\"users\": [...]}");
+  }
+  Json out = Json::object();
+  for (const auto& u : *users) {
+    if (!u.is_string()) return Error(Code::kInvalidField, "user ids are strings");
+    ASSIGN_OR_RETURN(auto state, UserState(u.get<std::string>()));
+    out[u.get<std::string>()] = std::move(state);
+  }
+  return Json{{"users", std::move(out)}};
+}
+
 Result<Json> Migrations::Verify(const std::string& id) {
   ASSIGN_OR_RETURN(auto record, c_.store.Get(Space::kMeta, RecordKey(id)));
   if (!record) return Error(Code::kNotFound, "no such migration");
@@ -547,20 +561,32 @@ Result<Json> Migrations::Verify(const std::string& id) {
         }
         return true;
       }));
+  // One question per destination, about all the users that went there.
+  std::map<std::string, Json> by_destination;
   for (const auto& [user, to] : moved) {
     ++checked;
     ASSIGN_OR_RETURN(auto here, UserState(user));
     if (here.value("state", "") != "moved" || here.value("has_data_key", true)) {
       problems.push_back({{"user", user}, {"problem", "still readable at the source"}});
     }
+    by_destination[to].push_back(user);
+  }
+  for (const auto& [to, users] : by_destination) {
     net::HttpRequest ask;
-    ask.method = "GET";
-    ask.target = "/internal/v1/migrate/user/" + user;
+    ask.method = "POST";
+    ask.target = "/internal/v1/migrate/users";
+    ask.body = DumpJson({{"users", users}});
     auto res = c_.inter.CallSync(to, ask);
     auto there = res.ok() && res->status == 200 ? ParseJsonObject(res->body)
                                                 : Result<Json>(Error(Code::kUnavailable, "down"));
-    if (!there.ok() || there->value("state", "") != "active" || there->value("region", "") != to) {
-      problems.push_back({{"user", user}, {"problem", "not active at " + to}});
+    const Json states = there.ok() ? there->value("users", Json::object()) : Json::object();
+    for (const auto& user : users) {
+      const std::string uid = user.get<std::string>();
+      auto it = states.find(uid);
+      if (it == states.end() || !it->is_object() || it->value("state", "") != "active" ||
+          it->value("region", "") != to) {
+        problems.push_back({{"user", uid}, {"problem", "not active at " + to}});
+      }
     }
   }
   return Json{{"id", id}, {"checked", checked}, {"problems", problems}, {"ok", problems.empty()}};

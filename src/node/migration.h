@@ -79,6 +79,8 @@ class Migrations {
   Status Activate(const std::string& from, const Json& body);
   // The user's state here, for Verify: {"state","epoch"}.
   Result<Json> UserState(const std::string& user_id);
+  // The same for many users at once: {"users": [...]} -> {"users": {id: state}}.
+  Result<Json> UserStates(const Json& body);
 
   // The coordinator's region, from a migration id ("m-<region>-<hex>").
   static std::string CoordinatorOf(std::string_view id);

@@ -807,6 +807,7 @@ class Router final : public net::Handler {
         auto j = body_json();
         if (!j.ok()) return HttpResponse::FromStatus(j.status());
         if (params[0] == "receive") return reply(m.Receive(peer, *j));
+        if (params[0] == "users") return reply(m.UserStates(*j));
         if (params[0] == "activate") {
           Status st = m.Activate(peer, *j);
           return st.ok() ? JsonOk(200, {{"active", true}}) : HttpResponse::FromStatus(st);
