@@ -60,15 +60,9 @@ class GreatShiftTest : public ::testing::Test {
   }
   int WaitDev() {
     if (pid_ == 0) return exit_status_;
-    for (int i = 0; i < 600; ++i) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = 0;
-        return status;
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-    return -1;
+    const int status = WaitForExit(pid_, 30s);
+    if (status != -1) pid_ = 0;
+    return status;
   }
   void TearDown() override {
     for (pid_t child : children_) kill(child, SIGKILL);

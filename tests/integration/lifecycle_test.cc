@@ -178,15 +178,9 @@ class DevSupervisorTest : public ::testing::Test {
     return r.ok() && r->status == 200;
   }
   int WaitDev() {
-    for (int i = 0; i < 400; ++i) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = 0;
-        return status;
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-    return -1;
+    const int status = WaitForExit(pid_, 20s);
+    if (status != -1) pid_ = 0;
+    return status;
   }
   void TearDown() override {
     if (pid_ > 0) {

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -21,6 +22,8 @@ struct CommandOutput {
   std::string text;
 };
 CommandOutput RunCommand(const std::vector<std::string>& args);
+// Waits at most `limit` for `pid` to exit: its wait status, or -1 if it is still running.
+int WaitForExit(pid_t pid, std::chrono::milliseconds limit);
 // The live (not zombie) child processes of `parent`, read from /proc.
 std::vector<pid_t> ChildrenOf(pid_t parent);
 
