@@ -1,52 +1,23 @@
 #include "bench/cluster.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <random>
 #include <thread>
 
 #include "common/random.h"
+#include "net/http.h"
 
 namespace meridian::bench {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 namespace {
-
-bool PortFree(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  ::close(fd);
-  return ok;
-}
-
-Result<int> FreeBasePort(int count) {
-  std::random_device rd;
-  std::uniform_int_distribution<int> dist(20000, 59000);
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    int base = dist(rd);
-    bool all = true;
-    for (int i = 0; i < count && all; ++i) all = PortFree(base + i);
-    if (all) return base;
-  }
-  return Error(Code::kUnavailable, "no free consecutive loopback ports");
-}
 
 // Runs a command to completion with its output in `log`; returns its exit code.
 int RunCommand(const std::vector<std::string>& args, const std::string& log) {
@@ -83,7 +54,7 @@ Result<std::unique_ptr<PrivateCluster>> PrivateCluster::Start(const PrivateClust
   fs::copy_file(o.self_exe, exe, fs::copy_options::overwrite_existing, ec);
   if (ec) return Error(Code::kInternal, "cannot copy " + o.self_exe + ": " + ec.message());
   c->opts_.self_exe = exe;
-  ASSIGN_OR_RETURN(int base, FreeBasePort(4));
+  ASSIGN_OR_RETURN(int base, net::FreeLoopbackPorts(4));
   std::vector<std::string> args = {exe,
                                    "dev",
                                    "--write-config",

@@ -87,6 +87,11 @@ class HttpServer {
 };
 Result<std::unique_ptr<HttpServer>> StartServer(const ServerOptions& options, Handler& handler);
 
+// The first of `count` consecutive loopback ports nothing is bound to, picked at random below
+// Linux's ephemeral range (32768+) so that no outgoing connection can be holding one. For
+// test and benchmark clusters; another process may still take them before they are bound.
+Result<int> FreeLoopbackPorts(int count);
+
 struct ClientOptions {
   std::string ca_file;    // trust anchor for https:// URLs
   std::string cert_file;  // client certificate, when the peer asks for one

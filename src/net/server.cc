@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <thread>
 #include <unordered_map>
 
@@ -245,8 +246,8 @@ class TlsSession final : public Session<TlsSession> {
     if (cert == nullptr) return;
     if (SSL_get_verify_result(ssl) == X509_V_OK) {
       char cn[256] = {0};
-      if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn,
-                                    sizeof cn) > 0) {
+      if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn) >
+          0) {
         peer_identity_ = cn;
       }
     }
@@ -384,6 +385,28 @@ Result<std::unique_ptr<HttpServer>> StartServer(const ServerOptions& options, Ha
   auto s = std::make_unique<Server>(handler, options);
   RETURN_IF_ERROR(s->Start());
   return std::unique_ptr<HttpServer>(std::move(s));
+}
+
+Result<int> FreeLoopbackPorts(int count) {
+  // Binding (with SO_REUSEADDR, as the server does) is the only reliable test of a port.
+  auto bindable = [](int port) {
+    asio::io_context io;
+    tcp::acceptor a(io);
+    boost::system::error_code ec;
+    a.open(tcp::v4(), ec);
+    if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) a.bind({asio::ip::make_address_v4("127.0.0.1"), static_cast<uint16_t>(port)}, ec);
+    return !ec;
+  };
+  std::random_device rd;
+  std::uniform_int_distribution<int> dist(20000, 32767 - count);
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    int base = dist(rd);
+    bool all = true;
+    for (int i = 0; i < count && all; ++i) all = bindable(base + i);
+    if (all) return base;
+  }
+  return Error(Code::kUnavailable, "no free consecutive loopback ports");
 }
 
 }  // namespace meridian::net

@@ -1,10 +1,7 @@
 #include "support/cluster.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,42 +11,22 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <sstream>
 #include <thread>
 
 #include "common/random.h"
 #include "config/cluster.h"
+#include "net/http.h"
 
 namespace meridian::testing {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 namespace {
-bool PortFree(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  ::close(fd);
-  return ok;
-}
-
 int FreeBasePort() {
-  std::random_device rd;
-  std::uniform_int_distribution<int> dist(20000, 59000);
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    int base = dist(rd);
-    bool all = true;
-    for (int i = 0; i < 4 && all; ++i) all = PortFree(base + i);
-    if (all) return base;
-  }
-  ADD_FAILURE() << "no four free consecutive ports";
-  return 0;
+  auto base = net::FreeLoopbackPorts(4);
+  if (!base.ok()) ADD_FAILURE() << base.status().ToString();
+  return base.ok() ? *base : 0;
 }
 
 }  // namespace
