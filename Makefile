@@ -11,14 +11,19 @@ BENCH_RATE ?= 150000
 BENCH_CONNECTIONS ?= 64
 BENCH_DURATION_S ?= 10
 
-.PHONY: all deps build run test test-sanitize fuzz bench bench-crypto bench-migration format clean
+.PHONY: all deps console build run test test-sanitize fuzz bench bench-crypto bench-migration format clean
 
 all: build
 
 deps:
 	scripts/install-deps
 
-build: deps
+# The web console's front end (npm + Vite), built when missing or out of date; the build
+# below embeds console/dist into the binary.
+console: deps
+	scripts/build-console
+
+build: deps console
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j$(JOBS)
 
@@ -29,7 +34,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 600
 
 # The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer.
-test-sanitize: deps
+test-sanitize: deps console
 	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMERIDIAN_SANITIZE=ON
 	cmake --build build-asan -j$(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \

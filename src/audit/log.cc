@@ -1,6 +1,7 @@
 #include "audit/log.h"
 
 #include <charconv>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -78,71 +79,117 @@ Status AuditLog::Start() {
   std::lock_guard lock(mu_);
   size_ = n;
   frontier_ = std::move(frontier);
+  if (!writer_.joinable()) writer_ = std::thread([this] { WriterLoop(); });
   return Status::Ok();
 }
 
-Status AuditLog::Commit(storage::WriteBatch batch, std::vector<Json> entries,
-                        uint64_t* first_index) {
-  Pending me{std::move(batch), std::move(entries), Status::Ok(), 0, false};
-  std::unique_lock lock(mu_);
-  queue_.push_back(&me);
-  while (!me.done) {
-    if (leader_active_) {
-      cv_.wait(lock);
-      continue;
+Status AuditSink::Commit(storage::WriteBatch batch, std::vector<Json> entries,
+                         uint64_t* first_index) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<Status> result;
+  uint64_t index = 0;
+  CommitAsync(std::move(batch), std::move(entries), [&](Status st, uint64_t first) {
+    std::lock_guard lock(mu);
+    result = std::move(st);
+    index = first;
+    cv.notify_one();
+  });
+  std::unique_lock lock(mu);
+  cv.wait(lock, [&] { return result.has_value(); });
+  if (first_index != nullptr) *first_index = index;
+  return std::move(*result);
+}
+
+AuditLog::~AuditLog() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+}
+
+void AuditLog::CommitAsync(storage::WriteBatch batch, std::vector<Json> entries, CommitDone done) {
+  {
+    std::lock_guard lock(mu_);
+    if (writer_.joinable() && !stopping_) {
+      queue_.push_back(Pending{std::move(batch), std::move(entries), std::move(done)});
+      ++submitted_;
+      cv_.notify_one();
+      return;
     }
-    // This caller leads: it writes everything queued so far in one synced batch.
-    leader_active_ = true;
-    std::vector<Pending*> group(queue_.begin(), queue_.end());
-    queue_.clear();
+  }
+  done(Error(Code::kUnavailable, "the audit log is not running"), 0);
+}
+
+void AuditLog::Flush() {
+  std::unique_lock lock(mu_);
+  const uint64_t target = submitted_;
+  idle_cv_.wait(lock, [&] { return completed_ >= target || !writer_.joinable(); });
+}
+
+void AuditLog::WriterLoop() {
+  std::vector<Pending> group;
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and everything queued is written
+    group.clear();
+    group.swap(queue_);
     uint64_t size = size_;
     std::vector<Hash> frontier = frontier_;
     lock.unlock();
 
-    auto build = [&](const std::vector<Pending*>& members, uint64_t* sz, std::vector<Hash>* fr) {
-      storage::WriteBatch all;
-      for (Pending* p : members) {
-        all.Append(p->batch);
-        p->first_index = *sz;
-        for (const auto& e : p->entries) Append(DumpJson(e), sz, fr, &all);
-      }
-      all.Put(Space::kMeta, std::string(kSizeKey), std::to_string(*sz));
-      return all;
-    };
-    uint64_t new_size = size;
-    std::vector<Hash> new_frontier = frontier;
-    Status st = store_.Write(build(group, &new_size, &new_frontier));
-    if (!st.ok() && group.size() > 1) {
-      // One member's batch may be what failed (a residency refusal, say): commit each
-      // alone so the others are not failed with it.
-      new_size = size;
-      new_frontier = frontier;
-      for (Pending* p : group) {
-        uint64_t s1 = new_size;
-        std::vector<Hash> f1 = new_frontier;
-        p->result = store_.Write(build({p}, &s1, &f1));
-        if (p->result.ok()) {
-          new_size = s1;
-          new_frontier = std::move(f1);
-        }
-      }
-    } else {
-      for (Pending* p : group) p->result = st;
-      if (!st.ok()) {  // nothing was written: the tree stays as it was
-        new_size = size;
-        new_frontier = std::move(frontier);
-      }
-    }
+    WriteGroup(group, &size, &frontier);
 
     lock.lock();
-    size_ = new_size;
-    frontier_ = std::move(new_frontier);
-    for (Pending* p : group) p->done = true;
-    leader_active_ = false;
-    cv_.notify_all();
+    size_ = size;
+    frontier_ = std::move(frontier);
+    lock.unlock();
+    // Callers learn the outcome only once the tree they can read includes their entries.
+    for (Pending& p : group) p.done(std::move(p.result), p.first_index);
+    lock.lock();
+    completed_ += group.size();
+    idle_cv_.notify_all();
   }
-  if (first_index != nullptr) *first_index = me.first_index;
-  return me.result;
+}
+
+void AuditLog::WriteGroup(std::vector<Pending>& group, uint64_t* size,
+                          std::vector<Hash>* frontier) {
+  auto build = [](Pending& p, uint64_t* sz, std::vector<Hash>* fr, storage::WriteBatch* all) {
+    all->Append(p.batch);
+    p.first_index = *sz;
+    for (const auto& e : p.entries) Append(DumpJson(e), sz, fr, all);
+  };
+  storage::WriteBatch all;
+  uint64_t new_size = *size;
+  std::vector<Hash> new_frontier = *frontier;
+  for (Pending& p : group) build(p, &new_size, &new_frontier, &all);
+  all.Put(Space::kMeta, std::string(kSizeKey), std::to_string(new_size));
+  Status st = store_.Write(all);
+  if (st.ok() || group.size() == 1) {
+    for (Pending& p : group) p.result = st;
+    if (st.ok()) {  // a failed write changed nothing: the tree stays as it was
+      *size = new_size;
+      *frontier = std::move(new_frontier);
+    }
+    return;
+  }
+  // One member's batch may be what failed (a residency refusal, say): commit each alone
+  // so the others are not failed with it.
+  for (Pending& p : group) {
+    storage::WriteBatch one;
+    uint64_t s1 = *size;
+    std::vector<Hash> f1 = *frontier;
+    build(p, &s1, &f1, &one);
+    one.Put(Space::kMeta, std::string(kSizeKey), std::to_string(s1));
+    p.result = store_.Write(one);
+    if (p.result.ok()) {
+      *size = s1;
+      *frontier = std::move(f1);
+    }
+  }
 }
 
 uint64_t AuditLog::size() const {

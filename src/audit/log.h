@@ -1,10 +1,12 @@
 // The region's tamper-evident log: an append-only RFC 6962 Merkle tree of canonical JSON
 // entries, stored in the region's store next to the data it describes.
 //
-// Commit() writes a caller's batch and its log entries in one synced write, so there is no
-// operation without its entry and no entry without its operation. Concurrent callers are
-// grouped (leader/follower group commit): one fsync for many operations, contiguous
-// indexes, and O(log n) stored subtree hashes per appended leaf.
+// A commit writes a caller's batch and its log entries in one synced write, so there is no
+// operation without its entry and no entry without its operation. One writer thread takes
+// everything queued since its last write as one group (group commit): one fsync for many
+// operations, contiguous indexes, and O(log n) stored subtree hashes per appended leaf.
+// Callers either wait (Commit) or are called back once durable (CommitAsync), so a request
+// waiting for the disk holds no thread.
 #pragma once
 
 #include <condition_variable>
@@ -14,6 +16,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "audit/merkle.h"
@@ -34,19 +37,25 @@ Json MakeEntry(std::string_view op, std::string_view region, std::string_view su
 // Where operations that must be logged commit their writes.
 class AuditSink {
  public:
+  // Called once the write is durable (or failed), with the log index of the first entry.
+  using CommitDone = std::function<void(Status, uint64_t first_index)>;
   virtual ~AuditSink() = default;
-  // Writes `batch` and appends `entries` (canonical JSON, no personal data) atomically.
-  // `first_index`, when given, receives the log index of the first entry.
-  virtual Status Commit(storage::WriteBatch batch, std::vector<Json> entries,
-                        uint64_t* first_index = nullptr) = 0;
+  // Writes `batch` and appends `entries` (canonical JSON, no personal data) atomically,
+  // then calls `done`, possibly on another thread. `done` must not block on the sink.
+  virtual void CommitAsync(storage::WriteBatch batch, std::vector<Json> entries,
+                           CommitDone done) = 0;
+  // The same, waiting for the outcome. `first_index`, when given, receives the log index
+  // of the first entry.
+  Status Commit(storage::WriteBatch batch, std::vector<Json> entries,
+                uint64_t* first_index = nullptr);
 };
 
 // A sink that writes without logging: for tests of services that do not audit.
 class UnauditedSink final : public AuditSink {
  public:
   explicit UnauditedSink(storage::Store& store) : store_(store) {}
-  Status Commit(storage::WriteBatch batch, std::vector<Json>, uint64_t* = nullptr) override {
-    return batch.empty() ? Status::Ok() : store_.Write(batch);
+  void CommitAsync(storage::WriteBatch batch, std::vector<Json>, CommitDone done) override {
+    done(batch.empty() ? Status::Ok() : store_.Write(batch), 0);
   }
 
  private:
@@ -60,10 +69,12 @@ class AuditLog final : public AuditSink {
  public:
   AuditLog(storage::Store& store, std::string region, const Clock& clock, SignFn sign,
            std::string signing_public_key);
-  Status Start();  // reads the size and the right edge of the tree
+  ~AuditLog() override;  // writes what is queued, then stops the writer
+  Status Start();        // reads the size and the right edge of the tree, starts the writer
 
-  Status Commit(storage::WriteBatch batch, std::vector<Json> entries,
-                uint64_t* first_index = nullptr) override;
+  void CommitAsync(storage::WriteBatch batch, std::vector<Json> entries, CommitDone done) override;
+  // Returns once everything queued before the call is written and its callers called back.
+  void Flush();
 
   uint64_t size() const;
   Result<Hash> Root(uint64_t size) const;
@@ -87,10 +98,14 @@ class AuditLog final : public AuditSink {
   struct Pending {
     storage::WriteBatch batch;
     std::vector<Json> entries;
+    CommitDone done;
     Status result;
     uint64_t first_index = 0;
-    bool done = false;
   };
+  void WriterLoop();
+  // Writes one group in one synced batch (each alone if the group's write fails), setting
+  // each member's result and first index; returns the new size and right edge.
+  void WriteGroup(std::vector<Pending>& group, uint64_t* size, std::vector<Hash>* frontier);
   Result<Hash> Subtree(int level, uint64_t index) const;
   Status PublishLocked();  // publish_mu_ held
   Result<std::string> CheckpointAt(uint64_t size) const;
@@ -104,9 +119,13 @@ class AuditLog final : public AuditSink {
   std::string public_key_;
 
   mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Pending*> queue_;
-  bool leader_active_ = false;
+  std::condition_variable cv_;       // the writer waits for work
+  std::condition_variable idle_cv_;  // Flush() waits for the writer
+  std::vector<Pending> queue_;
+  uint64_t submitted_ = 0;  // commits queued so far
+  uint64_t completed_ = 0;  // of those, written and called back (in order)
+  bool stopping_ = false;
+  std::thread writer_;
   uint64_t size_ = 0;  // committed leaves
   std::mutex publish_mu_;
   uint64_t published_size_ = UINT64_MAX;

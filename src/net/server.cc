@@ -287,6 +287,12 @@ class Server final : public HttpServer {
         tls_->load_verify_file(o.client_ca_file, ec);
         if (ec) return Error(Code::kInternal, "cannot load the client CA file");
         tls_->set_verify_mode(ssl::verify_peer);  // optional: no fail_if_no_peer_cert
+        // With client certificates requested, OpenSSL fails the handshake of a client that
+        // resumes a session (browsers and Node.js do on every new connection) unless the
+        // sessions have a context.
+        static constexpr unsigned char kSessionContext[] = "meridian";
+        SSL_CTX_set_session_id_context(tls_->native_handle(), kSessionContext,
+                                       sizeof(kSessionContext) - 1);
       }
     }
     beast::error_code ec;

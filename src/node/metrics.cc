@@ -17,6 +17,17 @@ void Metrics::ObserveRequest(std::string_view route, int status, double seconds)
   h.sum += seconds;
 }
 
+void Metrics::CountAnswer(std::string_view route, int status) {
+  std::lock_guard lock(mu_);
+  ++answers_[{std::string(route), status}];
+}
+
+uint64_t Metrics::Answers(std::string_view route, int status) const {
+  std::lock_guard lock(mu_);
+  auto it = answers_.find(std::pair<std::string, int>(route, status));
+  return it == answers_.end() ? 0 : it->second;
+}
+
 void Metrics::CountForward(std::string_view destination, bool ok) {
   std::lock_guard lock(mu_);
   ++forwards_[{std::string(destination), ok ? "ok" : "error"}];
@@ -57,6 +68,12 @@ std::string Metrics::Render() const {
         h.sum);
     app("meridian_request_duration_seconds_count{{region=\"{}\",route=\"{}\"}} {}\n", region_,
         route, h.count);
+  }
+  app("# HELP meridian_answers_total Answers to clients, counted at the node they reached.\n");
+  app("# TYPE meridian_answers_total counter\n");
+  for (const auto& [k, v] : answers_) {
+    app("meridian_answers_total{{region=\"{}\",route=\"{}\",status=\"{}\"}} {}\n", region_, k.first,
+        k.second, v);
   }
   app("# HELP meridian_forwards_total Requests forwarded to another region, by destination.\n");
   app("# TYPE meridian_forwards_total counter\n");

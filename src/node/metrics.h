@@ -15,6 +15,11 @@ class Metrics {
  public:
   explicit Metrics(std::string region) : region_(std::move(region)) {}
   void ObserveRequest(std::string_view route, int status, double seconds);
+  // Answers to clients, counted once at the node the client reached (a request forwarded
+  // to its home region is counted there as a request, not again as an answer): summed over
+  // the regions, they are the cluster's answers, e.g. purchases and sold-out per second.
+  void CountAnswer(std::string_view route, int status);
+  uint64_t Answers(std::string_view route, int status) const;
   void CountForward(std::string_view destination, bool ok);
   void CountRedirect(std::string_view destination);
   void SetGauge(std::string_view name, double value);
@@ -32,6 +37,7 @@ class Metrics {
   std::string region_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;
   std::map<std::string, Histogram> latency_;
+  std::map<std::pair<std::string, int>, uint64_t> answers_;
   std::map<std::pair<std::string, std::string>, uint64_t> forwards_;
   std::map<std::string, uint64_t> redirects_;
   std::map<std::string, double> gauges_;

@@ -161,6 +161,20 @@ Result<Json> Migrations::Get(const std::string& id) {
   return rec;
 }
 
+Result<std::vector<Json>> Migrations::List() {
+  std::vector<std::string> ids;
+  RETURN_IF_ERROR(c_.store.Scan(Space::kMeta, "mig/", [&](std::string_view k, std::string_view) {
+    if (k.find("/u/") == std::string_view::npos) ids.emplace_back(k.substr(4));
+    return true;
+  }));
+  std::vector<Json> out;
+  for (const auto& id : ids) {
+    auto m = Get(id);
+    if (m.ok()) out.push_back(std::move(m).value());
+  }
+  return out;
+}
+
 Status Migrations::SetPaused(const std::string& id, bool paused) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(auto raw, c_.store.Get(Space::kMeta, RecordKey(id)));
@@ -201,6 +215,12 @@ Status Migrations::SaveStep(const std::string& id, const UserStep& step, std::st
   if (!raw) return Error(Code::kNotFound, "no such migration");
   ASSIGN_OR_RETURN(auto rec, ParseJsonObject(*raw));
   rec[std::string(counter)] = rec.value(std::string(counter), int64_t{0}) + 1;
+  if (counter == "users_moved") {
+    // Per destination too, for the console's arcs (users moved to each region).
+    Json& to = rec["moved_to"];
+    if (!to.is_object()) to = Json::object();
+    to[step.to] = (to[step.to].is_number_integer() ? to[step.to].get<int64_t>() : 0) + 1;
+  }
   b.Put(Space::kMeta, RecordKey(id), DumpJson(rec));
   return c_.store.Write(b);
 }

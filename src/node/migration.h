@@ -66,6 +66,8 @@ class Migrations {
   // Coordinator side. `request`: {"from": this region, "cohort": "misplaced"} -> {"id"}.
   Result<Json> Begin(const Json& request);
   Result<Json> Get(const std::string& id);
+  // Every migration this region coordinates, as Get() describes each (for the console).
+  Result<std::vector<Json>> List();
   Status SetPaused(const std::string& id, bool paused);
   // Every moved user checked again: gone here (tombstone, no data key) and active there.
   Result<Json> Verify(const std::string& id);

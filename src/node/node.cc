@@ -288,6 +288,7 @@ int RunNode(const std::string& config_path, const std::string& region) {
   (*server)->Wait();
   if (migrations) migrations->Stop();
   workers.Stop();
+  audit_log.Flush();  // purchases answered from its writer finish before the shop stops
   audit_daemon.Stop();
   rebalancer.Stop();
   shop.Stop();

@@ -1,5 +1,7 @@
 #include "node/router.h"
 
+#include "node/console.h"
+#include "node/overview.h"
 #include "node/rebalancer.h"
 
 #include <chrono>
@@ -78,6 +80,9 @@ enum class RouteId {
   kInternalMigrationAction,
   kInternalMigrate,
   kInternalMigrateUser,
+  kAdminOverview,
+  kInternalOverview,
+  kConsoleAsset,
 };
 
 enum class Access { kPublic, kPersonalNoToken, kUser, kAdmin, kInternal };
@@ -95,6 +100,11 @@ const std::vector<Route>& Routes() {
       {RouteId::kRegions, "/v1/regions", Access::kPublic, {"GET"}},
       {RouteId::kMetrics, "/metrics", Access::kPublic, {"GET"}},
       {RouteId::kConsole, "/", Access::kPublic, {"GET"}},
+      // The console's built files (scripts, styles), embedded in the binary.
+      {RouteId::kConsoleAsset, "/console/{file}", Access::kPublic, {"GET"}},
+      // The whole cluster for the console: counts and states only, no personal data.
+      {RouteId::kAdminOverview, "/v1/admin/overview", Access::kAdmin, {"GET"}},
+      {RouteId::kInternalOverview, "/internal/v1/overview", Access::kInternal, {"GET"}},
       {RouteId::kAccounts, "/v1/accounts", Access::kPersonalNoToken, {"POST"}},
       {RouteId::kSessions, "/v1/sessions", Access::kPersonalNoToken, {"POST"}},
       {RouteId::kMe, "/v1/me", Access::kUser, {"GET", "DELETE"}},
@@ -267,7 +277,10 @@ constexpr size_t kMaxAccountBytes = 256u << 20;
 
 class Router final : public net::Handler {
  public:
-  explicit Router(NodeContext ctx) : c_(std::move(ctx)) {}
+  explicit Router(NodeContext ctx)
+      : c_(std::move(ctx)),
+        overview_(OverviewSources{c_.config, c_.self, c_.accounts, c_.shop, c_.audit, c_.policies,
+                                  c_.migrations, c_.audit_alarms, c_.inter, c_.metrics}) {}
 
   size_t BodyLimit(std::string_view method, std::string_view path) const override {
     if (method == "PUT" && path.rfind("/v1/me/records/", 0) == 0) {
@@ -282,9 +295,12 @@ class Router final : public net::Handler {
     Match m = MatchRoute(req.path);
     std::string_view route_name = m.route ? m.route->name : "unmatched";
     auto start = std::chrono::steady_clock::now();
-    Respond done = [this, route_name, start, respond = std::move(respond)](HttpResponse r) {
+    // A request another region forwarded was already counted as an answer where it entered.
+    const bool entry = req.Header(kForwardedHeader).empty();
+    Respond done = [this, route_name, start, entry, respond = std::move(respond)](HttpResponse r) {
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       c_.metrics.ObserveRequest(route_name, r.status, secs);
+      if (entry) c_.metrics.CountAnswer(route_name, r.status);
       respond(std::move(r));
     };
     if (m.route == nullptr) {
@@ -316,14 +332,21 @@ class Router final : public net::Handler {
     return crypto::ConstantTimeEquals(BearerToken(req), c_.admin_token);
   }
 
-  // Runs `fn` on a worker; a full queue answers 429 at once.
+  // Runs `fn(done)` on a worker, which answers through `done` then or later; a full queue
+  // answers 429 at once.
   template <typename Fn>
-  void OnWorker(Respond done, Fn fn) {
+  void OnWorkerAsync(Respond done, Fn fn) {
     auto shared = std::make_shared<Respond>(std::move(done));
-    bool posted = c_.workers.TryPost([shared, fn = std::move(fn)]() mutable { (*shared)(fn()); });
+    bool posted = c_.workers.TryPost([shared, fn = std::move(fn)]() mutable { fn(*shared); });
     if (!posted) {
       (*shared)(HttpResponse::FromStatus(Error(Code::kOverloaded, "node is overloaded")));
     }
+  }
+  // Runs `fn` on a worker and answers with what it returns.
+  template <typename Fn>
+  void OnWorker(Respond done, Fn fn) {
+    OnWorkerAsync(std::move(done),
+                  [fn = std::move(fn)](const Respond& respond) mutable { respond(fn()); });
   }
 
   void Dispatch(const Route& route, std::vector<std::string> params, HttpRequest&& req,
@@ -337,6 +360,7 @@ class Router final : public net::Handler {
           return OnWorker(std::move(done),
                           [this, params = std::move(params)] { return SaleView(params[0]); });
         }
+        if (route.id == RouteId::kConsoleAsset) return done(ConsoleAsset(params[0]));
         return done(Public(route.id));
       case Access::kPersonalNoToken: {
         auto shared_req = std::make_shared<HttpRequest>(std::move(req));
@@ -371,6 +395,8 @@ class Router final : public net::Handler {
               return SaleStats(params[0]);
             case RouteId::kAdminPolicy:
               return PutPolicy(body);
+            case RouteId::kAdminOverview:
+              return JsonOk(200, overview_.Cluster());
             case RouteId::kAdminMigrations:
             case RouteId::kAdminMigration:
             case RouteId::kAdminMigrationAction:
@@ -407,6 +433,7 @@ class Router final : public net::Handler {
                              q);
               }
               if (id == RouteId::kInternalCosign) return Cosign(peer, body);
+              if (id == RouteId::kInternalOverview) return JsonOk(200, overview_.Local());
               if (id >= RouteId::kInternalPolicy && id <= RouteId::kInternalMigrateUser) {
                 return InternalMigration(id, method, params, peer, body);
               }
@@ -438,12 +465,8 @@ class Router final : public net::Handler {
         r.body = c_.metrics.Render();
         return r;
       }
-      default: {
-        HttpResponse r;
-        r.SetHeader("content-type", "text/html; charset=utf-8");
-        r.body = ConsolePage();
-        return r;
-      }
+      default:
+        return ConsolePage();
     }
   }
 
@@ -529,17 +552,38 @@ class Router final : public net::Handler {
     return Relay(c_.inter.CallSync(region, OutgoingCopy(req)));
   }
 
-  std::string ConsolePage() const {
-    std::string rows;
-    for (const auto& r : c_.config.regions) {
-      rows += fmt::format("<tr><td>{}</td><td>{}</td><td><a href=\"{}/v1/health\">{}</a></td></tr>",
-                          r.name, policy::RoleName(r.role), r.url, r.url);
-    }
-    return fmt::format(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Meridian "
-        "console</title></head><body><h1>Meridian: {}</h1><table><thead><tr><th>region</th>"
-        "<th>role</th><th>url</th></tr></thead><tbody>{}</tbody></table></body></html>",
-        c_.self.name, rows);
+  // The console (console/, embedded at build time): index.html at /, its hashed files under
+  // /console/. It talks only to this node's API (same origin), so the policy allows nothing
+  // else.
+  static void ConsoleHeaders(HttpResponse& r) {
+    r.SetHeader("content-security-policy",
+                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+                "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
+    r.SetHeader("x-content-type-options", "nosniff");
+    r.SetHeader("referrer-policy", "no-referrer");
+  }
+
+  HttpResponse ConsolePage() const {
+    HttpResponse r;
+    r.SetHeader("content-type", "text/html; charset=utf-8");
+    r.SetHeader("cache-control", "no-cache");
+    ConsoleHeaders(r);
+    const ConsoleFile* index = FindConsoleFile("/index.html");
+    r.body = index != nullptr ? std::string(index->body) : ConsoleFallbackPage(c_.self.name);
+    return r;
+  }
+
+  static HttpResponse ConsoleAsset(const std::string& file) {
+    const std::string path = "/console/" + file;
+    const ConsoleFile* f = FindConsoleFile(path);
+    if (f == nullptr) return HttpResponse::FromStatus(Error(Code::kNotFound, "no such file"));
+    HttpResponse r;
+    r.SetHeader("content-type", std::string(ConsoleContentType(path)));
+    // Vite names each file by its content's hash: a name never changes meaning.
+    r.SetHeader("cache-control", "public, max-age=31536000, immutable");
+    ConsoleHeaders(r);
+    r.body = std::string(f->body);
+    return r;
   }
 
   // 307 to the same path on the home node; nothing of the body is kept or logged.
@@ -1141,11 +1185,32 @@ class Router final : public net::Handler {
       }
     }
     auto shared_req = std::make_shared<HttpRequest>(std::move(req));
+    if (route.id == RouteId::kPurchase) {
+      // The worker is free again as soon as the write is queued: the answer leaves from
+      // the audit log's writer once the order is durable.
+      return OnWorkerAsync(std::move(done), [this, params = std::move(params),
+                                             shared_req](const Respond& respond) {
+        auto principal = c_.accounts->Authenticate(BearerToken(*shared_req));
+        if (!principal.ok()) return respond(HttpResponse::FromStatus(principal.status()));
+        c_.shop.PurchaseAsync(
+            principal->user_id, params[0], shared_req->Header("idempotency-key"),
+            [respond](Result<shop::Shop::Purchased> r) { respond(PurchaseAnswer(std::move(r))); });
+      });
+    }
     OnWorker(std::move(done), [this, id = route.id, params = std::move(params), shared_req] {
       auto principal = c_.accounts->Authenticate(BearerToken(*shared_req));
       if (!principal.ok()) return HttpResponse::FromStatus(principal.status());
       return UserCall(id, *principal, params, *shared_req);
     });
+  }
+
+  static HttpResponse PurchaseAnswer(Result<shop::Shop::Purchased> r) {
+    if (!r.ok()) return HttpResponse::FromStatus(r.status());
+    Json body = shop::OrderJson(r->order);
+    return JsonOk(r->created ? 201 : 200, {{"order_id", body["order_id"]},
+                                           {"sale_id", body["sale_id"]},
+                                           {"state", body["state"]},
+                                           {"pay_by", body["pay_by"]}});
   }
 
   static net::HttpRequest OutgoingCopy(const HttpRequest& req) {
@@ -1258,15 +1323,6 @@ class Router final : public net::Handler {
         auto me = acc.Me(p);
         return me.ok() ? JsonOk(200, *me) : HttpResponse::FromStatus(me.status());
       }
-      case RouteId::kPurchase: {
-        auto r = c_.shop.Purchase(p.user_id, params[0], req.Header("idempotency-key"));
-        if (!r.ok()) return HttpResponse::FromStatus(r.status());
-        Json body = shop::OrderJson(r->order);
-        return JsonOk(r->created ? 201 : 200, {{"order_id", body["order_id"]},
-                                               {"sale_id", body["sale_id"]},
-                                               {"state", body["state"]},
-                                               {"pay_by", body["pay_by"]}});
-      }
       case RouteId::kPay: {
         auto o = c_.shop.Pay(p.user_id, params[0]);
         if (!o.ok()) return HttpResponse::FromStatus(o.status());
@@ -1337,6 +1393,7 @@ class Router final : public net::Handler {
   }
 
   NodeContext c_;
+  Overview overview_;
   std::mutex peer_mu_;
   std::map<std::string, Json> peer_keys_;
   std::map<std::string, Json> migration_copies_;  // id -> last status its coordinator sent

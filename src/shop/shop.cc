@@ -222,8 +222,24 @@ Json Shop::OrderEntry(std::string_view op, const std::string& user_id, const Ord
 
 Shop::~Shop() { Stop(); }
 
-std::mutex& Shop::StripeFor(std::string_view user_id) {
-  return stripes_[std::hash<std::string_view>{}(user_id) % stripes_.size()];
+Shop::UserLock::UserLock(UserStripe& stripe, std::string user_id)
+    : stripe_(&stripe), user_id_(std::move(user_id)) {
+  std::unique_lock lock(stripe_->mu);
+  stripe_->cv.wait(lock, [&] { return !stripe_->busy.contains(user_id_); });
+  stripe_->busy.insert(user_id_);
+}
+
+Shop::UserLock::~UserLock() {
+  if (stripe_ == nullptr) return;
+  {
+    std::lock_guard lock(stripe_->mu);
+    stripe_->busy.erase(user_id_);
+  }
+  stripe_->cv.notify_all();
+}
+
+Shop::UserLock Shop::LockUser(const std::string& user_id) {
+  return UserLock(stripes_[std::hash<std::string_view>{}(user_id) % stripes_.size()], user_id);
 }
 
 Shop::SaleRuntime* Shop::Runtime(std::string_view sale_id) const {
@@ -412,90 +428,127 @@ Result<QuotaView> Shop::Quota(std::string_view sale_id) const {
 
 Result<Shop::Purchased> Shop::Purchase(const std::string& user_id, const std::string& sale_id,
                                        std::string_view idempotency_key) {
-  if (!settings_.home) return Error(Code::kWrongRegion, "purchases run in home regions");
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<Result<Purchased>> result;
+  PurchaseAsync(user_id, sale_id, idempotency_key, [&](Result<Purchased> r) {
+    std::lock_guard lock(mu);
+    result.emplace(std::move(r));
+    cv.notify_one();
+  });
+  std::unique_lock lock(mu);
+  cv.wait(lock, [&] { return result.has_value(); });
+  return std::move(*result);
+}
+
+void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
+                         std::string_view idempotency_key,
+                         std::function<void(Result<Purchased>)> done) {
+  if (!settings_.home) return done(Error(Code::kWrongRegion, "purchases run in home regions"));
   SaleRuntime* rt = Runtime(sale_id);
-  if (rt == nullptr) return Error(Code::kNotFound, "no such sale");
+  if (rt == nullptr) return done(Error(Code::kNotFound, "no such sale"));
   if (idempotency_key.empty() || idempotency_key.size() > 128) {
-    return Error(Code::kInvalidField, "an Idempotency-Key header of 1 to 128 bytes is required");
+    return done(
+        Error(Code::kInvalidField, "an Idempotency-Key header of 1 to 128 bytes is required"));
   }
   const int64_t now = clock_.NowMs();
-  // Bounded work: past the limit the newest arrivals are turned away at once.
+  // Bounded work: past the limit the newest arrivals are turned away at once. A purchase
+  // counts until its write is durable.
   if (in_flight_.fetch_add(1) >= settings_.max_in_flight) {
     in_flight_.fetch_sub(1);
-    return Error(Code::kOverloaded, "too many purchases in progress");
+    return done(Error(Code::kOverloaded, "too many purchases in progress"));
   }
-  struct Release {
-    std::atomic<int64_t>& n;
-    ~Release() { n.fetch_sub(1); }
-  } release{in_flight_};
+  // Held until the answer: the user's slot and the in-flight count.
+  struct Hold {
+    UserLock user;
+    std::atomic<int64_t>& in_flight;
+    ~Hold() { in_flight.fetch_sub(1); }
+  };
+  // Taken before anything is read, so a user's check and write are atomic.
+  std::shared_ptr<Hold> hold(new Hold{LockUser(user_id), in_flight_});
+  auto result = [&]() -> Result<std::optional<Purchased>> {
+    const std::string idem_key =
+        user_id + "/idem/" +
+        crypto::Pseudonym(idempotency_key_, "idempotency", idempotency_key).substr(0, 32);
+    ASSIGN_OR_RETURN(auto idem, store_.Get(Space::kCommerce, idem_key));
+    if (idem) {
+      size_t nl = idem->find('\n');
+      std::string earlier_sale = idem->substr(0, nl);
+      if (earlier_sale != sale_id) {
+        return Error(Code::kConflict, "this Idempotency-Key was used for another sale");
+      }
+      ASSIGN_OR_RETURN(auto order, LoadOrder(user_id, idem->substr(nl + 1)));
+      if (!order) return Error(Code::kInternal, "idempotency entry without its order");
+      return std::optional<Purchased>(Purchased{*order, false});
+    }
+    // After the idempotency check: a retried purchase gets its order even once the sale ends.
+    if (now < rt->sale.starts_at_ms || now >= rt->sale.ends_at_ms) {
+      return Error(Code::kNotOpen, "the sale is not open");
+    }
+    rt->last_demand_ms.store(now, std::memory_order_relaxed);
+    ASSIGN_OR_RETURN(auto count_raw, store_.Get(Space::kCommerce, CountKey(user_id, sale_id)));
+    int64_t count = 0;
+    if (count_raw) ParseInt(*count_raw, &count);
+    if (count >= rt->sale.per_user_limit) {
+      return Error(Code::kLimitReached, "the per-user limit of this sale is reached");
+    }
+    // Take a unit: a lock-free decrement that never goes below zero. Out of local units,
+    // pull some from the other regions once before answering sold out.
+    for (int attempt = 0;; ++attempt) {
+      int64_t left = rt->remaining.load();
+      while (left > 0 && !rt->remaining.compare_exchange_weak(left, left - 1)) {
+      }
+      if (left > 0) break;
+      if (attempt > 0 || !pull_) return Error(Code::kSoldOut, "sold out");
+      std::lock_guard pull_lock(rt->pull_mu);  // the first buyer pulls, the others wait
+      if (rt->remaining.load() <= 0 && pull_(sale_id) <= 0) {
+        return Error(Code::kSoldOut, "sold out");
+      }
+    }
 
-  const std::string idem_key =
-      user_id + "/idem/" +
-      crypto::Pseudonym(idempotency_key_, "idempotency", idempotency_key).substr(0, 32);
-  std::lock_guard user_lock(StripeFor(user_id));
-  ASSIGN_OR_RETURN(auto idem, store_.Get(Space::kCommerce, idem_key));
-  if (idem) {
-    size_t nl = idem->find('\n');
-    std::string earlier_sale = idem->substr(0, nl);
-    if (earlier_sale != sale_id) {
-      return Error(Code::kConflict, "this Idempotency-Key was used for another sale");
+    Order o{"o_" + random_.Hex(12),
+            sale_id,
+            rt->sale.sku,
+            "reserved",
+            now,
+            now + rt->sale.payment_window_s * 1000};
+    Result<std::string> sealed = std::string();
+    storage::WriteBatch batch = OrderUpdate(user_id, o, &sealed);
+    if (!sealed.ok()) {
+      rt->remaining.fetch_add(1);
+      return sealed.status();
     }
-    ASSIGN_OR_RETURN(auto order, LoadOrder(user_id, idem->substr(nl + 1)));
-    if (!order) return Error(Code::kInternal, "idempotency entry without its order");
-    return Purchased{*order, false};
+    batch.Put(Space::kMeta, LedgerKey(sale_id, o.order_id),
+              LedgerValue(kReserved, o.pay_by_ms, user_id));
+    batch.Put(Space::kCommerce, idem_key, sale_id + "\n" + o.order_id);
+    batch.Put(Space::kCommerce, CountKey(user_id, sale_id), std::to_string(count + 1));
+    Json entry = OrderEntry("order.create", user_id, o);
+    audit_.CommitAsync(
+        std::move(batch), {std::move(entry)},
+        [this, rt, user_id, o = std::move(o), hold, done](Status st, uint64_t) mutable {
+          if (!st.ok()) {
+            rt->remaining.fetch_add(1);
+            hold.reset();
+            return done(st);
+          }
+          rt->reserved.fetch_add(1);
+          {
+            std::lock_guard lock(due_mu_);
+            due_.emplace(o.pay_by_ms, Due{o.sale_id, o.order_id, user_id});
+          }
+          hold.reset();  // the user's next operation may start
+          done(Purchased{std::move(o), true});
+        });
+    return std::optional<Purchased>();  // answered by the commit
+  }();
+  if (!result.ok()) {
+    hold.reset();
+    return done(result.status());
   }
-  // After the idempotency check: a retried purchase gets its order even once the sale ends.
-  if (now < rt->sale.starts_at_ms || now >= rt->sale.ends_at_ms) {
-    return Error(Code::kNotOpen, "the sale is not open");
+  if (result->has_value()) {
+    hold.reset();
+    done(std::move(**result));
   }
-  rt->last_demand_ms.store(now, std::memory_order_relaxed);
-  ASSIGN_OR_RETURN(auto count_raw, store_.Get(Space::kCommerce, CountKey(user_id, sale_id)));
-  int64_t count = 0;
-  if (count_raw) ParseInt(*count_raw, &count);
-  if (count >= rt->sale.per_user_limit) {
-    return Error(Code::kLimitReached, "the per-user limit of this sale is reached");
-  }
-  // Take a unit: a lock-free decrement that never goes below zero. Out of local units,
-  // pull some from the other regions once before answering sold out.
-  for (int attempt = 0;; ++attempt) {
-    int64_t left = rt->remaining.load();
-    while (left > 0 && !rt->remaining.compare_exchange_weak(left, left - 1)) {
-    }
-    if (left > 0) break;
-    if (attempt > 0 || !pull_) return Error(Code::kSoldOut, "sold out");
-    std::lock_guard pull_lock(rt->pull_mu);  // the first buyer pulls, the others wait
-    if (rt->remaining.load() <= 0 && pull_(sale_id) <= 0) {
-      return Error(Code::kSoldOut, "sold out");
-    }
-  }
-
-  Order o{"o_" + random_.Hex(12),
-          sale_id,
-          rt->sale.sku,
-          "reserved",
-          now,
-          now + rt->sale.payment_window_s * 1000};
-  Result<std::string> sealed = std::string();
-  storage::WriteBatch batch = OrderUpdate(user_id, o, &sealed);
-  if (!sealed.ok()) {
-    rt->remaining.fetch_add(1);
-    return sealed.status();
-  }
-  batch.Put(Space::kMeta, LedgerKey(sale_id, o.order_id),
-            LedgerValue(kReserved, o.pay_by_ms, user_id));
-  batch.Put(Space::kCommerce, idem_key, sale_id + "\n" + o.order_id);
-  batch.Put(Space::kCommerce, CountKey(user_id, sale_id), std::to_string(count + 1));
-  Status st = audit_.Commit(std::move(batch), {OrderEntry("order.create", user_id, o)});
-  if (!st.ok()) {
-    rt->remaining.fetch_add(1);
-    return st;
-  }
-  rt->reserved.fetch_add(1);
-  {
-    std::lock_guard lock(due_mu_);
-    due_.emplace(o.pay_by_ms, Due{sale_id, o.order_id, user_id});
-  }
-  return Purchased{std::move(o), true};
 }
 
 storage::WriteBatch Shop::OrderUpdate(const std::string& user_id, const Order& o,
@@ -522,7 +575,7 @@ Result<Order> Shop::Pay(const std::string& user_id, const std::string& order_id)
   if (!IsSafeId(order_id)) return Error(Code::kNotFound, "no such order");
   Due due;
   {
-    std::lock_guard user_lock(StripeFor(user_id));
+    UserLock user_lock = LockUser(user_id);
     ASSIGN_OR_RETURN(auto order, LoadOrder(user_id, order_id));
     if (!order) return Error(Code::kNotFound, "no such order");
     if (order->state == "paid") return *order;  // paying twice is harmless
@@ -550,7 +603,7 @@ Result<Order> Shop::Pay(const std::string& user_id, const std::string& order_id)
 }
 
 Status Shop::ExpireOne(const Due& due) {
-  std::lock_guard user_lock(StripeFor(due.user_id));
+  UserLock user_lock = LockUser(due.user_id);
   ASSIGN_OR_RETURN(auto order, LoadOrder(due.user_id, due.order_id));
   if (!order || order->state != "reserved") return Status::Ok();  // paid or done meanwhile
   order->state = "expired";
@@ -717,7 +770,7 @@ std::vector<std::string> Shop::SalesNeedingStock() const {
 }
 
 Result<Json> Shop::SnapshotUser(const std::string& user_id) {
-  std::lock_guard user_lock(StripeFor(user_id));
+  UserLock user_lock = LockUser(user_id);
   Json orders = Json::array();
   Json rows = Json::object();  // idempotency entries and purchase counts, verbatim
   const std::string prefix = user_id + "/";
@@ -746,7 +799,7 @@ Status Shop::ImportUser(const std::string& user_id, const Json& snapshot) {
       !rows->is_object()) {
     return Error(Code::kInvalidField, "malformed order snapshot");
   }
-  std::lock_guard user_lock(StripeFor(user_id));
+  UserLock user_lock = LockUser(user_id);
   storage::WriteBatch b;
   RETURN_IF_ERROR(store_.Scan(Space::kCommerce, user_id + "/", [&](std::string_view k, auto) {
     b.Delete(Space::kCommerce, std::string(k));  // an earlier attempt's rows
@@ -786,7 +839,7 @@ Result<bool> Shop::HasReservation(const std::string& user_id) {
 }
 
 Result<int64_t> Shop::DeleteUserData(const std::string& user_id) {
-  std::lock_guard user_lock(StripeFor(user_id));
+  UserLock user_lock = LockUser(user_id);
   storage::WriteBatch b;
   int64_t orders = 0;
   const std::string order_prefix = user_id + "/order/";

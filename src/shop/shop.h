@@ -21,6 +21,7 @@
 #include <shared_mutex>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "audit/log.h"
@@ -134,6 +135,11 @@ class Shop {
     Order order;
     bool created = true;  // false: the same idempotency key returned an earlier order
   };
+  // Calls `done` once the order is durable (or refused), possibly on the audit log's
+  // writer thread: the caller's thread is free while the write waits for the disk.
+  void PurchaseAsync(const std::string& user_id, const std::string& sale_id,
+                     std::string_view idempotency_key, std::function<void(Result<Purchased>)> done);
+  // The same, waiting for the outcome.
   Result<Purchased> Purchase(const std::string& user_id, const std::string& sale_id,
                              std::string_view idempotency_key);
   Result<Order> Pay(const std::string& user_id, const std::string& order_id);
@@ -192,8 +198,32 @@ class Shop {
     std::string user_id;
   };
 
+  // One operation at a time on a user's orders, counts and idempotency entries. Unlike a
+  // mutex it may be released on another thread: a purchase keeps it until its write is
+  // durable, without keeping a thread.
+  struct UserStripe {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::unordered_set<std::string> busy;
+  };
+  class UserLock {
+   public:
+    UserLock(UserStripe& stripe, std::string user_id);
+    UserLock(UserLock&& o) noexcept : stripe_(o.stripe_), user_id_(std::move(o.user_id_)) {
+      o.stripe_ = nullptr;
+    }
+    UserLock(const UserLock&) = delete;
+    UserLock& operator=(const UserLock&) = delete;
+    UserLock& operator=(UserLock&&) = delete;
+    ~UserLock();
+
+   private:
+    UserStripe* stripe_;
+    std::string user_id_;
+  };
+
   SaleRuntime* Runtime(std::string_view sale_id) const;
-  std::mutex& StripeFor(std::string_view user_id);
+  UserLock LockUser(const std::string& user_id);
   Result<std::optional<Order>> LoadOrder(const std::string& user_id, const std::string& order_id);
   storage::WriteBatch OrderUpdate(const std::string& user_id, const Order& o,
                                   Result<std::string>* sealed);
@@ -215,7 +245,7 @@ class Shop {
   std::map<std::string, Product, std::less<>> products_;
   std::map<std::string, std::unique_ptr<SaleRuntime>, std::less<>> sales_;
 
-  std::array<std::mutex, 64> stripes_;
+  std::array<UserStripe, 64> stripes_;
   std::atomic<int64_t> in_flight_{0};
 
   std::mutex due_mu_;

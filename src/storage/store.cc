@@ -104,6 +104,11 @@ class ResidencyGuard final : public Store {
     }
     std::vector<std::unique_lock<std::mutex>> held;
     for (size_t i : stripes) held.emplace_back(stripes_[i]);  // in index order: no deadlock
+    // Each user's placement is read once per batch (a group commit holds many users).
+    std::set<std::string_view> placed, checked;
+    for (const auto& op : batch.ops()) {
+      if (op.space == Space::kPlacement && !op.is_delete) placed.insert(op.key);
+    }
     for (const auto& op : batch.ops()) {
       if (op.is_delete) continue;  // removing data never breaks residency
       policy::DataClass cls = ClassOf(op.space);
@@ -119,19 +124,19 @@ class ResidencyGuard final : public Store {
                        fmt::format("placement written in {} must name {}", region_, region_));
         }
       }
-      if (policy::IsPersonal(cls)) RETURN_IF_ERROR(CheckHomedHere(batch, OwnerOf(op.key)));
+      if (policy::IsPersonal(cls)) {
+        std::string_view user = OwnerOf(op.key);
+        // A placement in the same batch (a new user) counts; it was checked above.
+        if (!placed.contains(user) && checked.insert(user).second) {
+          RETURN_IF_ERROR(CheckHomedHere(user));
+        }
+      }
     }
     return inner_->Write(batch);
   }
 
  private:
-  Status CheckHomedHere(const WriteBatch& batch, std::string_view user) {
-    // A placement in the same batch (a new user) counts; it was checked above.
-    for (const auto& op : batch.ops()) {
-      if (op.space == Space::kPlacement && !op.is_delete && op.key == user) {
-        return Status::Ok();
-      }
-    }
+  Status CheckHomedHere(std::string_view user) {
     ASSIGN_OR_RETURN(auto stored, inner_->Get(Space::kPlacement, user));
     std::optional<Placement> p;
     if (stored) p = DecodePlacement(*stored);

@@ -9,8 +9,10 @@
 #include <rocksdb/db.h>
 
 #include <chrono>
+#include <deque>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <thread>
 
@@ -73,6 +75,19 @@ TestCluster::~TestCluster() {
     waitpid(pid, nullptr, 0);
   }
   client_.reset();
+  if (::testing::Test::HasFailure()) {
+    // What the nodes said last: the only trace of a node that crashed once the folder goes.
+    for (const auto& region : Regions()) {
+      std::ifstream in(dir_ + "/" + region + "/node.log");
+      std::deque<std::string> tail;
+      for (std::string line; std::getline(in, line);) {
+        tail.push_back(line);
+        if (tail.size() > 12) tail.pop_front();
+      }
+      std::cerr << "==> " << region << "/node.log (last lines) <==\n";
+      for (const auto& line : tail) std::cerr << line << "\n";
+    }
+  }
   std::error_code ec;
   fs::remove_all(dir_, ec);
 }
