@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 #include <fmt/format.h>
 #include <sodium.h>
@@ -244,19 +245,35 @@ Json Migrations::TransferDetails(const std::string& id, const UserStep& step,
   return details;
 }
 
-Result<std::string> Migrations::SendAccount(const std::string& id, const UserStep& step,
-                                            const Json& snapshot, int64_t* bytes) {
-  // The destination's current public key, over the authenticated channel.
+Result<Migrations::DestinationKey> Migrations::KeyOf(const std::string& region, bool refresh) {
+  const auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(mu_);
+    auto it = keys_.find(region);
+    if (!refresh && it != keys_.end() && now - it->second.fetched < std::chrono::seconds(10)) {
+      return it->second;
+    }
+  }
   net::HttpRequest ask;
   ask.method = "GET";
   ask.target = "/internal/v1/keys";
-  ASSIGN_OR_RETURN(auto keys_res, c_.inter.CallSync(step.to, ask));
+  ASSIGN_OR_RETURN(auto keys_res, c_.inter.CallSync(region, ask));
   if (keys_res.status != 200) return Error(Code::kUnavailable, "destination keys unavailable");
   ASSIGN_OR_RETURN(auto keys, ParseJsonObject(keys_res.body));
-  auto pk = Base64UrlDecode(keys.value("hpke_public_key", ""));
-  const int key_id = keys.value("hpke_key_id", -1);
-  if (!pk || key_id < 0) return Error(Code::kUnavailable, "destination keys malformed");
+  ASSIGN_OR_RETURN(auto pk_text, RequireString(keys, "hpke_public_key"));
+  ASSIGN_OR_RETURN(auto key_id, OptionalInt(keys, "hpke_key_id"));
+  auto pk = Base64UrlDecode(pk_text);
+  if (!pk || !key_id || *key_id < 0 || *key_id > 255) {
+    return Error(Code::kUnavailable, "destination keys malformed");
+  }
+  DestinationKey key{*pk, static_cast<int>(*key_id), now};
+  std::lock_guard lock(mu_);
+  keys_[region] = key;
+  return key;
+}
 
+Result<std::string> Migrations::SendAccount(const std::string& id, const UserStep& step,
+                                            const Json& snapshot, int64_t* bytes) {
   ASSIGN_OR_RETURN(auto dek, c_.codec.ExportUserKey(step.user));
   Json bundle = {{"user", step.user},
                  {"epoch", step.epoch},
@@ -264,33 +281,50 @@ Result<std::string> Migrations::SendAccount(const std::string& id, const UserSte
                  {"dek", Base64Encode(dek.key)},
                  {"snapshot", snapshot}};
   std::string plain = DumpJson(bundle);
-  auto sealed = crypto::hpke::Seal(*pk, kInfo, SealAad(c_.region, step.to, step.user), plain);
-  sodium_memzero(plain.data(), plain.size());
   bundle["dek"] = "";
-  if (!sealed.ok()) return sealed.status();
-  net::HttpRequest send;
-  send.method = "POST";
-  send.target = "/internal/v1/migrate/receive";
-  send.body = DumpJson({{"migration", id},
-                        {"user", step.user},
-                        {"key_id", key_id},
-                        {"enc", Base64Encode(sealed->enc)},
-                        {"ct", Base64Encode(sealed->ct)}});
-  *bytes += static_cast<int64_t>(send.body.size());
-  ASSIGN_OR_RETURN(auto res, c_.inter.CallSync(step.to, send));
-  if (res.status != 200) {
-    auto err = ParseJsonObject(res.body);
+  // A refusal with a reused key may only mean the destination rotated it: fetch it anew
+  // and try once more before taking the refusal as final.
+  Result<net::HttpResponse> res = Error(Code::kUnavailable, "not sent");
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto key = KeyOf(step.to, attempt > 0);
+    if (!key.ok()) {
+      sodium_memzero(plain.data(), plain.size());
+      return key.status();
+    }
+    auto sealed =
+        crypto::hpke::Seal(key->public_key, kInfo, SealAad(c_.region, step.to, step.user), plain);
+    if (!sealed.ok()) {
+      sodium_memzero(plain.data(), plain.size());
+      return sealed.status();
+    }
+    net::HttpRequest send;
+    send.method = "POST";
+    send.target = "/internal/v1/migrate/receive";
+    send.body = DumpJson({{"migration", id},
+                          {"user", step.user},
+                          {"key_id", key->key_id},
+                          {"enc", Base64Encode(sealed->enc)},
+                          {"ct", Base64Encode(sealed->ct)}});
+    *bytes += static_cast<int64_t>(send.body.size());
+    res = c_.inter.CallSync(step.to, send);
+    if (!res.ok() || res->status != 400) break;
+  }
+  sodium_memzero(plain.data(), plain.size());
+  if (!res.ok()) return res.status();
+  if (res->status != 200) {
+    auto err = ParseJsonObject(res->body);
     // Refusals are final (the policy or the user's state there); anything else is retried.
-    const bool refused = res.status == 400 || res.status == 403 || res.status == 409;
+    const bool refused = res->status == 400 || res->status == 403 || res->status == 409;
     return Error(refused ? Code::kConflict : Code::kUnavailable,
                  "destination refused the account: " +
-                     (err.ok() ? err->value("message", "") : std::to_string(res.status)));
+                     (err.ok() ? err->value("message", "") : std::to_string(res->status)));
   }
-  ASSIGN_OR_RETURN(auto answer, ParseJsonObject(res.body));
+  ASSIGN_OR_RETURN(auto answer, ParseJsonObject(res->body));
   return answer.value("digest", "");
 }
 
 Status Migrations::MoveOne(const std::string& id, UserStep& step, int64_t* bytes) {
+  std::optional<Json> fenced_snapshot;  // the last state, reused for the transfer's counts
   if (step.state == "pending") {
     ASSIGN_OR_RETURN(auto placement, c_.accounts.PlacementOf(step.user));
     if (!placement || placement->region != c_.region || placement->state != "active") {
@@ -342,13 +376,20 @@ Status Migrations::MoveOne(const std::string& id, UserStep& step, int64_t* bytes
     const double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - fenced_at)
             .count();
-    std::lock_guard lock(mu_);
-    fence_ms_[id].push_back(ms);
+    {
+      std::lock_guard lock(mu_);
+      fence_ms_[id].push_back(ms);
+    }
+    fenced_snapshot = std::move(snapshot);
   }
   if (step.state == "activated") {
-    // After a crash in the purge the data may already be gone: the counts are then omitted.
-    auto snapshot = Snapshot(step.user);
-    const Json details = TransferDetails(id, step, snapshot.ok() ? *snapshot : Json());
+    // Fenced since, so unchanged. After a crash in the purge the data may already be gone:
+    // the counts are then omitted.
+    if (!fenced_snapshot) {
+      auto snapshot = Snapshot(step.user);
+      fenced_snapshot = snapshot.ok() ? std::move(*snapshot) : Json();
+    }
+    const Json details = TransferDetails(id, step, *fenced_snapshot);
     RETURN_IF_ERROR(c_.shop.DeleteUserData(step.user).status());
     RETURN_IF_ERROR(c_.accounts.PurgeMoved(step.user, step.to, step.epoch, details));
     step.state = "done";

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -108,6 +109,14 @@ class Migrations {
   Result<Json> Snapshot(const std::string& user);
   Result<std::string> SendAccount(const std::string& id, const UserStep& step, const Json& snapshot,
                                   int64_t* bytes);
+  // The destination's HPKE public key: fetched over the authenticated channel, then reused
+  // for a few seconds (one fetch per destination, not per user).
+  struct DestinationKey {
+    std::string public_key;
+    int key_id = -1;
+    std::chrono::steady_clock::time_point fetched;
+  };
+  Result<DestinationKey> KeyOf(const std::string& region, bool refresh);
   Status Count(const std::string& id, std::string_view field, int64_t delta);
   Json TransferDetails(const std::string& id, const UserStep& step, const Json& snapshot) const;
 
@@ -118,6 +127,7 @@ class Migrations {
   bool stop_ = false;
   std::thread thread_;
   std::map<std::string, std::vector<double>> fence_ms_;  // per migration, for p50/p99
+  std::map<std::string, DestinationKey> keys_;           // per destination region
 };
 
 }  // namespace meridian::node
