@@ -201,8 +201,29 @@ Result<std::optional<DekInfo>> EnvelopeCodec::DestroyUserKey(std::string_view us
     auto it = cache_.find(user_id);
     if (it != cache_.end()) cache_.erase(it);
   }
-  RETURN_IF_ERROR(store_.Purge(storage::Space::kKeys));
+  RETURN_IF_ERROR(PurgeKeys());
   return info;
+}
+
+Status EnvelopeCodec::PurgeKeys() {
+  std::unique_lock lock(purge_mu_);
+  const uint64_t ticket = ++purge_tickets_;
+  while (purged_upto_ < ticket) {
+    if (purging_) {
+      purge_cv_.wait(lock);
+      continue;
+    }
+    purging_ = true;
+    const uint64_t covers = purge_tickets_;  // every delete so far happened before this purge
+    lock.unlock();
+    Status st = store_.Purge(storage::Space::kKeys);
+    lock.lock();
+    purging_ = false;
+    if (st.ok()) purged_upto_ = std::max(purged_upto_, covers);
+    purge_cv_.notify_all();
+    if (!st.ok()) return st;
+  }
+  return Status::Ok();
 }
 
 Result<std::string> EnvelopeCodec::Shred(std::string_view user_id) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <array>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -72,6 +73,10 @@ class EnvelopeCodec final : public storage::ValueCodec {
   Result<std::string> WrappedRow(std::string_view user_id, std::string_view raw_id,
                                  std::string_view key);
   std::mutex& StripeFor(std::string_view user_id);
+  // Rewrites the key space's files without the deleted keys. Concurrent callers share one
+  // purge (a purge started after a caller's delete covers it), so shredding many users at
+  // once costs a few compactions, not one each.
+  Status PurgeKeys();
 
   KeyProvider& keys_;
   storage::Store& store_;
@@ -82,6 +87,11 @@ class EnvelopeCodec final : public storage::ValueCodec {
   std::mutex cache_mu_;
   std::map<std::string, DekPtr, std::less<>> cache_;
   std::array<std::mutex, 32> stripes_;
+  std::mutex purge_mu_;
+  std::condition_variable purge_cv_;
+  uint64_t purge_tickets_ = 0;  // deletes waiting for a purge, numbered
+  uint64_t purged_upto_ = 0;    // every ticket up to this one is purged
+  bool purging_ = false;
 };
 
 }  // namespace meridian::keys

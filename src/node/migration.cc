@@ -333,10 +333,11 @@ Status Migrations::MoveOne(const std::string& id, UserStep& step, int64_t* bytes
     }
     ASSIGN_OR_RETURN(auto reserved, c_.shop.HasReservation(step.user));
     if (reserved) return Error(Code::kUnavailable, "waiting for a reservation to settle");
-    ASSIGN_OR_RETURN(auto account, c_.accounts.Snapshot(step.user));
-    const std::string& to = c_.policies.Current()->HomeFor(account["profile"].value("country", ""));
-    if (to != step.to) return Error(Code::kConflict, "the policy no longer sends this user there");
     ASSIGN_OR_RETURN(auto snapshot, Snapshot(step.user));
+    ASSIGN_OR_RETURN(auto country, RequireString(snapshot["account"]["profile"], "country"));
+    if (c_.policies.Current()->HomeFor(country) != step.to) {
+      return Error(Code::kConflict, "the policy no longer sends this user there");
+    }
     step.epoch = placement->epoch + 1;
     step.digest = Digest(snapshot);
     ASSIGN_OR_RETURN(auto theirs, SendAccount(id, step, snapshot, bytes));
@@ -344,10 +345,11 @@ Status Migrations::MoveOne(const std::string& id, UserStep& step, int64_t* bytes
     step.state = "copied";
     RETURN_IF_ERROR(SaveStep(id, step));
   }
+  // The fence is not recorded as a step: after a crash "copied" fences again, which changes
+  // nothing for a fenced user, and saves a synced write per user.
   if (step.state == "copied") {
     RETURN_IF_ERROR(c_.accounts.SetState(step.user, "fenced"));
     step.state = "fenced";
-    RETURN_IF_ERROR(SaveStep(id, step));
   }
   if (step.state == "fenced") {
     const auto fenced_at = std::chrono::steady_clock::now();
@@ -371,6 +373,7 @@ Status Migrations::MoveOne(const std::string& id, UserStep& step, int64_t* bytes
                          {"details", TransferDetails(id, step, snapshot)}});
     ASSIGN_OR_RETURN(auto res, c_.inter.CallSync(step.to, act));
     if (res.status != 200) return Error(Code::kUnavailable, "destination did not activate");
+    // Recorded: from here a repeat would find the source changed by its own purge.
     step.state = "activated";
     RETURN_IF_ERROR(SaveStep(id, step));
     const double ms =
