@@ -203,6 +203,41 @@ TEST_F(ShopTest, ExactlyTheStockIsSoldToConcurrentBuyers) {
   EXPECT_EQ(JsonOf(c_->Call("california", "GET", "/v1/sales/rush"))["state"], "sold_out");
 }
 
+TEST_F(ShopTest, OneBuyerPressingManyTimesAtOnceGetsOneOrder) {
+  // A purchase holds the buyer's lock until its write is durable, though no thread waits
+  // for it: concurrent presses of one buyer are still checked one after another.
+  ASSERT_EQ(CreateSale("solo", 50, nullptr).status, 201);
+  TestUser b = NewUser("IN", 77);
+  std::mutex mu;
+  std::map<std::string, std::set<std::string>> orders_by_key;
+  std::atomic<int> limit{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 12; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string key = "press-" + std::to_string(t % 6);  // each key pressed twice
+      auto r = Buy(b, "solo", key, t % 2 ? "singapore" : "california");
+      if (r.status == 201 || r.status == 200) {
+        std::lock_guard lock(mu);
+        orders_by_key[key].insert(JsonOf(r)["order_id"].get<std::string>());
+      } else if (r.status == 403 && ErrorCodeOf(r) == "limit_reached") {
+        ++limit;
+      } else {
+        ++other;
+        ADD_FAILURE() << r.status << " " << r.body;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  // One key won; its two presses got the same order; every other key hit the limit.
+  ASSERT_EQ(orders_by_key.size(), 1u);
+  EXPECT_EQ(orders_by_key.begin()->second.size(), 1u);
+  EXPECT_EQ(limit.load(), 10);
+  EXPECT_EQ(other.load(), 0);
+  Json stats = Stats("solo");
+  EXPECT_EQ(stats["sold"], 1);
+  EXPECT_EQ(stats["remaining"], 49);
+}
+
 TEST_F(ShopTest, ExpiredReservationsReturnAndAreResoldExactly) {
   ASSERT_EQ(CreateSale("quick", 2, {{"singapore", 2}, {"oregon", 0}, {"beijing", 0}}, 1).status,
             201);
