@@ -17,41 +17,8 @@ done
   { echo "console_e2e: console/node_modules is missing (scripts/build-console)"; exit 1; }
 
 WORK=$(mktemp -d)
-DEV_PID=
-cleanup() {
-  if [ -n "$DEV_PID" ]; then kill -INT "$DEV_PID" 2>/dev/null || true; wait "$DEV_PID" || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-# Ports below Linux's ephemeral range (32768+); a start that loses a race for a port is
-# retried on others (as tests/walkthrough.sh does).
-start_dev() {
-  for _ in $(seq 1 100); do
-    B=$(( (RANDOM % 12000) + 20000 ))
-    if port_free $B && port_free $((B+1)) && port_free $((B+2)) && port_free $((B+3)); then break; fi
-  done
-  D="$WORK/dev$1"
-  "$MERIDIAN" dev --dir "$D" --base-port "$B" --policy legacy > "$WORK/dev.out" 2>&1 &
-  DEV_PID=$!
-  for _ in $(seq 1 300); do
-    grep -q "Ctrl-C stops every node" "$WORK/dev.out" 2>/dev/null && return 0
-    kill -0 "$DEV_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  grep -q "Ctrl-C stops every node" "$WORK/dev.out" && return 0
-  cat "$WORK/dev.out"
-  tail -n 20 "$D"/*/node.log 2>/dev/null || true
-  kill -INT "$DEV_PID" 2>/dev/null || true; wait "$DEV_PID" || true; DEV_PID=
-  return 1
-}
-started=
-for attempt in 1 2 3; do
-  if start_dev $attempt; then started=1; break; fi
-  echo "console_e2e: the cluster did not start (attempt $attempt), retrying on other ports"
-done
-[ -n "$started" ] || exit 1
+. "$HERE/dev_cluster.sh"
+start_dev_cluster --policy legacy || exit 1
 
 mkdir -p "$ARTIFACTS"
 rm -f "$ARTIFACTS"/*.png  # only this run's screenshots
