@@ -278,6 +278,7 @@ TEST_F(ShopTest, AcknowledgedOrdersSurviveKill9) {
   // limit_reached once a buyer holds an order) while singapore is killed at a random moment.
   for (int round = 0; round < 10; ++round) {
     std::atomic<bool> stop{false};
+    std::atomic<int> answered{0}, acked{0};
     std::vector<std::thread> threads;
     for (int t = 0; t < 4; ++t) {
       threads.emplace_back([&, t] {
@@ -288,9 +289,18 @@ TEST_F(ShopTest, AcknowledgedOrdersSurviveKill9) {
           if (r.ok() && r->status == 201) {
             std::lock_guard lock(mu);
             acknowledged[JsonOf(*r)["order_id"]] = buyers[i].user_id;
+            ++acked;
           }
+          ++answered;
         }
       });
+    }
+    // The kill comes at a random moment once purchases are being acknowledged (or every
+    // buyer was answered), however slow the build (sanitizers) makes the first ones.
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (acked == 0 && answered < static_cast<int>(buyers.size()) &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(1ms);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 40));
     c_->StopRegion("singapore", SIGKILL);
