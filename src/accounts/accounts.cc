@@ -572,8 +572,9 @@ Status Accounts::PurgeMoved(std::string_view uid, const std::string& to, int64_t
           audit_.Commit(std::move(batch), {Entry("transfer.out", uid, transfer_details)}));
     }
   }
-  // Crypto-shredding of anything left behind (backups, engine files).
-  return codec_.Shred(uid).status();
+  // Crypto-shredding of anything left behind (backups, engine files). A migration purges
+  // the engine's files once for many users (Migrations::RunOne).
+  return codec_.ShredDeferred(uid).status();
 }
 
 Result<Json> Accounts::DeleteUser(const Principal& p) {

@@ -201,11 +201,10 @@ Result<std::optional<DekInfo>> EnvelopeCodec::DestroyUserKey(std::string_view us
     auto it = cache_.find(user_id);
     if (it != cache_.end()) cache_.erase(it);
   }
-  RETURN_IF_ERROR(PurgeKeys());
   return info;
 }
 
-Status EnvelopeCodec::PurgeKeys() {
+Status EnvelopeCodec::PurgeShredded() {
   std::unique_lock lock(purge_mu_);
   const uint64_t ticket = ++purge_tickets_;
   while (purged_upto_ < ticket) {
@@ -226,7 +225,7 @@ Status EnvelopeCodec::PurgeKeys() {
   return Status::Ok();
 }
 
-Result<std::string> EnvelopeCodec::Shred(std::string_view user_id) {
+Result<std::string> EnvelopeCodec::ShredDeferred(std::string_view user_id) {
   ASSIGN_OR_RETURN(auto info, DestroyUserKey(user_id));
   return info ? info->dek_id : std::string();
 }

@@ -34,9 +34,14 @@ class EnvelopeCodec final : public storage::ValueCodec {
   Result<std::string> Seal(const storage::CodecContext& ctx, std::string_view plaintext) override;
   Result<std::string> Open(const storage::CodecContext& ctx, std::string_view stored) override;
 
-  Result<std::string> Shred(std::string_view user_id) override;
+  Result<std::string> ShredDeferred(std::string_view user_id) override;
+  // Rewrites the key space's files without the deleted keys. Concurrent callers share one
+  // purge (a purge started after a caller's call covers every delete before it), so
+  // shredding many users at once costs a few compactions, not one each.
+  Status PurgeShredded() override;
   Result<std::optional<DekInfo>> DekOf(std::string_view user_id);
-  // Crypto-shredding: deletes the wrapped DEK (and purges it from the engine's files).
+  // Crypto-shredding: deletes the wrapped DEK (PurgeShredded() then purges its old copies
+  // from the engine's files).
   Result<std::optional<DekInfo>> DestroyUserKey(std::string_view user_id);
   // Moving a user to another region: the data key leaves only sealed to the destination
   // (HPKE) and is installed there wrapped by the destination's KEK, so values re-sealed
@@ -73,10 +78,6 @@ class EnvelopeCodec final : public storage::ValueCodec {
   Result<std::string> WrappedRow(std::string_view user_id, std::string_view raw_id,
                                  std::string_view key);
   std::mutex& StripeFor(std::string_view user_id);
-  // Rewrites the key space's files without the deleted keys. Concurrent callers share one
-  // purge (a purge started after a caller's delete covers it), so shredding many users at
-  // once costs a few compactions, not one each.
-  Status PurgeKeys();
 
   KeyProvider& keys_;
   storage::Store& store_;

@@ -184,6 +184,11 @@ int RunNode(const std::string& config_path, const std::string& region) {
       [role, &pol](policy::DataClass c) { return pol.MayHold(role, c); });
   keys::EnvelopeCodec codec(key_provider, *store, SystemRandom::Instance(),
                             SystemClock::Instance());
+  // Keys shredded just before a crash may still sit in the engine's files: purge them.
+  if (auto st = codec.PurgeShredded(); !st.ok()) {
+    std::fprintf(stderr, "meridian node: %s\n", st.ToString().c_str());
+    return 1;
+  }
 
   audit::AuditLog audit_log(
       *store, region, SystemClock::Instance(),

@@ -17,9 +17,16 @@ class FramingCodec final : public ValueCodec {
     }
     return std::string(stored.substr(kTag.size()));
   }
-  Result<std::string> Shred(std::string_view) override { return std::string(); }
+  Result<std::string> ShredDeferred(std::string_view) override { return std::string(); }
+  Status PurgeShredded() override { return Status::Ok(); }
 };
 }  // namespace
+
+Result<std::string> ValueCodec::Shred(std::string_view user_id) {
+  ASSIGN_OR_RETURN(auto id, ShredDeferred(user_id));
+  RETURN_IF_ERROR(PurgeShredded());
+  return id;
+}
 
 std::unique_ptr<ValueCodec> MakeFramingCodec() { return std::make_unique<FramingCodec>(); }
 

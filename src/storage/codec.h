@@ -27,9 +27,15 @@ class ValueCodec {
   virtual ~ValueCodec() = default;
   virtual Result<std::string> Seal(const CodecContext& ctx, std::string_view plaintext) = 0;
   virtual Result<std::string> Open(const CodecContext& ctx, std::string_view stored) = 0;
-  // Crypto-shredding: makes every value of the user unreadable for good. Returns the id of
-  // the destroyed key ("" when the codec holds no per-user key).
-  virtual Result<std::string> Shred(std::string_view user_id) = 0;
+  // Crypto-shredding: makes every value of the user unreadable for good, the key gone from
+  // the engine's files too, before it returns. Returns the id of the destroyed key (""
+  // when the codec holds no per-user key).
+  Result<std::string> Shred(std::string_view user_id);
+  // The same in two steps, for many users at once: the key is deleted now (unusable from
+  // here), and its old copies leave the engine's files at the next PurgeShredded(), which
+  // covers every key shredded before it was called (and runs at each node start).
+  virtual Result<std::string> ShredDeferred(std::string_view user_id) = 0;
+  virtual Status PurgeShredded() = 0;
 };
 
 // Version-tagged framing without encryption (until the envelope codec lands).

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <thread>
 
 #include "config/cluster.h"
 #include "crypto/crypto.h"
@@ -128,6 +130,40 @@ TEST_F(KeysTest, ShreddingMakesEveryCopyUnreadable) {
   EXPECT_EQ(*destroyed, (*info)->dek_id);
   EXPECT_EQ(codec_->Open(Ctx("u1"), sealed).status().code(), Code::kIntegrityError);
   EXPECT_FALSE(store_->Get(storage::Space::kKeys, "u1").value().has_value());
+}
+
+TEST_F(KeysTest, DeferredShredsLeaveTheEngineFilesAtOneSharedPurge) {
+  // Many users shredded at once (a migration's source): the keys are unusable at once, and
+  // one purge removes every old copy of the wrapped keys from the engine's files.
+  std::vector<std::string> users, rows, sealed;
+  for (int i = 0; i < 20; ++i) {
+    users.push_back("u" + std::to_string(i));
+    sealed.push_back(*codec_->Seal(Ctx(users.back()), "secret"));
+    rows.push_back(*store_->Get(storage::Space::kKeys, users.back()).value());
+  }
+  auto files_holding = [&](const std::string& needle) {
+    int n = 0;
+    for (const auto& e : fs::recursive_directory_iterator(dir_ / "db")) {
+      if (!e.is_regular_file()) continue;
+      std::ifstream in(e.path(), std::ios::binary);
+      std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      n += bytes.find(needle) != std::string::npos;
+    }
+    return n;
+  };
+  ASSERT_GT(files_holding(rows[0]), 0);  // the search does find a wrapped key
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = t; i < 20; i += 4) ASSERT_TRUE(codec_->ShredDeferred(users[i]).ok());
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(codec_->Open(Ctx(users[i]), sealed[i]).status().code(), Code::kIntegrityError);
+  }
+  ASSERT_TRUE(codec_->PurgeShredded().ok());
+  for (const auto& row : rows) EXPECT_EQ(files_holding(row), 0);
 }
 
 TEST_F(KeysTest, RewrapMovesEveryDataKeyToTheNewKek) {
