@@ -34,10 +34,6 @@ using Clock = std::chrono::steady_clock;
 constexpr int64_t kSoldOutBuyers = 2000;  // buyers cycled through in sold-out mode
 constexpr int64_t kSoldOutChecked = 500;  // buyers told sold out whose orders are checked
 
-double SecondsSince(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
 void Progress(const std::string& what) { std::fprintf(stderr, "flash-sale: %s\n", what.c_str()); }
 
 std::string Iso(std::chrono::system_clock::duration from_now) {
@@ -79,15 +75,6 @@ Result<PhonePlan> PlanFor(const std::string& country, int64_t buyers) {
   std::mt19937_64 rng(std::random_device{}());
   p.base = static_cast<int64_t>(rng() % static_cast<uint64_t>(span - p.first));
   return p;
-}
-
-std::string ExtractString(std::string_view body, std::string_view field) {
-  std::string needle = "\"" + std::string(field) + "\":\"";
-  size_t at = body.find(needle);
-  if (at == std::string_view::npos) return {};
-  at += needle.size();
-  size_t end = body.find('"', at);
-  return end == std::string_view::npos ? std::string() : std::string(body.substr(at, end - at));
 }
 
 struct Buyer {

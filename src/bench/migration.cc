@@ -34,20 +34,7 @@ using Clock = std::chrono::steady_clock;
 constexpr double kTarget = 0.5;  // migration users/s over baseline users/s, at least
 constexpr int kSetupConnections = 16;
 
-double SecondsSince(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
 void Progress(const std::string& what) { std::fprintf(stderr, "migration: %s\n", what.c_str()); }
-
-std::string ExtractString(std::string_view body, std::string_view field) {
-  std::string needle = "\"" + std::string(field) + "\":\"";
-  size_t at = body.find(needle);
-  if (at == std::string_view::npos) return {};
-  at += needle.size();
-  size_t end = body.find('"', at);
-  return end == std::string_view::npos ? std::string() : std::string(body.substr(at, end - at));
-}
 
 // Valid US mobile numbers, (650) NXX-XXXX, from a random base; `block` keeps the migrated
 // users and the baseline's apart.

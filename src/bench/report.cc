@@ -110,4 +110,17 @@ std::string Rate(double per_s) {
   return fmt::format("{:.0f}", per_s);
 }
 
+double SecondsSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+std::string ExtractString(std::string_view body, std::string_view field) {
+  std::string needle = "\"" + std::string(field) + "\":\"";
+  size_t at = body.find(needle);
+  if (at == std::string_view::npos) return {};
+  at += needle.size();
+  size_t end = body.find('"', at);
+  return end == std::string_view::npos ? std::string() : std::string(body.substr(at, end - at));
+}
+
 }  // namespace meridian::bench

@@ -2,6 +2,7 @@
 // run (date, cores, load), and JSON files for scripts/bench-flash-report.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -42,6 +43,11 @@ class OutcomeTable {
 // Date (UTC, RFC 3339), core count and load average of this machine now.
 Json MachineFacts();
 Status WriteJsonFile(const std::string& path, const Json& doc);
+// Seconds of the steady clock since `t`.
+double SecondsSince(std::chrono::steady_clock::time_point t);
+// A top-level string field of a small JSON answer, found without parsing it (the load
+// generators read tokens and ids from thousands of answers); "" when absent.
+std::string ExtractString(std::string_view body, std::string_view field);
 // "1.23 k" style figures for the printed tables.
 std::string Rate(double per_s);
 
