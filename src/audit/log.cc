@@ -1,10 +1,10 @@
 #include "audit/log.h"
 
 #include <charconv>
-#include <optional>
 
 #include <fmt/format.h>
 
+#include "common/await.h"
 #include "common/encoding.h"
 #include "crypto/crypto.h"
 
@@ -85,20 +85,13 @@ Status AuditLog::Start() {
 
 Status AuditSink::Commit(storage::WriteBatch batch, std::vector<Json> entries,
                          uint64_t* first_index) {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::optional<Status> result;
-  uint64_t index = 0;
-  CommitAsync(std::move(batch), std::move(entries), [&](Status st, uint64_t first) {
-    std::lock_guard lock(mu);
-    result = std::move(st);
-    index = first;
-    cv.notify_one();
+  auto [st, first] = Await<std::pair<Status, uint64_t>>([&](auto done) {
+    CommitAsync(std::move(batch), std::move(entries), [done](Status s, uint64_t i) {
+      done({std::move(s), i});
+    });
   });
-  std::unique_lock lock(mu);
-  cv.wait(lock, [&] { return result.has_value(); });
-  if (first_index != nullptr) *first_index = index;
-  return std::move(*result);
+  if (first_index != nullptr) *first_index = first;
+  return st;
 }
 
 AuditLog::~AuditLog() {

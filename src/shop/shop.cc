@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "common/await.h"
 #include "common/log.h"
 #include "crypto/crypto.h"
 
@@ -428,17 +429,8 @@ Result<QuotaView> Shop::Quota(std::string_view sale_id) const {
 
 Result<Shop::Purchased> Shop::Purchase(const std::string& user_id, const std::string& sale_id,
                                        std::string_view idempotency_key) {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::optional<Result<Purchased>> result;
-  PurchaseAsync(user_id, sale_id, idempotency_key, [&](Result<Purchased> r) {
-    std::lock_guard lock(mu);
-    result.emplace(std::move(r));
-    cv.notify_one();
-  });
-  std::unique_lock lock(mu);
-  cv.wait(lock, [&] { return result.has_value(); });
-  return std::move(*result);
+  return Await<Result<Purchased>>(
+      [&](auto done) { PurchaseAsync(user_id, sale_id, idempotency_key, done); });
 }
 
 void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
