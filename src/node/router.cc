@@ -1185,22 +1185,18 @@ class Router final : public net::Handler {
       }
     }
     auto shared_req = std::make_shared<HttpRequest>(std::move(req));
-    if (route.id == RouteId::kPurchase) {
-      // The worker is free again as soon as the write is queued: the answer leaves from
-      // the audit log's writer once the order is durable.
-      return OnWorkerAsync(std::move(done), [this, params = std::move(params),
-                                             shared_req](const Respond& respond) {
-        auto principal = c_.accounts->Authenticate(BearerToken(*shared_req));
-        if (!principal.ok()) return respond(HttpResponse::FromStatus(principal.status()));
-        c_.shop.PurchaseAsync(
+    OnWorkerAsync(std::move(done), [this, id = route.id, params = std::move(params),
+                                    shared_req](const Respond& respond) {
+      auto principal = c_.accounts->Authenticate(BearerToken(*shared_req));
+      if (!principal.ok()) return respond(HttpResponse::FromStatus(principal.status()));
+      if (id == RouteId::kPurchase) {
+        // The worker is free again as soon as the write is queued: the answer leaves from
+        // the audit log's writer once the order is durable.
+        return c_.shop.PurchaseAsync(
             principal->user_id, params[0], shared_req->Header("idempotency-key"),
             [respond](Result<shop::Shop::Purchased> r) { respond(PurchaseAnswer(std::move(r))); });
-      });
-    }
-    OnWorker(std::move(done), [this, id = route.id, params = std::move(params), shared_req] {
-      auto principal = c_.accounts->Authenticate(BearerToken(*shared_req));
-      if (!principal.ok()) return HttpResponse::FromStatus(principal.status());
-      return UserCall(id, *principal, params, *shared_req);
+      }
+      respond(UserCall(id, *principal, params, *shared_req));
     });
   }
 
