@@ -201,25 +201,7 @@ class FlashSale {
 
   // Closed-loop set-up requests over the generator's connections.
   Result<LoadSummary> Bulk(size_t n, const RequestFn& make, const ReplyFn& on) {
-    LoadOptions lo;
-    lo.host = ep_.host;
-    lo.port = ep_.port;
-    lo.connections = o_.setup_connections;
-    lo.rate = 0;
-    lo.requests = n;
-    return RunLoad(lo, make, on);
-  }
-
-  void AppendRequest(std::string& out, std::string_view method, std::string_view target,
-                     std::string_view token, std::string_view extra_headers,
-                     std::string_view body) const {
-    out.append(method).append(" ").append(target).append(" HTTP/1.1\r\nHost: ");
-    out.append(ep_.host).append(":").append(std::to_string(ep_.port)).append("\r\n");
-    if (!token.empty()) out.append("Authorization: Bearer ").append(token).append("\r\n");
-    out.append(extra_headers);
-    if (!body.empty()) out.append("Content-Type: application/json\r\n");
-    out.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n\r\n");
-    out.append(body);
+    return RunClosed(ep_, o_.setup_connections, n, make, on);
   }
 
   Status RegisterBuyers(int64_t count) {
@@ -228,37 +210,19 @@ class FlashSale {
                          o_.setup_connections));
     auto started = Clock::now();
     buyers_.assign(static_cast<size_t>(count), {});
-    std::vector<size_t> todo(buyers_.size());
-    for (size_t i = 0; i < todo.size(); ++i) todo[i] = i;
-    std::string last_error;
-    for (int pass = 0; pass < 5 && !todo.empty(); ++pass) {
-      if (pass > 0) std::this_thread::sleep_for(200ms);
-      std::vector<size_t> failed;
-      auto make = [&](size_t k, std::string& out) {
-        size_t b = todo[k];
-        std::string body = DumpJson({{"country", o_.country},
-                                     {"phone", plan.For(static_cast<int64_t>(b))},
-                                     {"password", "correct horse battery"}});
-        AppendRequest(out, "POST", "/v1/accounts", {}, {}, body);
-      };
-      auto on = [&](size_t k, const Reply& r) {
-        size_t b = todo[k];
-        if (r.status == 201) {
-          buyers_[b].user_id = ExtractString(r.body, "user_id");
-          buyers_[b].token = ExtractString(r.body, "token");
-          if (home_.empty()) home_ = ExtractString(r.body, "home_region");
-          if (!buyers_[b].token.empty()) return;
-        }
-        last_error = fmt::format("{} {}", r.status, r.body);
-        failed.push_back(b);
-      };
-      RETURN_IF_ERROR(Bulk(todo.size(), make, on).status());
-      todo = std::move(failed);
-    }
-    if (!todo.empty()) {
-      return Error(Code::kInternal, fmt::format("{} buyers could not register; last answer: {}",
-                                                todo.size(), last_error));
-    }
+    RETURN_IF_ERROR(RegisterAccounts(
+        ep_, o_.setup_connections, buyers_.size(),
+        [&](size_t b) {
+          return DumpJson({{"country", o_.country},
+                           {"phone", plan.For(static_cast<int64_t>(b))},
+                           {"password", "correct horse battery"}});
+        },
+        [&](size_t b, std::string_view body) {
+          buyers_[b].user_id = ExtractString(body, "user_id");
+          buyers_[b].token = ExtractString(body, "token");
+          if (home_.empty()) home_ = ExtractString(body, "home_region");
+          return !buyers_[b].token.empty();
+        }));
     double secs = SecondsSince(started);
     Progress(fmt::format("registered {} buyers in {:.1f} s ({}/s), home region {}", count, secs,
                          Rate(static_cast<double>(count) / secs), home_));
@@ -331,7 +295,7 @@ class FlashSale {
     auto buyer_of = [&](size_t i) { return sold_out_mode_ ? 1 + i % cycle : i; };
     auto make = [&](size_t i, std::string& out) {
       std::string key = "Idempotency-Key: " + run_id_ + "-" + std::to_string(i) + "\r\n";
-      AppendRequest(out, "POST", target, buyers_[buyer_of(i)].token, key, {});
+      AppendRequest(out, ep_, "POST", target, buyers_[buyer_of(i)].token, {}, {}, key);
     };
     int64_t won = 0;
     int64_t stock_gone_ns = -1, first_sold_out_after_ns = -1, last_won_ns = -1;
@@ -474,7 +438,7 @@ class FlashSale {
 
     int64_t lost = 0, phantom = 0, verify_errors = 0;
     auto make = [&](size_t k, std::string& out) {
-      AppendRequest(out, "GET", "/v1/me/orders", buyers_[check[k]].token, {}, {});
+      AppendRequest(out, ep_, "GET", "/v1/me/orders", buyers_[check[k]].token, {});
     };
     auto on = [&](size_t k, const Reply& r) {
       size_t b = check[k];

@@ -9,7 +9,9 @@
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
+
 #include <unistd.h>
+#include <thread>
 
 #include <algorithm>
 #include <charconv>
@@ -561,6 +563,58 @@ Result<LoadSummary> RunLoad(const LoadOptions& options, const RequestFn& make,
                             const ReplyFn& on_reply) {
   Generator g(options, make, on_reply);
   return g.Run();
+}
+
+void AppendRequest(std::string& out, const HttpEndpoint& ep, std::string_view method,
+                   std::string_view target, std::string_view token, std::string_view body,
+                   std::string_view content_type, std::string_view extra_headers) {
+  out.append(method).append(" ").append(target).append(" HTTP/1.1\r\nHost: ");
+  out.append(ep.host).append(":").append(std::to_string(ep.port)).append("\r\n");
+  if (!token.empty()) out.append("Authorization: Bearer ").append(token).append("\r\n");
+  out.append(extra_headers);
+  if (!body.empty()) out.append("Content-Type: ").append(content_type).append("\r\n");
+  out.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n\r\n");
+  out.append(body);
+}
+
+Result<LoadSummary> RunClosed(const HttpEndpoint& ep, int connections, size_t n,
+                              const RequestFn& make, const ReplyFn& on_reply,
+                              std::chrono::milliseconds drain) {
+  LoadOptions lo;
+  lo.host = ep.host;
+  lo.port = ep.port;
+  lo.connections = connections;
+  lo.rate = 0;
+  lo.requests = n;
+  lo.drain = drain;
+  return RunLoad(lo, make, on_reply);
+}
+
+Status RegisterAccounts(const HttpEndpoint& ep, int connections, size_t n,
+                        const std::function<std::string(size_t)>& body_of,
+                        const std::function<bool(size_t, std::string_view)>& created) {
+  std::vector<size_t> todo(n);
+  for (size_t i = 0; i < n; ++i) todo[i] = i;
+  std::string last_error;
+  for (int pass = 0; pass < 5 && !todo.empty(); ++pass) {
+    if (pass > 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::vector<size_t> failed;
+    auto make = [&](size_t k, std::string& out) {
+      AppendRequest(out, ep, "POST", "/v1/accounts", {}, body_of(todo[k]));
+    };
+    auto on = [&](size_t k, const Reply& r) {
+      if (r.status == 201 && created(todo[k], r.body)) return;
+      last_error = std::to_string(r.status) + " " + std::string(r.body);
+      failed.push_back(todo[k]);
+    };
+    RETURN_IF_ERROR(RunClosed(ep, connections, todo.size(), make, on).status());
+    todo = std::move(failed);
+  }
+  if (!todo.empty()) {
+    return Error(Code::kInternal, std::to_string(todo.size()) +
+                                      " accounts could not register; last answer: " + last_error);
+  }
+  return Status::Ok();
 }
 
 }  // namespace meridian::bench

@@ -75,4 +75,19 @@ Result<HttpEndpoint> ParseHttpUrl(std::string_view url);
 Result<LoadSummary> RunLoad(const LoadOptions& options, const RequestFn& make,
                             const ReplyFn& on_reply);
 
+// Appends one HTTP/1.1 request for `ep` to `out`; `extra_headers` are complete lines.
+void AppendRequest(std::string& out, const HttpEndpoint& ep, std::string_view method,
+                   std::string_view target, std::string_view token, std::string_view body,
+                   std::string_view content_type = "application/json",
+                   std::string_view extra_headers = {});
+// Closed-loop set-up work: `n` requests over `connections`, each sent when one returns.
+Result<LoadSummary> RunClosed(const HttpEndpoint& ep, int connections, size_t n,
+                              const RequestFn& make, const ReplyFn& on_reply,
+                              std::chrono::milliseconds drain = std::chrono::seconds(15));
+// Registers accounts 0..n-1 at `ep` (POST /v1/accounts with body_of(i)), a few passes for
+// transient refusals; `created(i, body)` takes a 201's answer and says whether it is usable.
+Status RegisterAccounts(const HttpEndpoint& ep, int connections, size_t n,
+                        const std::function<std::string(size_t)>& body_of,
+                        const std::function<bool(size_t, std::string_view)>& created);
+
 }  // namespace meridian::bench

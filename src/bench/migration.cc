@@ -132,63 +132,22 @@ class MigrationBench {
     return ParseJsonObject(r.body);
   }
 
-  static void AppendRequest(std::string& out, const HttpEndpoint& ep, std::string_view method,
-                            std::string_view target, std::string_view token,
-                            std::string_view content_type, std::string_view body) {
-    out.append(method).append(" ").append(target).append(" HTTP/1.1\r\nHost: ");
-    out.append(ep.host).append(":").append(std::to_string(ep.port)).append("\r\n");
-    if (!token.empty()) out.append("Authorization: Bearer ").append(token).append("\r\n");
-    if (!body.empty()) out.append("Content-Type: ").append(content_type).append("\r\n");
-    out.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n\r\n");
-    out.append(body);
-  }
-
-  Result<LoadSummary> Closed(const HttpEndpoint& ep, int connections, size_t n,
-                             const RequestFn& make, const ReplyFn& on) {
-    LoadOptions lo;
-    lo.host = ep.host;
-    lo.port = ep.port;
-    lo.connections = connections;
-    lo.rate = 0;
-    lo.requests = n;
-    lo.drain = 120s;
-    return RunLoad(lo, make, on);
-  }
-
   // US users registered at `ep` (their home there), a few passes for transient refusals.
   Status Register(const HttpEndpoint& ep, int64_t block, std::vector<User>& users) {
     Progress(fmt::format("registering {} US users at {}", o_.users, ep.base_url));
     auto started = Clock::now();
     users.assign(static_cast<size_t>(o_.users), {});
-    std::vector<size_t> todo(users.size());
-    for (size_t i = 0; i < todo.size(); ++i) todo[i] = i;
-    std::string last_error;
-    for (int pass = 0; pass < 5 && !todo.empty(); ++pass) {
-      if (pass > 0) std::this_thread::sleep_for(200ms);
-      std::vector<size_t> failed;
-      auto make = [&](size_t k, std::string& out) {
-        std::string body =
-            DumpJson({{"country", "US"},
-                      {"phone", UsPhone(phone_base_, block, static_cast<int64_t>(todo[k]))},
-                      {"password", "correct horse battery"}});
-        AppendRequest(out, ep, "POST", "/v1/accounts", {}, "application/json", body);
-      };
-      auto on = [&](size_t k, const Reply& r) {
-        size_t u = todo[k];
-        if (r.status == 201) {
-          users[u].token = ExtractString(r.body, "token");
-          if (!users[u].token.empty()) return;
-        }
-        last_error = fmt::format("{} {}", r.status, r.body);
-        failed.push_back(u);
-      };
-      RETURN_IF_ERROR(Closed(ep, kSetupConnections, todo.size(), make, on).status());
-      todo = std::move(failed);
-    }
-    if (!todo.empty()) {
-      return Error(Code::kInternal, fmt::format("{} users could not register; last answer: {}",
-                                                todo.size(), last_error));
-    }
+    RETURN_IF_ERROR(RegisterAccounts(
+        ep, kSetupConnections, users.size(),
+        [&](size_t u) {
+          return DumpJson({{"country", "US"},
+                           {"phone", UsPhone(phone_base_, block, static_cast<int64_t>(u))},
+                           {"password", "correct horse battery"}});
+        },
+        [&](size_t u, std::string_view body) {
+          users[u].token = ExtractString(body, "token");
+          return !users[u].token.empty();
+        }));
     Progress(fmt::format("registered {} users in {:.1f} s", o_.users, SecondsSince(started)));
     return Status::Ok();
   }
@@ -205,7 +164,7 @@ class MigrationBench {
     auto make = [&](size_t i, std::string& out) {
       const User& u = users[i / per_user];
       std::string target = fmt::format("/v1/me/records/bench/r{}", i % per_user);
-      AppendRequest(out, ep, "PUT", target, u.token, "application/octet-stream", payload_);
+      AppendRequest(out, ep, "PUT", target, u.token, payload_, "application/octet-stream");
     };
     size_t bad = 0;
     std::string last_error;
@@ -214,7 +173,7 @@ class MigrationBench {
       ++bad;
       last_error = fmt::format("{} {}", r.status, r.body.substr(0, 200));
     };
-    ASSIGN_OR_RETURN(auto sum, Closed(ep, connections, n, make, on));
+    ASSIGN_OR_RETURN(auto sum, RunClosed(ep, connections, n, make, on, 120s));
     sum.failed = bad;
     if (bad > 0) {
       Progress(fmt::format("{}: {} PUTs failed; last answer: {}", what, bad, last_error));
