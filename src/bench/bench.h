@@ -25,7 +25,7 @@ struct FlashSaleOptions {
   double duration_s = 0;
   int connections = 64;
   std::string country = "IN";
-  int io_threads = 1;          // event loops per node of the private cluster
+  int io_threads = 2;          // event loops per node of the private cluster (a node's default)
   int setup_connections = 32;  // for registering buyers and checking orders
   int64_t verify_buyers = 2000;
   bool kill_restart = true;  // kill -9 and restart the home node before counting lost orders

@@ -145,15 +145,22 @@ std::optional<TokenClaims> PeekToken(std::string_view token) {
   return ParsePayload(parts[0]);
 }
 
-Result<TokenClaims> VerifyToken(std::string_view token, std::string_view key, int64_t now_ms) {
-  auto claims = PeekToken(token);
-  if (!claims) return Error(Code::kUnauthenticated, "malformed token");
+Status VerifyToken(std::string_view token, const TokenClaims& peeked, std::string_view key,
+                   int64_t now_ms) {
   size_t dot = token.rfind('.');
+  if (dot == std::string_view::npos) return Error(Code::kUnauthenticated, "malformed token");
   auto mac = Base64UrlDecode(token.substr(dot + 1));
   if (!mac || !ConstantTimeEquals(*mac, HmacSha256(key, token.substr(0, dot)))) {
     return Error(Code::kUnauthenticated, "invalid token");
   }
-  if (claims->expires_ms <= now_ms) return Error(Code::kUnauthenticated, "token expired");
+  if (peeked.expires_ms <= now_ms) return Error(Code::kUnauthenticated, "token expired");
+  return Status::Ok();
+}
+
+Result<TokenClaims> VerifyToken(std::string_view token, std::string_view key, int64_t now_ms) {
+  auto claims = PeekToken(token);
+  if (!claims) return Error(Code::kUnauthenticated, "malformed token");
+  RETURN_IF_ERROR(VerifyToken(token, *claims, key, now_ms));
   return std::move(*claims);
 }
 

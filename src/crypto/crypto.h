@@ -41,6 +41,9 @@ std::string IssueToken(const TokenClaims& claims, std::string_view key);
 std::optional<TokenClaims> PeekToken(std::string_view token);
 // Checks format, MAC (constant time) and expiry.
 Result<TokenClaims> VerifyToken(std::string_view token, std::string_view key, int64_t now_ms);
+// The same check for a token whose claims were already read with PeekToken.
+Status VerifyToken(std::string_view token, const TokenClaims& peeked, std::string_view key,
+                   int64_t now_ms);
 
 // AES-256-GCM. Seal returns ciphertext || tag; Open fails with integrity_error.
 inline constexpr size_t kGcmNonceSize = 12;

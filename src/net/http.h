@@ -24,7 +24,6 @@ struct HttpRequest {
   std::string query;
   Headers headers;
   std::string body;
-  std::string remote;  // peer address
   // The common name of a verified TLS client certificate (mutual TLS), else empty.
   std::string peer_identity;
 

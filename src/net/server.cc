@@ -131,14 +131,13 @@ class Session : public SessionBase {
     reading_ = false;
     keep_alive_ = parser_->get().keep_alive();
     HttpRequest req = FromBeast(parser_->release());
-    beast::error_code ec;
-    auto ep = Lowest().socket().remote_endpoint(ec);
-    if (!ec) req.remote = ep.address().to_string();
     req.peer_identity = peer_identity_;
     Lowest().expires_never();  // the handler may take its time; the write gets a deadline
     sh_.handler.Handle(std::move(req), [self = Self().shared_from_this()](HttpResponse r) {
+      // An answer given on the event loop itself (sold out, say) is written at once; one
+      // from another thread is handed to the loop.
       auto exec = self->Executor();
-      asio::post(exec, [self, r = std::move(r)]() mutable { self->Write(std::move(r), true); });
+      asio::dispatch(exec, [self, r = std::move(r)]() mutable { self->Write(std::move(r), true); });
     });
   }
 

@@ -1180,8 +1180,10 @@ class Router final : public net::Handler {
       int64_t now = SystemClock::Instance().NowMs();
       if (sale && now >= sale->starts_at_ms && now < sale->ends_at_ms &&
           c_.shop.SoldOutHere(params[0]) &&
-          crypto::VerifyToken(token, c_.keys.TokenKey(), now).ok()) {
-        return done(HttpResponse::FromStatus(Error(Code::kSoldOut, "sold out")));
+          crypto::VerifyToken(token, *claims, c_.keys.TokenKey(), now).ok()) {
+        static const HttpResponse kSoldOut =
+            HttpResponse::FromStatus(Error(Code::kSoldOut, "sold out"));
+        return done(kSoldOut);
       }
     }
     auto shared_req = std::make_shared<HttpRequest>(std::move(req));

@@ -2,7 +2,9 @@
 
 #include <array>
 #include <mutex>
+#include <optional>
 #include <set>
+#include <unordered_map>
 #include <vector>
 
 #include <fmt/format.h>
@@ -83,6 +85,7 @@ class ResidencyGuard final : public Store {
       : inner_(std::move(inner)), region_(std::move(region)), may_hold_(std::move(may_hold)) {}
 
   Result<std::optional<std::string>> Get(Space space, std::string_view key) override {
+    if (space == Space::kPlacement) return PlacementBytes(key);
     return inner_->Get(space, key);
   }
   Status Scan(Space space, std::string_view prefix, const ScanFn& fn) override {
@@ -132,12 +135,58 @@ class ResidencyGuard final : public Store {
         }
       }
     }
-    return inner_->Write(batch);
+    RETURN_IF_ERROR(inner_->Write(batch));
+    // Still under the users' stripes: the next write for them sees the new placement.
+    for (const auto& op : batch.ops()) {
+      if (op.space != Space::kPlacement) continue;
+      PlacementShard& shard = ShardOf(op.key);
+      std::lock_guard lock(shard.mu);
+      ++shard.generation;
+      shard.values.insert_or_assign(
+          op.key, op.is_delete ? std::optional<std::string>() : std::optional(op.value));
+    }
+    return Status::Ok();
   }
 
  private:
-  Status CheckHomedHere(std::string_view user) {
+  // Every placement write passes through Write above, so a copy of the stored bytes kept
+  // here is never stale: authentication and every write's residency check read a user's
+  // placement without a storage read or a lock held across one. A shard's generation
+  // keeps a read that raced with a write from caching what the write replaced.
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  struct PlacementShard {
+    std::mutex mu;
+    uint64_t generation = 0;
+    std::unordered_map<std::string, std::optional<std::string>, Hash, std::equal_to<>> values;
+  };
+  static constexpr size_t kCachedPerShard = 1 << 15;  // 2 M users in all, then start over
+
+  PlacementShard& ShardOf(std::string_view user) {
+    return cache_[std::hash<std::string_view>{}(user) % cache_.size()];
+  }
+
+  Result<std::optional<std::string>> PlacementBytes(std::string_view user) {
+    PlacementShard& shard = ShardOf(user);
+    uint64_t generation;
+    {
+      std::lock_guard lock(shard.mu);
+      if (auto it = shard.values.find(user); it != shard.values.end()) return it->second;
+      generation = shard.generation;
+    }
     ASSIGN_OR_RETURN(auto stored, inner_->Get(Space::kPlacement, user));
+    std::lock_guard lock(shard.mu);
+    if (shard.generation == generation) {
+      if (shard.values.size() >= kCachedPerShard) shard.values.clear();
+      shard.values.emplace(user, stored);
+    }
+    return stored;
+  }
+
+  Status CheckHomedHere(std::string_view user) {
+    ASSIGN_OR_RETURN(auto stored, PlacementBytes(user));
     std::optional<Placement> p;
     if (stored) p = DecodePlacement(*stored);
     if (!p || p->region != region_ || p->state == "gone") {
@@ -154,6 +203,7 @@ class ResidencyGuard final : public Store {
   std::string region_;
   MayHoldFn may_hold_;
   std::array<std::mutex, 64> stripes_;
+  std::array<PlacementShard, 64> cache_;
 };
 }  // namespace
 

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
+#include <thread>
 
 #include "common/random.h"
 #include "storage/store.h"
@@ -117,6 +119,84 @@ TEST_F(GuardTest, HomeRegionRefusesUsersHomedElsewhere) {
   mixed.Put(Space::kDevice, "u_nobody/d", "refused");
   EXPECT_EQ(store->Write(mixed).code(), Code::kResidencyViolation);
   EXPECT_FALSE(store->Get(Space::kContent, "u_home/r2").value().has_value());
+}
+
+// The guard keeps placements in memory; every change through it must be seen at once, a
+// refused batch must leave the remembered placement as stored, and readers racing writers
+// must never leave an old placement remembered.
+TEST_F(GuardTest, RememberedPlacementsFollowEveryChange) {
+  auto store = Guarded("oregon", /*edge=*/false);
+  auto state_of = [&](std::string_view user) -> std::string {
+    auto v = store->Get(Space::kPlacement, user);
+    EXPECT_TRUE(v.ok());
+    if (!v.ok() || !v->has_value()) return "none";
+    return DecodePlacement(**v).value_or(Placement{"?", "corrupt"}).state;
+  };
+  auto write_record = [&](std::string_view user) {
+    WriteBatch b;
+    b.Put(Space::kContent, std::string(user) + "/r", "v");
+    return store->Write(b).code();
+  };
+  EXPECT_EQ(state_of("u1"), "none");  // a miss is remembered too...
+  EXPECT_EQ(write_record("u1"), Code::kResidencyViolation);
+  WriteBatch create;  // ...and replaced by the placement written next
+  create.Put(Space::kPlacement, "u1", EncodePlacement({"oregon"}));
+  ASSERT_TRUE(store->Write(create).ok());
+  EXPECT_EQ(state_of("u1"), "active");
+  EXPECT_EQ(write_record("u1"), Code::kOk);
+
+  WriteBatch fence;  // a migration's fence stops the very next write
+  fence.Put(Space::kPlacement, "u1", EncodePlacement({"oregon", "fenced"}));
+  ASSERT_TRUE(store->Write(fence).ok());
+  EXPECT_EQ(state_of("u1"), "fenced");
+  EXPECT_EQ(write_record("u1"), Code::kFenced);
+
+  WriteBatch refused;  // refused as a whole: the fence stays, in memory and on disk
+  refused.Put(Space::kPlacement, "u1", EncodePlacement({"oregon"}));
+  refused.Put(Space::kContent, "u_nobody/r", "z");
+  EXPECT_EQ(store->Write(refused).code(), Code::kResidencyViolation);
+  EXPECT_EQ(state_of("u1"), "fenced");
+
+  WriteBatch gone;
+  gone.Delete(Space::kPlacement, "u1");
+  ASSERT_TRUE(store->Write(gone).ok());
+  EXPECT_EQ(state_of("u1"), "none");
+  EXPECT_EQ(write_record("u1"), Code::kResidencyViolation);
+
+  // Readers and a writer flipping placements at once; afterwards every user reads what
+  // was written last, through the guard and straight from the files after a reopen.
+  constexpr int kUsers = 32;
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&] {
+      while (!stop) {
+        for (int u = 0; u < kUsers; ++u)
+          (void)store->Get(Space::kPlacement, "r" + std::to_string(u));
+      }
+    });
+  }
+  for (int round = 0; round < 200; ++round) {
+    WriteBatch b;
+    b.Put(Space::kPlacement, "r" + std::to_string(round % kUsers),
+          EncodePlacement({"oregon", round % 2 == 0 ? "active" : "fenced", round}));
+    ASSERT_TRUE(store->Write(b).ok());
+  }
+  stop = true;
+  for (auto& t : readers) t.join();
+  std::vector<std::string> remembered;
+  for (int u = 0; u < kUsers; ++u)
+    remembered.push_back(*store->Get(Space::kPlacement, "r" + std::to_string(u)).value());
+  store.reset();
+  auto raw = OpenRocksDb(dir_.str());
+  ASSERT_TRUE(raw.ok());
+  for (int u = 0; u < kUsers; ++u) {
+    auto stored = (*raw)->Get(Space::kPlacement, "r" + std::to_string(u));
+    ASSERT_TRUE(stored.ok() && stored->has_value());
+    EXPECT_EQ(remembered[u], **stored) << "user r" << u;
+    // The last round for user u is the largest round < 200 with round % 32 == u.
+    EXPECT_EQ(DecodePlacement(**stored)->epoch, 192 + u < 200 ? 192 + u : 160 + u);
+  }
 }
 
 }  // namespace
