@@ -19,13 +19,12 @@ std::string NodeKey(int level, uint64_t i) {
 }
 constexpr std::string_view kDash = "\xE2\x80\x94";  // U+2014, the signature line's em dash
 
-// Appends one leaf to a tree of `*size` leaves whose right edge is `*frontier`, putting
-// the new complete subtree hashes into `out`.
-void Append(const std::string& leaf, uint64_t* size, std::vector<Hash>* frontier,
+// Appends one leaf (with its hash) to a tree of `*size` leaves whose right edge is
+// `*frontier`, putting the new complete subtree hashes into `out`.
+void Append(const std::string& leaf, Hash h, uint64_t* size, std::vector<Hash>* frontier,
             storage::WriteBatch* out) {
   const uint64_t n = (*size)++;
   out->Put(Space::kMeta, EntryKey(n), leaf);
-  Hash h = LeafHash(leaf);
   out->Put(Space::kMeta, NodeKey(0, n), h);
   uint64_t idx = n;
   size_t level = 0;
@@ -79,7 +78,10 @@ Status AuditLog::Start() {
   std::lock_guard lock(mu_);
   size_ = n;
   frontier_ = std::move(frontier);
-  if (!writer_.joinable()) writer_ = std::thread([this] { WriterLoop(); });
+  if (!writer_.joinable()) {
+    writer_ = std::thread([this] { WriterLoop(); });
+    completer_ = std::thread([this] { CompleterLoop(); });
+  }
   return Status::Ok();
 }
 
@@ -101,34 +103,41 @@ AuditLog::~AuditLog() {
   }
   cv_.notify_all();
   if (writer_.joinable()) writer_.join();
+  if (completer_.joinable()) completer_.join();
 }
 
 void AuditLog::CommitAsync(storage::WriteBatch batch, std::vector<Json> entries, CommitDone done) {
+  // Serialising and hashing the entries is the caller's work, done in parallel: the writer
+  // only links the hashes into the tree.
+  Pending p{std::move(batch), {}, {}, std::move(done)};
+  for (const Json& e : entries) {
+    p.leaves.push_back(DumpJson(e));
+    p.leaf_hashes.push_back(LeafHash(p.leaves.back()));
+  }
   {
     std::lock_guard lock(mu_);
     if (writer_.joinable() && !stopping_) {
-      queue_.push_back(Pending{std::move(batch), std::move(entries), std::move(done)});
+      queue_.push_back(std::move(p));
       ++submitted_;
       cv_.notify_one();
       return;
     }
   }
-  done(Error(Code::kUnavailable, "the audit log is not running"), 0);
+  p.done(Error(Code::kUnavailable, "the audit log is not running"), 0);
 }
 
 void AuditLog::Flush() {
   std::unique_lock lock(mu_);
   const uint64_t target = submitted_;
-  idle_cv_.wait(lock, [&] { return completed_ >= target || !writer_.joinable(); });
+  idle_cv_.wait(lock, [&] { return completed_ >= target || !completer_.joinable(); });
 }
 
 void AuditLog::WriterLoop() {
-  std::vector<Pending> group;
   std::unique_lock lock(mu_);
   for (;;) {
     cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // stopping, and everything queued is written
-    group.clear();
+    if (queue_.empty()) break;  // stopping, and everything queued is written
+    std::vector<Pending> group;
     group.swap(queue_);
     uint64_t size = size_;
     std::vector<Hash> frontier = frontier_;
@@ -137,10 +146,24 @@ void AuditLog::WriterLoop() {
     WriteGroup(group, &size, &frontier);
 
     lock.lock();
+    // Callers learn the outcome only once the tree they can read includes their entries.
     size_ = size;
     frontier_ = std::move(frontier);
+    written_.push_back(std::move(group));
+    done_cv_.notify_one();
+  }
+  writer_done_ = true;
+  done_cv_.notify_one();
+}
+
+void AuditLog::CompleterLoop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    done_cv_.wait(lock, [&] { return writer_done_ || !written_.empty(); });
+    if (written_.empty()) return;  // the writer stopped and every caller was answered
+    std::vector<Pending> group = std::move(written_.front());
+    written_.pop_front();
     lock.unlock();
-    // Callers learn the outcome only once the tree they can read includes their entries.
     for (Pending& p : group) p.done(std::move(p.result), p.first_index);
     lock.lock();
     completed_ += group.size();
@@ -153,7 +176,7 @@ void AuditLog::WriteGroup(std::vector<Pending>& group, uint64_t* size,
   auto build = [](Pending& p, uint64_t* sz, std::vector<Hash>* fr, storage::WriteBatch* all) {
     all->Append(p.batch);
     p.first_index = *sz;
-    for (const auto& e : p.entries) Append(DumpJson(e), sz, fr, all);
+    for (size_t i = 0; i < p.leaves.size(); ++i) Append(p.leaves[i], p.leaf_hashes[i], sz, fr, all);
   };
   storage::WriteBatch all;
   uint64_t new_size = *size;

@@ -97,19 +97,20 @@ class AuditLog final : public AuditSink {
  private:
   struct Pending {
     storage::WriteBatch batch;
-    std::vector<Json> entries;
+    std::vector<std::string> leaves;  // the entries' canonical bytes
+    std::vector<Hash> leaf_hashes;    // computed by the caller, off the writer's path
     CommitDone done;
     Status result;
     uint64_t first_index = 0;
   };
   void WriterLoop();
+  void CompleterLoop();
   // Writes one group in one synced batch (each alone if the group's write fails), setting
   // each member's result and first index; returns the new size and right edge.
   void WriteGroup(std::vector<Pending>& group, uint64_t* size, std::vector<Hash>* frontier);
   Result<Hash> Subtree(int level, uint64_t index) const;
   Status PublishLocked();  // publish_mu_ held
   Result<std::string> CheckpointAt(uint64_t size) const;
-  void AppendLeaf(const std::string& leaf, storage::WriteBatch* out);
 
   storage::Store& store_;
   std::string region_;
@@ -120,12 +121,18 @@ class AuditLog final : public AuditSink {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;       // the writer waits for work
-  std::condition_variable idle_cv_;  // Flush() waits for the writer
+  std::condition_variable done_cv_;  // the completer waits for written groups
+  std::condition_variable idle_cv_;  // Flush() waits for the completer
   std::vector<Pending> queue_;
+  // Written groups whose callers are still to be called back. A second thread does that,
+  // so the writer starts the next group's write while the last group's answers go out.
+  std::deque<std::vector<Pending>> written_;
   uint64_t submitted_ = 0;  // commits queued so far
   uint64_t completed_ = 0;  // of those, written and called back (in order)
   bool stopping_ = false;
+  bool writer_done_ = false;
   std::thread writer_;
+  std::thread completer_;
   uint64_t size_ = 0;  // committed leaves
   std::mutex publish_mu_;
   uint64_t published_size_ = UINT64_MAX;
