@@ -73,6 +73,10 @@ class Store {
 using StorePtr = std::unique_ptr<Store>;
 
 Result<StorePtr> OpenRocksDb(const std::string& dir);
+// A PostgreSQL (or compatible) database, e.g. "postgresql:///meridian?host=/run/pg". The
+// schema is created or upgraded at open (versioned migrations, one node at a time).
+// `connections` bounds the pool; several nodes may open the same database.
+Result<StorePtr> OpenPostgres(const std::string& url, int connections = 8);
 
 // Where a user lives. Not personal data: an opaque id and a region name.
 struct Placement {

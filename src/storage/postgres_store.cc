@@ -1,0 +1,247 @@
+// The shared engine for regions that outgrow one machine: the same Store over PostgreSQL
+// (or a PostgreSQL-compatible database) through libpqxx. One table per space, keys and
+// values as bytea (compared bytewise, as RocksDB does), a batch is one transaction, and a
+// commit returns only once the database has made it durable (synchronous_commit = on;
+// concurrent commits share its WAL flush). Several nodes may share one database.
+//
+// libpqxx reports errors by throwing; nothing is thrown past this file. Error texts name
+// the SQLSTATE only: the database's own messages may quote keys or values.
+#include <pqxx/pqxx>
+
+#include <condition_variable>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "storage/store.h"
+
+namespace meridian::storage {
+namespace {
+
+constexpr int kAdvisoryLock = 0x6d657264;  // "merd": serialises schema migrations
+
+// Versioned schema: migration i brings the database from version i to i + 1. Append only.
+std::vector<std::string> Migrations() {
+  std::string first;
+  for (int i = 0; i < kSpaceCount; ++i) {
+    first += fmt::format("CREATE TABLE kv_{} (key bytea PRIMARY KEY, value bytea NOT NULL);\n",
+                         SpaceName(static_cast<Space>(i)));
+  }
+  return {first};
+}
+
+std::string Table(Space s) { return fmt::format("kv_{}", SpaceName(s)); }
+
+pqxx::binarystring Bytes(std::string_view s) { return pqxx::binarystring(s.data(), s.size()); }
+
+// The smallest key greater than every key starting with `prefix`, or nullopt if none.
+std::optional<std::string> PrefixEnd(std::string_view prefix) {
+  std::string end(prefix);
+  while (!end.empty() && static_cast<unsigned char>(end.back()) == 0xff) end.pop_back();
+  if (end.empty()) return std::nullopt;
+  end.back() = static_cast<char>(static_cast<unsigned char>(end.back()) + 1);
+  return end;
+}
+
+template <typename Fn>
+auto Guarded(std::string_view what, Fn fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const pqxx::in_doubt_error&) {
+    return Error(Code::kUnavailable,
+                 fmt::format("database {}: the commit's outcome is unknown", what));
+  } catch (const pqxx::broken_connection&) {
+    return Error(Code::kUnavailable, fmt::format("database {}: connection lost", what));
+  } catch (const pqxx::sql_error& e) {
+    return Error(Code::kUnavailable,
+                 fmt::format("database {} failed (SQLSTATE {})", what, e.sqlstate()));
+  } catch (const std::exception&) {
+    return Error(Code::kUnavailable, fmt::format("database {} failed", what));
+  }
+}
+
+class PostgresStore final : public Store {
+ public:
+  PostgresStore(std::string url, int connections) : url_(std::move(url)) {
+    free_.resize(static_cast<size_t>(std::max(1, connections)));
+  }
+
+  Status Migrate() {
+    return Guarded("schema migration", [&]() -> Status {
+      ASSIGN_OR_RETURN(auto lease, Borrow());
+      pqxx::work tx(*lease.conn);
+      tx.exec_params("SELECT pg_advisory_xact_lock($1)", kAdvisoryLock);
+      tx.exec("CREATE TABLE IF NOT EXISTS meridian_schema (version integer NOT NULL)");
+      auto r = tx.exec("SELECT version FROM meridian_schema");
+      int version = r.empty() ? 0 : r[0][0].as<int>();
+      if (r.empty()) tx.exec("INSERT INTO meridian_schema VALUES (0)");
+      const auto steps = Migrations();
+      if (version > static_cast<int>(steps.size())) {
+        return Error(Code::kInternal,
+                     fmt::format("database schema version {} is newer than this binary ({})",
+                                 version, steps.size()));
+      }
+      for (size_t v = static_cast<size_t>(version); v < steps.size(); ++v) tx.exec(steps[v]);
+      tx.exec_params("UPDATE meridian_schema SET version = $1", static_cast<int>(steps.size()));
+      tx.commit();
+      return Status::Ok();
+    });
+  }
+
+  Result<std::optional<std::string>> Get(Space space, std::string_view key) override {
+    return Guarded("read", [&]() -> Result<std::optional<std::string>> {
+      ASSIGN_OR_RETURN(auto lease, Borrow());
+      pqxx::nontransaction tx(*lease.conn);
+      auto r = tx.exec_prepared(Statement("get", space), Bytes(key));
+      if (r.empty()) return std::optional<std::string>();
+      return std::optional<std::string>(pqxx::binarystring(r[0][0]).str());
+    });
+  }
+
+  Status Write(const WriteBatch& batch) override {
+    if (batch.empty()) return Status::Ok();
+    return Guarded("write", [&]() -> Status {
+      ASSIGN_OR_RETURN(auto lease, Borrow());
+      pqxx::work tx(*lease.conn);
+      for (const auto& op : batch.ops()) {
+        if (op.is_delete) {
+          tx.exec_prepared(Statement("del", op.space), Bytes(op.key));
+        } else {
+          tx.exec_prepared(Statement("put", op.space), Bytes(op.key), Bytes(op.value));
+        }
+      }
+      tx.commit();
+      return Status::Ok();
+    });
+  }
+
+  Status Scan(Space space, std::string_view prefix, const ScanFn& fn) override {
+    return Guarded("scan", [&]() -> Status {
+      ASSIGN_OR_RETURN(auto lease, Borrow());
+      const auto end = PrefixEnd(prefix);
+      std::string from(prefix);
+      // Pages in key order, each its own statement: no transaction is held open while the
+      // caller works on the rows.
+      for (;;) {
+        pqxx::nontransaction tx(*lease.conn);
+        pqxx::result r = end ? tx.exec_prepared(Statement("scan", space), Bytes(from), Bytes(*end))
+                             : tx.exec_prepared(Statement("scan_all", space), Bytes(from));
+        for (const auto& row : r) {
+          pqxx::binarystring k(row[0]);
+          pqxx::binarystring v(row[1]);
+          if (!fn(std::string_view(k.get(), k.size()), std::string_view(v.get(), v.size()))) {
+            return Status::Ok();
+          }
+          from = k.str();
+        }
+        if (r.size() < kPage) return Status::Ok();
+        from.push_back('\0');  // the next key after the last one read
+      }
+    });
+  }
+
+  Status Purge(Space space) override {
+    // Rewrites the table without its dead rows (a crypto-shredded key leaves the table's
+    // files). The database's WAL keeps old pages until its next checkpoints recycle it.
+    return Guarded("purge", [&]() -> Status {
+      ASSIGN_OR_RETURN(auto lease, Borrow());
+      pqxx::nontransaction tx(*lease.conn);
+      tx.exec("VACUUM (FULL) " + Table(space));
+      return Status::Ok();
+    });
+  }
+
+ private:
+  static constexpr size_t kPage = 1000;
+
+  // A connection borrowed from the pool for one call; a broken one is replaced next time.
+  struct Lease {
+    PostgresStore* store;
+    size_t slot;
+    pqxx::connection* conn;
+    Lease(PostgresStore* s, size_t i, pqxx::connection* c) : store(s), slot(i), conn(c) {}
+    Lease(Lease&& o) noexcept
+        : store(std::exchange(o.store, nullptr)), slot(o.slot), conn(o.conn) {}
+    Lease(const Lease&) = delete;
+    ~Lease() {
+      if (store != nullptr) store->Return(slot);
+    }
+    pqxx::connection* operator*() const { return conn; }
+  };
+
+  Result<Lease> Borrow() {
+    size_t slot;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return !idle_.empty() || opened_ < free_.size(); });
+      if (!idle_.empty()) {
+        slot = idle_.back();
+        idle_.pop_back();
+      } else {
+        slot = opened_++;
+      }
+    }
+    Lease lease(this, slot, nullptr);
+    auto& conn = free_[slot];
+    if (!conn || !conn->is_open()) {
+      conn.reset();
+      try {
+        conn = std::make_unique<pqxx::connection>(url_);
+        pqxx::nontransaction(*conn).exec("SET synchronous_commit = on");
+        Prepare(*conn);
+      } catch (const std::exception&) {
+        conn.reset();
+        return Error(Code::kUnavailable, "cannot connect to the database");
+      }
+    }
+    lease.conn = conn.get();
+    return lease;
+  }
+
+  void Return(size_t slot) {
+    {
+      std::lock_guard lock(mu_);
+      idle_.push_back(slot);
+    }
+    cv_.notify_one();
+  }
+
+  static std::string Statement(std::string_view verb, Space s) {
+    return fmt::format("{}_{}", verb, SpaceName(s));
+  }
+
+  static void Prepare(pqxx::connection& c) {
+    for (int i = 0; i < kSpaceCount; ++i) {
+      const auto s = static_cast<Space>(i);
+      const std::string t = Table(s);
+      c.prepare(Statement("get", s), "SELECT value FROM " + t + " WHERE key = $1");
+      c.prepare(Statement("put", s), "INSERT INTO " + t +
+                                         " (key, value) VALUES ($1, $2) ON CONFLICT (key) DO "
+                                         "UPDATE SET value = EXCLUDED.value");
+      c.prepare(Statement("del", s), "DELETE FROM " + t + " WHERE key = $1");
+      c.prepare(Statement("scan", s), fmt::format("SELECT key, value FROM {} WHERE key >= $1 AND "
+                                                  "key < $2 ORDER BY key LIMIT {}",
+                                                  t, kPage));
+      c.prepare(
+          Statement("scan_all", s),
+          fmt::format("SELECT key, value FROM {} WHERE key >= $1 ORDER BY key LIMIT {}", t, kPage));
+    }
+  }
+
+  std::string url_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<pqxx::connection>> free_;  // one slot per connection
+  std::vector<size_t> idle_;
+  size_t opened_ = 0;
+};
+
+}  // namespace
+
+Result<StorePtr> OpenPostgres(const std::string& url, int connections) {
+  auto store = std::make_unique<PostgresStore>(url, connections);
+  RETURN_IF_ERROR(store->Migrate());
+  return StorePtr(std::move(store));
+}
+
+}  // namespace meridian::storage
