@@ -62,6 +62,14 @@ int main(int argc, char** argv) {
   dev->add_option("--scenario-users", dev_opts.scenario_users, "users the scenario registers")
       ->capture_default_str()
       ->check(CLI::Range(1, 10000));
+  dev->add_option("--storage", dev_opts.storage,
+                  "rocksdb (embedded) or postgres (a private PostgreSQL server per region, "
+                  "or --database-url)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"rocksdb", "postgres"}));
+  dev->add_option("--database-url", dev_opts.database_url,
+                  "with --storage postgres: each region's database, {region} replaced by its "
+                  "name, e.g. postgresql://db.example/meridian_{region}");
 
   auto* pol = app.add_subcommand("policy", "Residency policy tools");
   pol->require_subcommand(1);

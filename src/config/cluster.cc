@@ -170,6 +170,7 @@ Result<ClusterConfig> Load(const std::string& path, std::vector<policy::Diagnost
     num("token_ttl_s", k.token_ttl_s, 1, 365LL * 24 * 3600);
     num("migration_parallel", k.migration_parallel, 1, 256);
     num("migration_users_per_s", k.migration_users_per_s, 0, 1'000'000);
+    num("database_connections", k.database_connections, 1, 1000);
     if (const toml::node* n = node->get("password_hashing")) {
       auto v = n->value<std::string>();
       if (v == "dev-fast") {
@@ -214,6 +215,20 @@ Result<ClusterConfig> Load(const std::string& path, std::vector<policy::Diagnost
       r.key_file = Resolve(c.dir, (*t)["key_file"].value_or("tls/" + r.name + ".key"));
       r.keystore_file =
           Resolve(c.dir, (*t)["keystore"].value_or("secrets/" + r.name + ".keystore"));
+      r.database_url = (*t)["database_url"].value_or(std::string());
+      if (!r.database_url.empty() && r.database_url.rfind("postgresql://", 0) != 0 &&
+          r.database_url.rfind("postgres://", 0) != 0) {
+        add(LineOf(t->get("database_url"), line),
+            "region 'database_url' must be a postgresql:// URL");
+      }
+      for (const auto& other : c.regions) {
+        if (!r.database_url.empty() && other.database_url == r.database_url) {
+          add(LineOf(t->get("database_url"), line),
+              fmt::format("regions '{}' and '{}' share a database: each region's data stays "
+                          "in its own",
+                          other.name, r.name));
+        }
+      }
       c.regions.push_back(std::move(r));
     }
   }

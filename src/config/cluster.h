@@ -22,6 +22,9 @@ struct RegionConfig {
   std::string cert_file;  // TLS certificate and key of the node (when the cluster uses TLS)
   std::string key_file;
   std::string keystore_file;  // the region's encrypted keystore
+  // Empty: embedded RocksDB under data_dir. Else the region's PostgreSQL database, shared
+  // by every node of the region and by no other region.
+  std::string database_url;
 };
 
 // Tunables of a node, in one place.
@@ -40,6 +43,7 @@ struct NodeKnobs {
   bool emulate_latency = true;
   int migration_parallel = 4;           // users moving at once
   int64_t migration_users_per_s = 200;  // throttle protecting live traffic (0: none)
+  int database_connections = 16;        // pool per node, with a database_url
 };
 
 struct ClusterConfig {

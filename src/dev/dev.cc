@@ -21,6 +21,7 @@
 #include "dev/scenario.h"
 #include "keys/keys.h"
 #include "net/http.h"
+#include "storage/private_postgres.h"
 
 namespace meridian::dev {
 namespace fs = std::filesystem;
@@ -41,7 +42,8 @@ california = { singapore = 174, beijing = 160 }
 singapore = { beijing = 80 }
 )";
 
-std::string RenderConfig(const DevOptions& o, const std::string& policy_spec) {
+std::string RenderConfig(const DevOptions& o, const std::string& dir,
+                         const std::string& policy_spec) {
   std::string out = fmt::format(
       "# Written by `meridian dev`; rewritten at each start.\n"
       "[cluster]\npolicy = \"{}\"\ntls = {}\nca_file = \"ca.pem\"\n"
@@ -55,8 +57,12 @@ std::string RenderConfig(const DevOptions& o, const std::string& policy_spec) {
   for (const auto& r : kLayout) {
     out += fmt::format(
         "[[regions]]\nname = \"{}\"\nrole = \"{}\"\nlisten = \"127.0.0.1:{}\"\n"
-        "url = \"{}://127.0.0.1:{}\"\ndata_dir = \"{}\"\n\n",
+        "url = \"{}://127.0.0.1:{}\"\ndata_dir = \"{}\"\n",
         r.name, r.role, port, o.plaintext ? "http" : "https", port, r.name);
+    if (std::string url = DatabaseUrl(o, dir, r.name); !url.empty()) {
+      out += fmt::format("database_url = \"{}\"\n", url);
+    }
+    out += "\n";
     ++port;
   }
   return out + kLatency;
@@ -181,8 +187,9 @@ int PrepareScenario(DevOptions& o) {
   // The story registers its own users: it needs a cluster that has none yet.
   for (const auto& r : kLayout) {
     const fs::path db = fs::path(o.dir) / r.name / "db";
+    const fs::path pg = fs::path(o.dir) / r.name / "postgres";
     std::error_code ec;
-    if (fs::exists(db, ec)) {
+    if (fs::exists(db, ec) || fs::exists(pg, ec)) {
       std::fprintf(stderr,
                    "meridian dev: --scenario %s needs a new cluster, but %s already holds "
                    "data; remove it or pass another --dir\n",
@@ -195,6 +202,41 @@ int PrepareScenario(DevOptions& o) {
 
 }  // namespace
 
+std::string PrivateServerDir(const std::string& dir, const std::string& region) {
+  return dir + "/" + region + "/postgres";
+}
+
+Status StartPrivateDatabases(const std::string& dir,
+                             std::vector<std::unique_ptr<storage::PrivatePostgres>>* out) {
+  const size_t n = std::size(kLayout);
+  std::vector<Status> status(n, Status::Ok());
+  out->resize(n);
+  std::vector<std::thread> starters;
+  for (size_t i = 0; i < n; ++i) {
+    starters.emplace_back([&, i] {
+      auto pg = storage::PrivatePostgres::Start(PrivateServerDir(dir, kLayout[i].name));
+      if (!pg.ok()) {
+        status[i] = pg.status();
+        return;
+      }
+      status[i] = (*pg)->CreateDatabase("meridian");
+      (*out)[i] = std::move(pg).value();
+    });
+  }
+  for (auto& t : starters) t.join();
+  for (const Status& st : status) RETURN_IF_ERROR(st);
+  return Status::Ok();
+}
+
+std::string DatabaseUrl(const DevOptions& o, const std::string& dir, const std::string& region) {
+  if (o.storage != "postgres") return {};
+  if (o.database_url.empty())
+    return storage::PrivatePostgres::UrlAt(PrivateServerDir(dir, region), "meridian");
+  std::string url = o.database_url;
+  for (size_t at; (at = url.find("{region}")) != std::string::npos;) url.replace(at, 8, region);
+  return url;
+}
+
 int WriteCluster(const DevOptions& o) {
   std::error_code ec;
   fs::create_directories(o.dir, ec);
@@ -204,7 +246,18 @@ int WriteCluster(const DevOptions& o) {
     policy_spec = fs::absolute(policy_spec).lexically_normal().string();
   }
   const std::string cfg_path = dir + "/cluster.toml";
-  if (auto st = config::WriteFileAtomic(cfg_path, RenderConfig(o, policy_spec)); !st.ok()) {
+  if (o.storage != "rocksdb" && o.storage != "postgres") {
+    std::fprintf(stderr, "meridian dev: --storage is rocksdb or postgres\n");
+    return 2;
+  }
+  if (!o.database_url.empty() &&
+      (o.storage != "postgres" || o.database_url.find("{region}") == std::string::npos)) {
+    std::fprintf(stderr,
+                 "meridian dev: --database-url needs --storage postgres and a {region} in it "
+                 "(each region's data stays in its own database)\n");
+    return 2;
+  }
+  if (auto st = config::WriteFileAtomic(cfg_path, RenderConfig(o, dir, policy_spec)); !st.ok()) {
     std::fprintf(stderr, "meridian dev: %s\n", st.message().c_str());
     return 1;
   }
@@ -251,6 +304,15 @@ int RunDev(const DevOptions& opts) {
   sigaddset(&sigs, SIGCHLD);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
+  // A private PostgreSQL server per region (each region's data stays on its own server),
+  // started together and stopped after the nodes.
+  std::vector<std::unique_ptr<storage::PrivatePostgres>> databases;
+  if (o.storage == "postgres" && o.database_url.empty()) {
+    if (auto st = StartPrivateDatabases(dir, &databases); !st.ok()) {
+      std::fprintf(stderr, "meridian dev: %s\n", st.message().c_str());
+      return 1;
+    }
+  }
   std::map<pid_t, std::string> children;
   for (const auto& r : cfg->regions) {
     std::error_code ec;

@@ -2,7 +2,12 @@
 // per region, with generated secrets, a dev CA and an admin token.
 #pragma once
 
+#include <memory>
 #include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "storage/private_postgres.h"
 
 namespace meridian::dev {
 
@@ -16,7 +21,18 @@ struct DevOptions {
   std::string self_exe;  // the meridian binary to start nodes with
   std::string scenario;  // a story to play once the cluster is up ("great-shift"), or empty
   int scenario_users = 300;
+  // "rocksdb" (embedded, under each region's folder) or "postgres": each region's own
+  // PostgreSQL database, from `database_url` ("{region}" is replaced by the region's name)
+  // or, without it, a private server per region started and stopped by `meridian dev`.
+  std::string storage = "rocksdb";
+  std::string database_url;
 };
+// Starts a private PostgreSQL server per region in DIR/<region>/postgres, each with the
+// database "meridian" (what DatabaseUrl names without --database-url).
+Status StartPrivateDatabases(const std::string& dir,
+                             std::vector<std::unique_ptr<storage::PrivatePostgres>>* out);
+// The database URL of `region` for these options (empty with RocksDB).
+std::string DatabaseUrl(const DevOptions& opts, const std::string& dir, const std::string& region);
 
 // Writes DIR/cluster.toml (and the secrets, CA and certificates that are missing).
 int WriteCluster(const DevOptions& opts);

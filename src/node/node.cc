@@ -172,7 +172,10 @@ int RunNode(const std::string& config_path, const std::string& region) {
 
   std::error_code ec;
   std::filesystem::create_directories(self->data_dir, ec);
-  auto raw_store = storage::OpenRocksDb(self->data_dir + "/db");
+  auto raw_store =
+      self->database_url.empty()
+          ? storage::OpenRocksDb(self->data_dir + "/db")
+          : storage::OpenPostgres(self->database_url, cfg->knobs.database_connections);
   if (!raw_store.ok()) {
     std::fprintf(stderr, "meridian node: %s\n", raw_store.status().ToString().c_str());
     return 1;

@@ -7,8 +7,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/file.h>
+
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 #include <vector>
 
@@ -64,12 +67,66 @@ int WaitExit(pid_t pid) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-Status GiveTo(const passwd* user, const std::string& path) {
+Status GiveTo(const passwd* user, const std::string& path, bool recursive = false) {
   if (user == nullptr) return Status::Ok();
-  if (chown(path.c_str(), user->pw_uid, user->pw_gid) != 0) {
+  bool ok = chown(path.c_str(), user->pw_uid, user->pw_gid) == 0;
+  std::error_code ec;
+  if (recursive) {
+    for (const auto& e : fs::recursive_directory_iterator(path, ec)) {
+      ok &= lchown(e.path().c_str(), user->pw_uid, user->pw_gid) == 0;
+    }
+  }
+  if (!ok || ec) {
     return Error(Code::kInternal, "cannot hand the database folder to the postgres user");
   }
   return Status::Ok();
+}
+
+// A server left running by a supervisor that was killed (its folder is ours alone): stop
+// it before starting a new one on the same data.
+void StopLeftover(const std::string& data) {
+  std::ifstream in(data + "/postmaster.pid");
+  pid_t pid = 0;
+  if (!(in >> pid) || pid <= 0 || kill(pid, 0) != 0) return;
+  kill(pid, SIGINT);
+  for (int i = 0; i < 200 && kill(pid, 0) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+// initdb takes seconds; a cluster made once per machine and user is copied instead (the
+// copy is a fresh cluster: nothing was ever stored in the template).
+Status CreateCluster(const std::string& bin, const std::string& dir, const passwd* user) {
+  const std::string tmpl = (fs::temp_directory_path() /
+                            fmt::format("meridian-pg-template-{}-{}",
+                                        fs::path(bin).parent_path().filename().string(), geteuid()))
+                               .string();
+  std::error_code ec;
+  fs::create_directories(tmpl, ec);
+  RETURN_IF_ERROR(GiveTo(user, tmpl));
+  int lock = ::open((tmpl + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock < 0) return Error(Code::kUnavailable, "cannot lock the PostgreSQL template");
+  flock(lock, LOCK_EX);  // parallel tests: one initdb, the others wait and copy
+  Status st = Status::Ok();
+  if (!fs::exists(tmpl + "/data/PG_VERSION")) {
+    fs::remove_all(tmpl + "/data", ec);
+    // --no-sync: only initdb's own files skip fsync; a running server keeps it on.
+    pid_t pid = Spawn({bin + "/initdb", "-D", tmpl + "/data", "-U", "meridian", "-A", "trust", "-E",
+                       "UTF8", "--no-sync", "--no-instructions"},
+                      tmpl + "/initdb.log");
+    if (pid < 0 || WaitExit(pid) != 0) {
+      st = Error(Code::kUnavailable, "initdb failed; see " + tmpl + "/initdb.log");
+    }
+  }
+  if (st.ok()) {
+    fs::copy(tmpl + "/data", dir + "/data", fs::copy_options::recursive, ec);
+    if (ec) st = Error(Code::kUnavailable, "cannot copy the PostgreSQL template");
+  }
+  flock(lock, LOCK_UN);
+  close(lock);
+  RETURN_IF_ERROR(st);
+  fs::permissions(dir + "/data", fs::perms::owner_all, ec);  // PostgreSQL insists on 0700
+  return GiveTo(user, dir + "/data", /*recursive=*/true);
 }
 
 }  // namespace
@@ -90,13 +147,9 @@ Result<std::unique_ptr<PrivatePostgres>> PrivatePostgres::Start(const std::strin
   }
   RETURN_IF_ERROR(GiveTo(user, pg->dir_));
   if (!fs::exists(pg->dir_ + "/data/PG_VERSION")) {
-    // --no-sync: only initdb's own files skip fsync; the running server keeps it on.
-    pid_t pid = Spawn({pg->bin_ + "/initdb", "-D", pg->dir_ + "/data", "-U", "meridian", "-A",
-                       "trust", "-E", "UTF8", "--no-sync", "--no-instructions"},
-                      pg->dir_ + "/initdb.log");
-    if (pid < 0 || WaitExit(pid) != 0) {
-      return Error(Code::kUnavailable, "initdb failed; see " + pg->dir_ + "/initdb.log");
-    }
+    RETURN_IF_ERROR(CreateCluster(pg->bin_, pg->dir_, user));
+  } else {
+    StopLeftover(pg->dir_ + "/data");
   }
   RETURN_IF_ERROR(pg->Launch());
   return pg;
@@ -105,7 +158,7 @@ Result<std::unique_ptr<PrivatePostgres>> PrivatePostgres::Start(const std::strin
 Status PrivatePostgres::Launch() {
   pid_ = Spawn({bin_ + "/postgres", "-D", dir_ + "/data", "-k", dir_, "-c",
                 "listen_addresses=", "-c", "fsync=on", "-c", "synchronous_commit=on", "-c",
-                "max_connections=200", "-c", "shared_buffers=128MB"},
+                "max_connections=200", "-c", "shared_buffers=64MB"},
                dir_ + "/postgres.log");
   if (pid_ < 0) return Error(Code::kUnavailable, "cannot start postgres");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
@@ -137,8 +190,9 @@ PrivatePostgres::~PrivatePostgres() {
   waitpid(pid_, nullptr, 0);
 }
 
-std::string PrivatePostgres::Url(const std::string& database) const {
-  return fmt::format("postgresql:///{}?host={}&user=meridian", database, dir_);
+std::string PrivatePostgres::UrlAt(const std::string& dir, const std::string& database) {
+  return fmt::format("postgresql:///{}?host={}&user=meridian", database,
+                     fs::absolute(dir).lexically_normal().string());
 }
 
 Status PrivatePostgres::CreateDatabase(const std::string& name) {

@@ -20,7 +20,9 @@ class PrivatePostgres {
   ~PrivatePostgres();  // a fast shutdown (SIGINT), SIGKILL if it lingers
 
   // A connection URL for `database` (created by CreateDatabase).
-  std::string Url(const std::string& database) const;
+  std::string Url(const std::string& database) const { return UrlAt(dir_, database); }
+  // The same for the server whose folder is `dir`, running or not.
+  static std::string UrlAt(const std::string& dir, const std::string& database);
   Status CreateDatabase(const std::string& name);
   // Kills the server with SIGKILL (a crash) and starts it again on the same folder.
   Status CrashAndRestart();

@@ -1,7 +1,6 @@
 // Privacy by construction: sealed identifiers, encryption at rest, export, deletion and key
 // rotation, then a search of every byte the cluster wrote for the planted personal data.
 #include <fcntl.h>
-#include <rocksdb/db.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -180,30 +179,22 @@ TEST(PrivacyTest, CiphertextMovedBetweenUsersIsRefusedWithIntegrityError) {
   c.StopRegion("singapore", SIGTERM);
   {
     // An operator copies a's ciphertext over b's record.
-    std::string db_dir = c.dir() + "/singapore/db";
-    std::vector<std::string> names;
-    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), db_dir, &names).ok());
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-    std::vector<rocksdb::ColumnFamilyHandle*> h;
-    rocksdb::DB* db = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), db_dir, cfs, &h, &db).ok());
-    size_t content = std::find(names.begin(), names.end(), "content") - names.begin();
+    auto db = c.OpenStore("singapore");
+    ASSERT_NE(db, nullptr);
     std::string a_key, a_val, b_key;
-    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), h[content]));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      if (it->key().starts_with(a.user_id)) {
-        a_key = it->key().ToString();
-        a_val = it->value().ToString();
-      }
-      if (it->key().starts_with(b.user_id)) b_key = it->key().ToString();
-    }
-    it.reset();
+    ASSERT_TRUE(db->Scan(storage::Space::kContent, "", [&](std::string_view k, std::string_view v) {
+                    if (k.starts_with(a.user_id)) {
+                      a_key = k;
+                      a_val = v;
+                    }
+                    if (k.starts_with(b.user_id)) b_key = k;
+                    return true;
+                  }).ok());
     ASSERT_FALSE(a_val.empty());
     ASSERT_FALSE(b_key.empty());
-    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), h[content], b_key, a_val).ok());
-    for (auto* x : h) db->DestroyColumnFamilyHandle(x);
-    delete db;
+    storage::WriteBatch swap;
+    swap.Put(storage::Space::kContent, b_key, a_val);
+    ASSERT_TRUE(db->Write(swap).ok());
   }
   c.StartRegion("singapore");
   auto r = c.Call("singapore", "GET", "/v1/me/records/n/k", "", Bearer(b.token));

@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
-#include <rocksdb/db.h>
 
 #include <chrono>
 #include <deque>
@@ -18,7 +17,9 @@
 
 #include "common/random.h"
 #include "config/cluster.h"
+#include "dev/dev.h"
 #include "net/http.h"
+#include "storage/store.h"
 
 namespace meridian::testing {
 namespace fs = std::filesystem;
@@ -51,6 +52,13 @@ TestCluster::TestCluster(ClusterOptions opts) : opts_(std::move(opts)) {
       opts_.policy};
   if (!opts_.tls) args.push_back("--plaintext");
   if (!opts_.latency) args.push_back("--no-latency");
+  const char* storage = std::getenv("MERIDIAN_TEST_STORAGE");
+  postgres_ = storage != nullptr && std::string_view(storage) == "postgres";
+  if (postgres_) {
+    args.insert(args.end(), {"--storage", "postgres"});
+    Status st = dev::StartPrivateDatabases(dir_, &databases_);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+  }
   auto wrote = RunCommand(args);
   EXPECT_EQ(wrote.exit_code, 0) << "meridian dev --write-config failed: " << wrote.text;
   config_path_ = dir_ + "/cluster.toml";
@@ -75,6 +83,7 @@ TestCluster::~TestCluster() {
     waitpid(pid, nullptr, 0);
   }
   client_.reset();
+  databases_.clear();  // after the nodes, before their folder goes
   if (::testing::Test::HasFailure()) {
     // What the nodes said last: the only trace of a node that crashed once the folder goes.
     for (const auto& region : Regions()) {
@@ -175,6 +184,15 @@ net::HttpResponse TestCluster::Call(const std::string& region, const std::string
   return r.ok() ? std::move(r).value() : net::HttpResponse{};
 }
 
+storage::StorePtr TestCluster::OpenStore(const std::string& region) const {
+  const std::string root = dir_ + "/" + region;
+  auto db = postgres_ ? storage::OpenPostgres(
+                            storage::PrivatePostgres::UrlAt(root + "/postgres", "meridian"), 1)
+                      : storage::OpenRocksDb(root + "/db");
+  EXPECT_TRUE(db.ok()) << region << ": " << db.status().ToString();
+  return db.ok() ? std::move(db).value() : nullptr;
+}
+
 std::vector<std::string> TestCluster::FindBytes(const std::string& region,
                                                 const std::string& needle) const {
   std::vector<std::string> found;
@@ -186,47 +204,32 @@ std::vector<std::string> TestCluster::FindBytes(const std::string& region,
       found.push_back(e.path().string());
     }
   }
-  const std::string db_dir = root + "/db";
-  std::vector<std::string> cf_names;
-  if (!rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), db_dir, &cf_names).ok()) {
+  // Values the engine compressed are read back through it.
+  if (!fs::exists(root + "/db") && !postgres_) return found;
+  auto db = OpenStore(region);
+  if (db == nullptr) {
+    found.push_back(root + " (the engine cannot be opened to check)");
     return found;
   }
-  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-  for (const auto& n : cf_names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* db = nullptr;
-  if (!rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), db_dir, cfs, &handles, &db).ok()) {
-    found.push_back(db_dir + " (cannot be opened to check)");
-    return found;
+  for (int i = 0; i < storage::kSpaceCount; ++i) {
+    const auto space = static_cast<storage::Space>(i);
+    bool hit = false;
+    (void)db->Scan(space, "", [&](std::string_view k, std::string_view v) {
+      hit = k.find(needle) != std::string_view::npos || v.find(needle) != std::string_view::npos;
+      return !hit;
+    });
+    if (hit) found.push_back(root + " space " + std::string(storage::SpaceName(space)));
   }
-  for (size_t i = 0; i < handles.size(); ++i) {
-    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), handles[i]));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      if (it->key().ToString().find(needle) != std::string::npos ||
-          it->value().ToString().find(needle) != std::string::npos) {
-        found.push_back(db_dir + " column family " + cf_names[i]);
-        break;
-      }
-    }
-  }
-  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
-  delete db;
   return found;
 }
 
 void TestCluster::PutMeta(const std::string& region, const std::string& key,
                           const std::string& value) const {
-  const std::string db_dir = dir_ + "/" + region + "/db";
-  std::vector<std::string> names;
-  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), db_dir, &names).ok());
-  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-  for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* db = nullptr;
-  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), db_dir, cfs, &handles, &db).ok());
-  EXPECT_TRUE(db->Put(rocksdb::WriteOptions(), handles[0], key, value).ok());
-  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
-  delete db;
+  auto db = OpenStore(region);
+  ASSERT_NE(db, nullptr);
+  storage::WriteBatch b;
+  b.Put(storage::Space::kMeta, key, value);
+  EXPECT_TRUE(db->Write(b).ok());
 }
 
 CommandOutput RunCommand(const std::vector<std::string>& args) {

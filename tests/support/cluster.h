@@ -1,7 +1,8 @@
 // A real four-region cluster for integration tests: `meridian dev --write-config` writes the
 // config and secrets, then each region runs as its own `meridian node` process on free
-// loopback ports with RocksDB in a temporary folder. Regions can be stopped (SIGTERM or
-// SIGKILL) and restarted one by one.
+// loopback ports with RocksDB in a temporary folder (or, with MERIDIAN_TEST_STORAGE=postgres,
+// a private PostgreSQL server per region in that folder). Regions can be stopped (SIGTERM
+// or SIGKILL) and restarted one by one.
 #pragma once
 
 #include <sys/types.h>
@@ -13,6 +14,8 @@
 #include <vector>
 
 #include "net/http.h"
+#include "storage/private_postgres.h"
+#include "storage/store.h"
 
 namespace meridian::testing {
 
@@ -63,9 +66,12 @@ class TestCluster {
                          const std::string& target, const std::string& body = {},
                          net::Headers headers = {});
 
+  // The region's storage engine, opened as its node opens it. The region must be stopped.
+  storage::StorePtr OpenStore(const std::string& region) const;
   // Where `needle` appears among the bytes the region wrote: every file under its folder
-  // (logs, WAL, tables) and every key and value read back through RocksDB itself (tables
-  // may be compressed). Empty when it appears nowhere. The region must be stopped.
+  // (logs, WAL, tables, its database server's files) and every key and value read back
+  // through the engine itself (values may be compressed). Empty when it appears nowhere.
+  // The region must be stopped.
   std::vector<std::string> FindBytes(const std::string& region, const std::string& needle) const;
   // Overwrites one key of a stopped region's meta space, as an operator with disk access
   // could (for tampering tests).
@@ -78,6 +84,9 @@ class TestCluster {
   std::string config_path_;
   std::string admin_token_;
   std::map<std::string, pid_t> pids_;
+  // MERIDIAN_TEST_STORAGE=postgres: every region on its own private PostgreSQL server.
+  bool postgres_ = false;
+  std::vector<std::unique_ptr<storage::PrivatePostgres>> databases_;
   std::unique_ptr<net::HttpClient> client_;
 };
 
