@@ -33,15 +33,15 @@ run: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 600
 
-# The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer. -O1 with line
-# tables (-g1): stack traces keep functions and lines, and the suite runs several times
-# faster than at -O0 while compiling no slower.
+# The suite under AddressSanitizer and UndefinedBehaviorSanitizer, on the embedded engine
+# (the PostgreSQL run adds no code of ours that the store tests do not reach). Line tables
+# only (-g1): stack traces keep functions and lines, the build is lighter.
 test-sanitize: deps console
 	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMERIDIAN_SANITIZE=ON \
-	  -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1"
+	  -DCMAKE_CXX_FLAGS_DEBUG="-g1"
 	cmake --build build-asan -j$(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  ctest --output-on-failure -j$(JOBS) --timeout 900
+	  ctest --output-on-failure -j$(JOBS) --timeout 900 -E '^postgres/'
 
 # libFuzzer targets (clang), each run for FUZZ_SECONDS.
 fuzz:

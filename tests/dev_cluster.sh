@@ -8,6 +8,9 @@ stop_dev_cluster() {
   DEV_PID=
 }
 trap 'stop_dev_cluster; rm -rf "$WORK"' EXIT
+# With MERIDIAN_TEST_STORAGE=postgres, root runs each region's server as the postgres user,
+# which must get through $WORK (mktemp makes it 0700).
+chmod 755 "$WORK"
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -21,7 +24,9 @@ try_dev_cluster() {
     if port_free $B && port_free $((B+1)) && port_free $((B+2)) && port_free $((B+3)); then break; fi
   done
   export D="$WORK/dev$n" B
-  "$MERIDIAN" dev --dir "$D" --base-port "$B" "$@" > "$WORK/dev.out" 2>&1 &
+  local storage=()
+  [ "${MERIDIAN_TEST_STORAGE:-}" = postgres ] && storage=(--storage postgres)
+  "$MERIDIAN" dev --dir "$D" --base-port "$B" "${storage[@]}" "$@" > "$WORK/dev.out" 2>&1 &
   DEV_PID=$!
   for _ in $(seq 1 300); do
     grep -q "Ctrl-C stops every node" "$WORK/dev.out" 2>/dev/null && return 0

@@ -8,7 +8,9 @@
 // the SQLSTATE only: the database's own messages may quote keys or values.
 #include <pqxx/pqxx>
 
+#include <array>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 
 #include <fmt/format.h>
@@ -100,15 +102,46 @@ class PostgresStore final : public Store {
 
   Status Write(const WriteBatch& batch) override {
     if (batch.empty()) return Status::Ok();
+    // The last operation on each key decides, so the statements need no order among
+    // themselves: one multi-row upsert and one delete per space (in chunks), a handful
+    // of round trips per batch however many keys it holds.
+    std::array<std::map<std::string_view, const WriteBatch::Op*>, kSpaceCount> last;
+    for (const auto& op : batch.ops()) last[static_cast<size_t>(op.space)][op.key] = &op;
     return Guarded("write", [&]() -> Status {
       ASSIGN_OR_RETURN(auto lease, Borrow());
       pqxx::work tx(*lease.conn);
-      for (const auto& op : batch.ops()) {
-        if (op.is_delete) {
-          tx.exec_prepared(Statement("del", op.space), Bytes(op.key));
-        } else {
-          tx.exec_prepared(Statement("put", op.space), Bytes(op.key), Bytes(op.value));
+      for (size_t i = 0; i < last.size(); ++i) {
+        const std::string table = Table(static_cast<Space>(i));
+        std::vector<pqxx::binarystring> puts, dels;
+        std::string put_rows, del_keys;
+        auto flush = [&](bool all) {
+          if (!puts.empty() && (all || puts.size() >= 2 * kRowsPerStatement)) {
+            tx.exec_params("INSERT INTO " + table + " (key, value) VALUES " + put_rows +
+                               " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                           pqxx::prepare::make_dynamic_params(puts));
+            puts.clear();
+            put_rows.clear();
+          }
+          if (!dels.empty() && (all || dels.size() >= kRowsPerStatement)) {
+            tx.exec_params("DELETE FROM " + table + " WHERE key IN (" + del_keys + ")",
+                           pqxx::prepare::make_dynamic_params(dels));
+            dels.clear();
+            del_keys.clear();
+          }
+        };
+        for (const auto& [key, op] : last[i]) {
+          if (op->is_delete) {
+            dels.push_back(Bytes(key));
+            del_keys += fmt::format("{}${}", dels.size() > 1 ? "," : "", dels.size());
+          } else {
+            puts.push_back(Bytes(key));
+            puts.push_back(Bytes(op->value));
+            put_rows += fmt::format("{}(${},${})", puts.size() > 2 ? "," : "", puts.size() - 1,
+                                    puts.size());
+          }
+          flush(false);
         }
+        flush(true);
       }
       tx.commit();
       return Status::Ok();
@@ -153,6 +186,7 @@ class PostgresStore final : public Store {
 
  private:
   static constexpr size_t kPage = 1000;
+  static constexpr size_t kRowsPerStatement = 1000;  // PostgreSQL takes 65535 parameters
 
   // A connection borrowed from the pool for one call; a broken one is replaced next time.
   struct Lease {
@@ -215,10 +249,6 @@ class PostgresStore final : public Store {
       const auto s = static_cast<Space>(i);
       const std::string t = Table(s);
       c.prepare(Statement("get", s), "SELECT value FROM " + t + " WHERE key = $1");
-      c.prepare(Statement("put", s), "INSERT INTO " + t +
-                                         " (key, value) VALUES ($1, $2) ON CONFLICT (key) DO "
-                                         "UPDATE SET value = EXCLUDED.value");
-      c.prepare(Statement("del", s), "DELETE FROM " + t + " WHERE key = $1");
       c.prepare(Statement("scan", s), fmt::format("SELECT key, value FROM {} WHERE key >= $1 AND "
                                                   "key < $2 ORDER BY key LIMIT {}",
                                                   t, kPage));

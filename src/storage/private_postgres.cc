@@ -146,6 +146,17 @@ Result<std::unique_ptr<PrivatePostgres>> PrivatePostgres::Start(const std::strin
     return Error(Code::kUnavailable, "running as root needs the postgres user of the package");
   }
   RETURN_IF_ERROR(GiveTo(user, pg->dir_));
+  if (user != nullptr) {
+    // The server runs as `postgres`: every folder above its own must let it through.
+    for (fs::path p = fs::path(pg->dir_).parent_path(); p != p.root_path(); p = p.parent_path()) {
+      struct stat st {};
+      if (stat(p.c_str(), &st) == 0 && (st.st_mode & S_IXOTH) == 0 && st.st_uid != user->pw_uid) {
+        return Error(Code::kUnavailable,
+                     "the postgres user cannot reach " + pg->dir_ + ": " + p.string() +
+                         " is closed to other users (chmod o+x it, or run as a normal user)");
+      }
+    }
+  }
   if (!fs::exists(pg->dir_ + "/data/PG_VERSION")) {
     RETURN_IF_ERROR(CreateCluster(pg->bin_, pg->dir_, user));
   } else {

@@ -120,13 +120,18 @@ TEST_P(StoreBackendTest, KeysAreBytesOrderedAndScannedByPrefix) {
   for (size_t i = 1; i < all.size(); ++i) EXPECT_LT(all[i - 1].first, all[i].first);
   EXPECT_EQ(all[1].first, zero);  // "a" < "a\0b" < "a/1": plain byte order
 
-  WriteBatch change;
+  WriteBatch change;  // within a batch the last operation on a key wins
+  change.Put(Space::kContent, "a/1", "first");
+  change.Delete(Space::kContent, "a/1");
   change.Put(Space::kContent, "a/1", "new");
+  change.Put(Space::kContent, "a/10", "gone soon");
+  change.Delete(Space::kContent, "a/10");
   change.Delete(Space::kContent, "a/2");
   change.Delete(Space::kContent, "never/there");
   ASSERT_TRUE(s->Write(change).ok());
   EXPECT_EQ(s->Get(Space::kContent, "a/1").value(), std::optional<std::string>("new"));
   EXPECT_FALSE(s->Get(Space::kContent, "a/2").value().has_value());
+  EXPECT_FALSE(s->Get(Space::kContent, "a/10").value().has_value());
 }
 
 TEST_P(StoreBackendTest, LongScansSeeEveryKeyOnceInOrder) {

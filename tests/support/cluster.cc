@@ -193,6 +193,19 @@ storage::StorePtr TestCluster::OpenStore(const std::string& region) const {
   return db.ok() ? std::move(db).value() : nullptr;
 }
 
+const std::string& TestCluster::FileBytes(const fs::directory_entry& e) const {
+  // Tests search the same files for many needles: a file is read again only once its size
+  // or modification time changed.
+  std::error_code ec;
+  const auto size = e.file_size(ec);
+  const auto mtime = e.last_write_time(ec);
+  auto& cached = file_cache_[e.path().string()];
+  if (cached.bytes.empty() || cached.size != size || cached.mtime != mtime) {
+    cached = {size, mtime, config::ReadFileOr(e.path().string())};
+  }
+  return cached.bytes;
+}
+
 std::vector<std::string> TestCluster::FindBytes(const std::string& region,
                                                 const std::string& needle) const {
   std::vector<std::string> found;
@@ -200,9 +213,7 @@ std::vector<std::string> TestCluster::FindBytes(const std::string& region,
   if (!fs::exists(root)) return found;
   for (const auto& e : fs::recursive_directory_iterator(root)) {
     if (!e.is_regular_file()) continue;
-    if (config::ReadFileOr(e.path().string()).find(needle) != std::string::npos) {
-      found.push_back(e.path().string());
-    }
+    if (FileBytes(e).find(needle) != std::string::npos) found.push_back(e.path().string());
   }
   // Values the engine compressed are read back through it.
   if (!fs::exists(root + "/db") && !postgres_) return found;

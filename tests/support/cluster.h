@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
@@ -87,6 +88,13 @@ class TestCluster {
   // MERIDIAN_TEST_STORAGE=postgres: every region on its own private PostgreSQL server.
   bool postgres_ = false;
   std::vector<std::unique_ptr<storage::PrivatePostgres>> databases_;
+  struct CachedFile {
+    uintmax_t size = 0;
+    std::filesystem::file_time_type mtime;
+    std::string bytes;
+  };
+  const std::string& FileBytes(const std::filesystem::directory_entry& e) const;
+  mutable std::map<std::string, CachedFile> file_cache_;
   std::unique_ptr<net::HttpClient> client_;
 };
 
