@@ -61,23 +61,26 @@ AuditLog::AuditLog(storage::Store& store, std::string region, const Clock& clock
       sign_(std::move(sign)),
       public_key_(std::move(signing_public_key)) {}
 
-Status AuditLog::Start() {
-  ASSIGN_OR_RETURN(auto raw, store_.Get(Space::kMeta, kSizeKey));
-  uint64_t n = 0;
-  if (raw) std::from_chars(raw->data(), raw->data() + raw->size(), n);
-  std::vector<Hash> frontier;
-  for (int level = 0; (n >> level) > 0; ++level) {
-    uint64_t count = n >> level;
-    frontier.emplace_back();
+Result<AuditLog::Edge> AuditLog::LoadEdge() const {
+  Edge e;
+  ASSIGN_OR_RETURN(e.stored, store_.Get(Space::kMeta, kSizeKey));
+  if (e.stored) std::from_chars(e.stored->data(), e.stored->data() + e.stored->size(), e.size);
+  for (int level = 0; (e.size >> level) > 0; ++level) {
+    uint64_t count = e.size >> level;
+    e.frontier.emplace_back();
     if (count & 1) {
       ASSIGN_OR_RETURN(auto h, store_.Get(Space::kMeta, NodeKey(level, count - 1)));
       if (!h) return Error(Code::kIntegrityError, "audit log: a stored subtree hash is missing");
-      frontier.back() = *h;
+      e.frontier.back() = *h;
     }
   }
+  return e;
+}
+
+Status AuditLog::Start() {
+  ASSIGN_OR_RETURN(auto edge, LoadEdge());
   std::lock_guard lock(mu_);
-  size_ = n;
-  frontier_ = std::move(frontier);
+  edge_ = std::move(edge);
   if (!writer_.joinable()) {
     writer_ = std::thread([this] { WriterLoop(); });
     completer_ = std::thread([this] { CompleterLoop(); });
@@ -139,16 +142,14 @@ void AuditLog::WriterLoop() {
     if (queue_.empty()) break;  // stopping, and everything queued is written
     std::vector<Pending> group;
     group.swap(queue_);
-    uint64_t size = size_;
-    std::vector<Hash> frontier = frontier_;
+    Edge edge = edge_;
     lock.unlock();
 
-    WriteGroup(group, &size, &frontier);
+    WriteGroup(group, &edge);
 
     lock.lock();
     // Callers learn the outcome only once the tree they can read includes their entries.
-    size_ = size;
-    frontier_ = std::move(frontier);
+    edge_ = std::move(edge);
     written_.push_back(std::move(group));
     done_cv_.notify_one();
   }
@@ -171,46 +172,45 @@ void AuditLog::CompleterLoop() {
   }
 }
 
-void AuditLog::WriteGroup(std::vector<Pending>& group, uint64_t* size,
-                          std::vector<Hash>* frontier) {
-  auto build = [](Pending& p, uint64_t* sz, std::vector<Hash>* fr, storage::WriteBatch* all) {
-    all->Append(p.batch);
-    p.first_index = *sz;
-    for (size_t i = 0; i < p.leaves.size(); ++i) Append(p.leaves[i], p.leaf_hashes[i], sz, fr, all);
-  };
-  storage::WriteBatch all;
-  uint64_t new_size = *size;
-  std::vector<Hash> new_frontier = *frontier;
-  for (Pending& p : group) build(p, &new_size, &new_frontier, &all);
-  all.Put(Space::kMeta, std::string(kSizeKey), std::to_string(new_size));
-  Status st = store_.Write(all);
+Status AuditLog::Append(const std::vector<Pending*>& members, Edge* edge) {
+  for (int attempt = 0;; ++attempt) {
+    storage::WriteBatch all;
+    Edge next = *edge;
+    for (Pending* p : members) {
+      all.Append(p->batch);
+      p->first_index = next.size;
+      for (size_t i = 0; i < p->leaves.size(); ++i) {
+        audit::Append(p->leaves[i], p->leaf_hashes[i], &next.size, &next.frontier, &all);
+      }
+    }
+    next.stored = std::to_string(next.size);
+    all.Put(Space::kMeta, std::string(kSizeKey), *next.stored);
+    Status st = store_.WriteIf(all, Space::kMeta, kSizeKey, edge->stored);
+    if (st.ok()) {
+      *edge = std::move(next);
+      return st;
+    }
+    if (st.code() != Code::kConflict || attempt >= 1000) return st;
+    ASSIGN_OR_RETURN(*edge, LoadEdge());  // another node appended: go after its entries
+  }
+}
+
+void AuditLog::WriteGroup(std::vector<Pending>& group, Edge* edge) {
+  std::vector<Pending*> all;
+  for (Pending& p : group) all.push_back(&p);
+  Status st = Append(all, edge);  // a failed write changes nothing: the edge stays
   if (st.ok() || group.size() == 1) {
     for (Pending& p : group) p.result = st;
-    if (st.ok()) {  // a failed write changed nothing: the tree stays as it was
-      *size = new_size;
-      *frontier = std::move(new_frontier);
-    }
     return;
   }
   // One member's batch may be what failed (a residency refusal, say): commit each alone
   // so the others are not failed with it.
-  for (Pending& p : group) {
-    storage::WriteBatch one;
-    uint64_t s1 = *size;
-    std::vector<Hash> f1 = *frontier;
-    build(p, &s1, &f1, &one);
-    one.Put(Space::kMeta, std::string(kSizeKey), std::to_string(s1));
-    p.result = store_.Write(one);
-    if (p.result.ok()) {
-      *size = s1;
-      *frontier = std::move(f1);
-    }
-  }
+  for (Pending& p : group) p.result = Append({&p}, edge);
 }
 
 uint64_t AuditLog::size() const {
   std::lock_guard lock(mu_);
-  return size_;
+  return edge_.size;
 }
 
 Result<Hash> AuditLog::Subtree(int level, uint64_t index) const {

@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -107,7 +108,17 @@ class AuditLog final : public AuditSink {
   void CompleterLoop();
   // Writes one group in one synced batch (each alone if the group's write fails), setting
   // each member's result and first index; returns the new size and right edge.
-  void WriteGroup(std::vector<Pending>& group, uint64_t* size, std::vector<Hash>* frontier);
+  // The tree's right edge as stored: its size, the frontier hashes and the stored size value.
+  struct Edge {
+    uint64_t size = 0;
+    std::vector<Hash> frontier;         // per level, the last complete even-indexed subtree
+    std::optional<std::string> stored;  // audit/size as read or written (nullopt: none yet)
+  };
+  Result<Edge> LoadEdge() const;
+  void WriteGroup(std::vector<Pending>& group, Edge* edge);
+  // Writes `members` with their entries on `*edge`; when another writer of the region's
+  // database moved the edge meanwhile, reloads it and writes them after its entries.
+  Status Append(const std::vector<Pending*>& members, Edge* edge);
   Result<Hash> Subtree(int level, uint64_t index) const;
   Status PublishLocked();  // publish_mu_ held
   Result<std::string> CheckpointAt(uint64_t size) const;
@@ -133,12 +144,11 @@ class AuditLog final : public AuditSink {
   bool writer_done_ = false;
   std::thread writer_;
   std::thread completer_;
-  uint64_t size_ = 0;  // committed leaves
+  Edge edge_;  // committed leaves: edge_.size
   std::mutex publish_mu_;
   uint64_t published_size_ = UINT64_MAX;
   std::string published_;                            // the region's own signed note
   std::map<std::string, std::string> cosignatures_;  // witness name -> signature line
-  std::vector<Hash> frontier_;  // per level, the last complete even-indexed subtree
 };
 
 // Verifies a signed note checkpoint against a verifier key ("<name>+<hash>+<base64>").

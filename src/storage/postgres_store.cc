@@ -102,47 +102,30 @@ class PostgresStore final : public Store {
 
   Status Write(const WriteBatch& batch) override {
     if (batch.empty()) return Status::Ok();
-    // The last operation on each key decides, so the statements need no order among
-    // themselves: one multi-row upsert and one delete per space (in chunks), a handful
-    // of round trips per batch however many keys it holds.
-    std::array<std::map<std::string_view, const WriteBatch::Op*>, kSpaceCount> last;
-    for (const auto& op : batch.ops()) last[static_cast<size_t>(op.space)][op.key] = &op;
     return Guarded("write", [&]() -> Status {
       ASSIGN_OR_RETURN(auto lease, Borrow());
       pqxx::work tx(*lease.conn);
-      for (size_t i = 0; i < last.size(); ++i) {
-        const std::string table = Table(static_cast<Space>(i));
-        std::vector<pqxx::binarystring> puts, dels;
-        std::string put_rows, del_keys;
-        auto flush = [&](bool all) {
-          if (!puts.empty() && (all || puts.size() >= 2 * kRowsPerStatement)) {
-            tx.exec_params("INSERT INTO " + table + " (key, value) VALUES " + put_rows +
-                               " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                           pqxx::prepare::make_dynamic_params(puts));
-            puts.clear();
-            put_rows.clear();
-          }
-          if (!dels.empty() && (all || dels.size() >= kRowsPerStatement)) {
-            tx.exec_params("DELETE FROM " + table + " WHERE key IN (" + del_keys + ")",
-                           pqxx::prepare::make_dynamic_params(dels));
-            dels.clear();
-            del_keys.clear();
-          }
-        };
-        for (const auto& [key, op] : last[i]) {
-          if (op->is_delete) {
-            dels.push_back(Bytes(key));
-            del_keys += fmt::format("{}${}", dels.size() > 1 ? "," : "", dels.size());
-          } else {
-            puts.push_back(Bytes(key));
-            puts.push_back(Bytes(op->value));
-            put_rows += fmt::format("{}(${},${})", puts.size() > 2 ? "," : "", puts.size() - 1,
-                                    puts.size());
-          }
-          flush(false);
-        }
-        flush(true);
-      }
+      Apply(tx, batch);
+      tx.commit();
+      return Status::Ok();
+    });
+  }
+
+  Status WriteIf(const WriteBatch& batch, Space space, std::string_view key,
+                 const std::optional<std::string>& expected) override {
+    return Guarded("write", [&]() -> Status {
+      ASSIGN_OR_RETURN(auto lease, Borrow());
+      pqxx::work tx(*lease.conn);
+      // Every conditional writer of this key queues here until the holder commits, then
+      // reads what it wrote (a row lock cannot serialise writers of a key not yet there).
+      tx.exec_params(
+          "SELECT pg_advisory_xact_lock($1)",
+          static_cast<int64_t>(std::hash<std::string>{}(Table(space) + "/" + std::string(key))));
+      auto r = tx.exec_prepared(Statement("get", space), Bytes(key));
+      std::optional<std::string> current;
+      if (!r.empty()) current = pqxx::binarystring(r[0][0]).str();
+      if (current != expected) return Error(Code::kConflict, "the condition of the write changed");
+      Apply(tx, batch);
       tx.commit();
       return Status::Ok();
     });
@@ -238,6 +221,47 @@ class PostgresStore final : public Store {
       idle_.push_back(slot);
     }
     cv_.notify_one();
+  }
+
+  // The last operation on each key decides, so the statements need no order among
+  // themselves: one multi-row upsert and one delete per space (in chunks), a handful of
+  // round trips per batch however many keys it holds.
+  static void Apply(pqxx::work& tx, const WriteBatch& batch) {
+    std::array<std::map<std::string_view, const WriteBatch::Op*>, kSpaceCount> last;
+    for (const auto& op : batch.ops()) last[static_cast<size_t>(op.space)][op.key] = &op;
+    for (size_t i = 0; i < last.size(); ++i) {
+      const std::string table = Table(static_cast<Space>(i));
+      std::vector<pqxx::binarystring> puts, dels;
+      std::string put_rows, del_keys;
+      auto flush = [&](bool all) {
+        if (!puts.empty() && (all || puts.size() >= 2 * kRowsPerStatement)) {
+          tx.exec_params("INSERT INTO " + table + " (key, value) VALUES " + put_rows +
+                             " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                         pqxx::prepare::make_dynamic_params(puts));
+          puts.clear();
+          put_rows.clear();
+        }
+        if (!dels.empty() && (all || dels.size() >= kRowsPerStatement)) {
+          tx.exec_params("DELETE FROM " + table + " WHERE key IN (" + del_keys + ")",
+                         pqxx::prepare::make_dynamic_params(dels));
+          dels.clear();
+          del_keys.clear();
+        }
+      };
+      for (const auto& [key, op] : last[i]) {
+        if (op->is_delete) {
+          dels.push_back(Bytes(key));
+          del_keys += fmt::format("{}${}", dels.size() > 1 ? "," : "", dels.size());
+        } else {
+          puts.push_back(Bytes(key));
+          puts.push_back(Bytes(op->value));
+          put_rows +=
+              fmt::format("{}(${},${})", puts.size() > 2 ? "," : "", puts.size() - 1, puts.size());
+        }
+        flush(false);
+      }
+      flush(true);
+    }
   }
 
   static std::string Statement(std::string_view verb, Space s) {

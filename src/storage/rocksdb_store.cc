@@ -9,6 +9,8 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <mutex>
+
 #include <fmt/format.h>
 
 #include "storage/store.h"
@@ -53,6 +55,15 @@ class RocksStore final : public Store {
     return FromRocks(db_->Write(sync_, &wb), "write");
   }
 
+  Status WriteIf(const WriteBatch& batch, Space space, std::string_view key,
+                 const std::optional<std::string>& expected) override {
+    // One process owns the database: a lock makes the check and the write one step.
+    std::lock_guard lock(conditional_mu_);
+    ASSIGN_OR_RETURN(auto current, Get(space, key));
+    if (current != expected) return Error(Code::kConflict, "the condition of the write changed");
+    return Write(batch);
+  }
+
   Status Scan(Space space, std::string_view prefix, const ScanFn& fn) override {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), Handle(space)));
     for (it->Seek(ToSlice(prefix)); it->Valid(); it->Next()) {
@@ -77,6 +88,7 @@ class RocksStore final : public Store {
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   rocksdb::WriteOptions sync_;
+  std::mutex conditional_mu_;
 };
 
 }  // namespace

@@ -94,6 +94,16 @@ class ResidencyGuard final : public Store {
   Status Purge(Space space) override { return inner_->Purge(space); }
 
   Status Write(const WriteBatch& batch) override {
+    return Checked(batch, [&] { return inner_->Write(batch); });
+  }
+  Status WriteIf(const WriteBatch& batch, Space space, std::string_view key,
+                 const std::optional<std::string>& expected) override {
+    return Checked(batch, [&] { return inner_->WriteIf(batch, space, key, expected); });
+  }
+
+ private:
+  // Checks `batch` and, if it may be stored here, runs `write` (which stores it).
+  Status Checked(const WriteBatch& batch, const std::function<Status()>& write) {
     // The check and the write are atomic for each user the batch touches: a placement
     // change (a fence) cannot slip between another write's check and its write.
     std::set<size_t> stripes;
@@ -135,7 +145,7 @@ class ResidencyGuard final : public Store {
         }
       }
     }
-    RETURN_IF_ERROR(inner_->Write(batch));
+    RETURN_IF_ERROR(write());
     // Still under the users' stripes: the next write for them sees the new placement.
     for (const auto& op : batch.ops()) {
       if (op.space != Space::kPlacement) continue;
@@ -148,7 +158,6 @@ class ResidencyGuard final : public Store {
     return Status::Ok();
   }
 
- private:
   // Every placement write passes through Write above, so a copy of the stored bytes kept
   // here is never stale: authentication and every write's residency check read a user's
   // placement without a storage read or a lock held across one. A shard's generation

@@ -64,6 +64,11 @@ class Store {
   virtual Result<std::optional<std::string>> Get(Space space, std::string_view key) = 0;
   // All or nothing, and durable (synced to disk) when it returns Ok.
   virtual Status Write(const WriteBatch& batch) = 0;
+  // The same, only while `key` of `space` still holds `expected` (nullopt: absent); else
+  // kConflict and nothing is written. Writers sharing one database (the nodes of a region)
+  // append to one sequence with it.
+  virtual Status WriteIf(const WriteBatch& batch, Space space, std::string_view key,
+                         const std::optional<std::string>& expected) = 0;
   // Every key starting with `prefix`, in key order.
   virtual Status Scan(Space space, std::string_view prefix, const ScanFn& fn) = 0;
   // Physically drops deleted values of a space from the engine's files (used after
