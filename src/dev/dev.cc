@@ -200,11 +200,11 @@ int PrepareScenario(DevOptions& o) {
   return 0;
 }
 
-}  // namespace
-
 std::string PrivateServerDir(const std::string& dir, const std::string& region) {
   return dir + "/" + region + "/postgres";
 }
+
+}  // namespace
 
 Status StartPrivateDatabases(const std::string& dir,
                              std::vector<std::unique_ptr<storage::PrivatePostgres>>* out) {

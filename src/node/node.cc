@@ -123,6 +123,14 @@ Status LogKekChangeSinceLastStart(audit::AuditLog& log, storage::Store& store,
 
 }  // namespace
 
+Result<storage::StorePtr> OpenRegionStore(const config::ClusterConfig& cfg,
+                                          const config::RegionConfig& region) {
+  if (!region.database_url.empty()) {
+    return storage::OpenPostgres(region.database_url, cfg.knobs.database_connections);
+  }
+  return storage::OpenRocksDb(region.data_dir + "/db");
+}
+
 int RunNode(const std::string& config_path, const std::string& region) {
   log::Init(region);
   std::vector<policy::Diagnostic> diags;
@@ -172,10 +180,7 @@ int RunNode(const std::string& config_path, const std::string& region) {
 
   std::error_code ec;
   std::filesystem::create_directories(self->data_dir, ec);
-  auto raw_store =
-      self->database_url.empty()
-          ? storage::OpenRocksDb(self->data_dir + "/db")
-          : storage::OpenPostgres(self->database_url, cfg->knobs.database_connections);
+  auto raw_store = OpenRegionStore(*cfg, *self);
   if (!raw_store.ok()) {
     std::fprintf(stderr, "meridian node: %s\n", raw_store.status().ToString().c_str());
     return 1;

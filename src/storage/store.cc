@@ -109,10 +109,8 @@ class ResidencyGuard final : public Store {
     std::set<size_t> stripes;
     for (const auto& op : batch.ops()) {
       if (op.space == Space::kPlacement || policy::IsPersonal(ClassOf(op.space))) {
-        stripes.insert(std::hash<std::string_view>{}(op.space == Space::kPlacement
-                                                         ? std::string_view(op.key)
-                                                         : OwnerOf(op.key)) %
-                       stripes_.size());
+        stripes.insert(
+            ShardIndex(op.space == Space::kPlacement ? std::string_view(op.key) : OwnerOf(op.key)));
       }
     }
     std::vector<std::unique_lock<std::mutex>> held;
@@ -173,9 +171,12 @@ class ResidencyGuard final : public Store {
   };
   static constexpr size_t kCachedPerShard = 1 << 15;  // 2 M users in all, then start over
 
-  PlacementShard& ShardOf(std::string_view user) {
-    return cache_[std::hash<std::string_view>{}(user) % cache_.size()];
+  // A user's stripe (lock) and placement shard: the same index into both arrays.
+  static constexpr size_t kShards = 64;
+  static size_t ShardIndex(std::string_view user) {
+    return std::hash<std::string_view>{}(user) % kShards;
   }
+  PlacementShard& ShardOf(std::string_view user) { return cache_[ShardIndex(user)]; }
 
   Result<std::optional<std::string>> PlacementBytes(std::string_view user) {
     PlacementShard& shard = ShardOf(user);
@@ -211,8 +212,8 @@ class ResidencyGuard final : public Store {
   StorePtr inner_;
   std::string region_;
   MayHoldFn may_hold_;
-  std::array<std::mutex, 64> stripes_;
-  std::array<PlacementShard, 64> cache_;
+  std::array<std::mutex, kShards> stripes_;
+  std::array<PlacementShard, kShards> cache_;
 };
 }  // namespace
 

@@ -19,6 +19,7 @@
 #include "config/cluster.h"
 #include "dev/dev.h"
 #include "net/http.h"
+#include "node/node.h"
 #include "storage/store.h"
 
 namespace meridian::testing {
@@ -185,10 +186,12 @@ net::HttpResponse TestCluster::Call(const std::string& region, const std::string
 }
 
 storage::StorePtr TestCluster::OpenStore(const std::string& region) const {
-  const std::string root = dir_ + "/" + region;
-  auto db = postgres_ ? storage::OpenPostgres(
-                            storage::PrivatePostgres::UrlAt(root + "/postgres", "meridian"), 1)
-                      : storage::OpenRocksDb(root + "/db");
+  std::vector<policy::Diagnostic> diags;
+  auto cfg = config::Load(config_path_, &diags);
+  EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
+  const config::RegionConfig* r = cfg.ok() ? cfg->Find(region) : nullptr;
+  if (r == nullptr) return nullptr;
+  auto db = node::OpenRegionStore(*cfg, *r);
   EXPECT_TRUE(db.ok()) << region << ": " << db.status().ToString();
   return db.ok() ? std::move(db).value() : nullptr;
 }
