@@ -41,6 +41,7 @@ test-sanitize: deps console
 	  -DCMAKE_CXX_FLAGS_DEBUG="-g1"
 	cmake --build build-asan -j$(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	  ctest --output-on-failure -j$(JOBS) --timeout 900 -E '^postgres/'
 
 # libFuzzer targets (clang), each run for FUZZ_SECONDS.

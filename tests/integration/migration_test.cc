@@ -192,10 +192,13 @@ TEST_F(MigrationTest, PolicyChangeAndMigrationMoveMisplacedUsersWhileTheyWrite) 
   // 1000 users in five countries; 300 under AddressSanitizer, where each request costs
   // several times more (the same checks, at a scale the sanitizer suite can afford).
 #if defined(__SANITIZE_ADDRESS__)
-  auto users = RegisterUsers(60);
+  constexpr int kPerCountry = 60;
 #else
-  auto users = RegisterUsers(200);
+  constexpr int kPerCountry = 200;
 #endif
+  auto users = RegisterUsers(kPerCountry);
+  constexpr int kMisplaced = 4 * kPerCountry;  // all but the CN users
+  constexpr int kToEachRegion = 2 * kPerCountry;
   // Bad input changes nothing.
   EXPECT_EQ(Admin("oregon", "PUT", "/v1/admin/policy", R"({"builtin":"nope"})").status, 400);
   EXPECT_EQ(Admin("oregon", "PUT", "/v1/admin/policy", "version = 9\n[countries]\nXX = \"mars\"\n")
@@ -209,7 +212,7 @@ TEST_F(MigrationTest, PolicyChangeAndMigrationMoveMisplacedUsersWhileTheyWrite) 
   auto applied = Admin("oregon", "PUT", "/v1/admin/policy", R"({"builtin":"current"})");
   ASSERT_EQ(applied.status, 200) << applied.body;
   EXPECT_EQ(JsonOf(applied).value("policy_version", 0), 2);
-  EXPECT_EQ(JsonOf(applied).value("misplaced_users", 0), 800);  // all but the CN users
+  EXPECT_EQ(JsonOf(applied).value("misplaced_users", 0), kMisplaced);
   for (const auto& r : TestCluster::Regions()) {
     EXPECT_EQ(JsonOf(c_->Call(r, "GET", "/v1/regions")).value("policy_version", 0), 2) << r;
   }
@@ -228,8 +231,8 @@ TEST_F(MigrationTest, PolicyChangeAndMigrationMoveMisplacedUsersWhileTheyWrite) 
   std::this_thread::sleep_for(300ms);
   StopWriters(w);
   EXPECT_EQ(m.value("state", ""), "done");
-  EXPECT_EQ(m.value("users_total", 0), 800);
-  EXPECT_EQ(m.value("users_moved", 0), 800);
+  EXPECT_EQ(m.value("users_total", 0), kMisplaced);
+  EXPECT_EQ(m.value("users_moved", 0), kMisplaced);
   EXPECT_EQ(m.value("users_failed", -1), 0);
   EXPECT_GT(m.value("bytes", 0), 0);
   CheckFinalState(users, w, id);
@@ -287,9 +290,9 @@ TEST_F(MigrationTest, PolicyChangeAndMigrationMoveMisplacedUsersWhileTheyWrite) 
     }
     return n;
   };
-  EXPECT_EQ(transfers("beijing", "transfer.out", 800), 800);
-  EXPECT_EQ(transfers("oregon", "transfer.in", 400), 400);
-  EXPECT_EQ(transfers("singapore", "transfer.in", 400), 400);
+  EXPECT_EQ(transfers("beijing", "transfer.out", kMisplaced), kMisplaced);
+  EXPECT_EQ(transfers("oregon", "transfer.in", kToEachRegion), kToEachRegion);
+  EXPECT_EQ(transfers("singapore", "transfer.in", kToEachRegion), kToEachRegion);
 }
 
 TEST_F(MigrationTest, KillsOfCoordinatorSourceAndDestinationLoseNothing) {
