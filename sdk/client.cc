@@ -1,6 +1,8 @@
 #include "sdk/client.h"
 
+#include <algorithm>
 #include <chrono>
+#include <future>
 
 #include "accounts/validate.h"
 #include "common/encoding.h"
@@ -25,20 +27,37 @@ Result<std::unique_ptr<Client>> Client::Connect(Options options) {
   ASSIGN_OR_RETURN(auto r, c->Call("GET", "/v1/regions"));
   if (r.status != 200) return ErrorFrom(r);
   ASSIGN_OR_RETURN(c->regions_, ParseJsonObject(r.body));
+  c->Enter(c->opts_.url);
   return c;
+}
+
+void Client::Enter(const std::string& url) {
+  opts_.url = url;
+  std::vector<std::string> nodes{url};
+  for (const auto& r : regions_.value("regions", Json::array())) {
+    std::vector<std::string> listed;
+    for (const auto& n : r.value("nodes", Json::array())) {
+      if (n.is_string()) listed.push_back(n.get<std::string>());
+    }
+    if (std::find(listed.begin(), listed.end(), url) != listed.end()) nodes = listed;
+  }
+  nodes_ = std::make_unique<net::Endpoints>(std::move(nodes));
 }
 
 Result<net::HttpResponse> Client::Call(const std::string& method, const std::string& target,
                                        std::string body, net::Headers headers) {
   net::ClientCall call;
-  call.base_url = opts_.url;
   call.request.method = method;
   call.request.target = target;
   call.request.body = std::move(body);
   call.request.headers = std::move(headers);
   if (!token_.empty()) call.request.SetHeader("authorization", "Bearer " + token_);
   call.timeout = std::chrono::seconds(10);
-  return http_->SendSync(std::move(call));
+  std::promise<Result<net::HttpResponse>> answer;
+  auto f = answer.get_future();
+  net::SendSpread(*http_, *nodes_, std::move(call),
+                  [&answer](Result<net::HttpResponse> r) { answer.set_value(std::move(r)); });
+  return f.get();
 }
 
 Result<std::string> Client::SealFor(const std::string& region, Json plain) {
@@ -75,7 +94,7 @@ Result<Json> Client::SendIdentified(const std::string& target, Json plain, std::
       region = (*j)["home_region"].get<std::string>();
       if (!opts_.seal) {
         // In the clear the client follows the redirect itself.
-        opts_.url = std::string(r.Header("location")).substr(0, r.Header("location").find("/v1/"));
+        Enter(std::string(r.Header("location")).substr(0, r.Header("location").find("/v1/")));
       }
       continue;
     }

@@ -10,12 +10,15 @@
 
 #include "common/json.h"
 #include "common/status.h"
+#include "net/endpoints.h"
 #include "net/http.h"
 
 namespace meridian::sdk {
 
 struct Options {
-  std::string url;      // any node, e.g. the nearest edge
+  // Any node, e.g. the nearest edge. Once connected, calls spread over every node of that
+  // node's region (GET /v1/regions lists them) and go around a node that fails.
+  std::string url;
   std::string ca_file;  // for https
   bool seal = true;     // false sends identifiers in the clear (tests and debugging)
 };
@@ -45,11 +48,16 @@ class Client {
   Result<std::string> SealFor(const std::string& region, Json plain);
 
  private:
-  explicit Client(Options o) : opts_(std::move(o)) {}
+  explicit Client(Options o)
+      : opts_(std::move(o)),
+        nodes_(std::make_unique<net::Endpoints>(std::vector<std::string>{opts_.url})) {}
   Result<Json> SendIdentified(const std::string& target, Json plain, std::string region);
+  // Calls go to `url` and the other nodes of its region.
+  void Enter(const std::string& url);
 
   Options opts_;
   std::unique_ptr<net::HttpClient> http_;
+  std::unique_ptr<net::Endpoints> nodes_;
   Json regions_;
   std::string token_;
 };

@@ -173,10 +173,12 @@ void AuditLog::CompleterLoop() {
 }
 
 Status AuditLog::Append(const std::vector<Pending*>& members, Edge* edge) {
+  std::vector<Pending*> live = members;
   for (int attempt = 0;; ++attempt) {
+    if (live.empty()) return Status::Ok();  // every member's own condition failed
     storage::WriteBatch all;
     Edge next = *edge;
-    for (Pending* p : members) {
+    for (Pending* p : live) {
       all.Append(p->batch);
       p->first_index = next.size;
       for (size_t i = 0; i < p->leaves.size(); ++i) {
@@ -185,14 +187,36 @@ Status AuditLog::Append(const std::vector<Pending*>& members, Edge* edge) {
     }
     next.stored = std::to_string(next.size);
     all.Put(Space::kMeta, std::string(kSizeKey), *next.stored);
-    Status st = store_.WriteIf(all, Space::kMeta, kSizeKey, edge->stored);
+    all.Expect(Space::kMeta, std::string(kSizeKey), edge->stored);
+    Status st = store_.Write(all);
     if (st.ok()) {
       *edge = std::move(next);
       return st;
     }
     if (st.code() != Code::kConflict || attempt >= 1000) return st;
-    ASSIGN_OR_RETURN(*edge, LoadEdge());  // another node appended: go after its entries
+    // Another node appended, or a member's own expectation no longer holds: reload the
+    // edge, fail the members whose conditions changed, write the others after it.
+    ASSIGN_OR_RETURN(*edge, LoadEdge());
+    std::vector<Pending*> still;
+    for (Pending* p : live) {
+      Status holds = Holds(p->batch);
+      if (holds.ok()) {
+        still.push_back(p);
+      } else {
+        p->result = holds;
+        p->refused = true;
+      }
+    }
+    live = std::move(still);
   }
+}
+
+Status AuditLog::Holds(const storage::WriteBatch& batch) const {
+  for (const auto& e : batch.expectations()) {
+    ASSIGN_OR_RETURN(auto current, store_.Get(e.space, e.key));
+    if (current != e.value) return Error(Code::kConflict, "the condition of the write changed");
+  }
+  return Status::Ok();
 }
 
 void AuditLog::WriteGroup(std::vector<Pending>& group, Edge* edge) {
@@ -200,12 +224,16 @@ void AuditLog::WriteGroup(std::vector<Pending>& group, Edge* edge) {
   for (Pending& p : group) all.push_back(&p);
   Status st = Append(all, edge);  // a failed write changes nothing: the edge stays
   if (st.ok() || group.size() == 1) {
-    for (Pending& p : group) p.result = st;
+    for (Pending& p : group) {
+      if (!p.refused) p.result = st;
+    }
     return;
   }
   // One member's batch may be what failed (a residency refusal, say): commit each alone
   // so the others are not failed with it.
-  for (Pending& p : group) p.result = Append({&p}, edge);
+  for (Pending& p : group) {
+    if (!p.refused) p.result = Append({&p}, edge);
+  }
 }
 
 uint64_t AuditLog::size() const {

@@ -43,6 +43,7 @@ class AuditSink {
   virtual ~AuditSink() = default;
   // Writes `batch` and appends `entries` (canonical JSON, no personal data) atomically,
   // then calls `done`, possibly on another thread. `done` must not block on the sink.
+  // When the batch's expectations do not hold, nothing is written and `done` gets kConflict.
   virtual void CommitAsync(storage::WriteBatch batch, std::vector<Json> entries,
                            CommitDone done) = 0;
   // The same, waiting for the outcome. `first_index`, when given, receives the log index
@@ -103,6 +104,7 @@ class AuditLog final : public AuditSink {
     CommitDone done;
     Status result;
     uint64_t first_index = 0;
+    bool refused = false;  // its batch's own expectations failed: result says so
   };
   void WriterLoop();
   void CompleterLoop();
@@ -118,7 +120,10 @@ class AuditLog final : public AuditSink {
   void WriteGroup(std::vector<Pending>& group, Edge* edge);
   // Writes `members` with their entries on `*edge`; when another writer of the region's
   // database moved the edge meanwhile, reloads it and writes them after its entries.
+  // A member whose batch's expectations (storage::WriteBatch::Expect) no longer hold is
+  // refused with kConflict, alone.
   Status Append(const std::vector<Pending*>& members, Edge* edge);
+  Status Holds(const storage::WriteBatch& batch) const;
   Result<Hash> Subtree(int level, uint64_t index) const;
   Status PublishLocked();  // publish_mu_ held
   Result<std::string> CheckpointAt(uint64_t size) const;

@@ -37,6 +37,9 @@ int main(int argc, char** argv) {
   auto* node = app.add_subcommand("node", "Run one region node of a cluster");
   node->add_option("--config", config_path, "cluster config (TOML)")->required();
   node->add_option("--region", region, "region to serve")->required();
+  int node_index = 0;
+  node->add_option("--node", node_index,
+                   "which of the region's nodes (its index in the region's 'nodes', from 0)");
 
   meridian::dev::DevOptions dev_opts;
   bool no_latency = false;
@@ -70,6 +73,11 @@ int main(int argc, char** argv) {
   dev->add_option("--database-url", dev_opts.database_url,
                   "with --storage postgres: each region's database, {region} replaced by its "
                   "name, e.g. postgresql://db.example/meridian_{region}");
+  dev->add_option("--nodes-per-region", dev_opts.nodes_per_region,
+                  "nodes (processes) per region, sharing the region's database (more than one "
+                  "needs --storage postgres)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 8));
 
   auto* pol = app.add_subcommand("policy", "Residency policy tools");
   pol->require_subcommand(1);
@@ -276,7 +284,7 @@ int main(int argc, char** argv) {
     return code != 0 && migrate->parsed() ? 2 : code;
   }
 
-  if (node->parsed()) return meridian::node::RunNode(config_path, region);
+  if (node->parsed()) return meridian::node::RunNode(config_path, region, node_index);
   if (dev->parsed()) {
     dev_opts.emulate_latency = !no_latency;
     dev_opts.self_exe = SelfExe(argv[0]);

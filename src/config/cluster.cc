@@ -40,6 +40,12 @@ int ClusterConfig::RttMs(std::string_view a, std::string_view b) const {
   return 0;
 }
 
+std::vector<std::string> RegionConfig::Urls() const {
+  std::vector<std::string> out;
+  for (const auto& n : nodes) out.push_back(n.url);
+  return out;
+}
+
 std::vector<const RegionConfig*> ClusterConfig::HomeRegions() const {
   std::vector<const RegionConfig*> out;
   for (const auto& r : regions) {
@@ -197,18 +203,50 @@ Result<ClusterConfig> Load(const std::string& path, std::vector<policy::Diagnost
       auto role = policy::ParseRole((*t)["role"].value_or(std::string()));
       if (!role) add(LineOf(t->get("role"), line), "region 'role' must be \"home\" or \"edge\"");
       r.role = role.value_or(policy::Role::kHome);
-      std::string listen = (*t)["listen"].value_or(std::string());
-      auto colon = listen.rfind(':');
-      int port = colon == std::string::npos ? -1 : std::atoi(listen.c_str() + colon + 1);
-      if (colon == std::string::npos || port < 0 || port > 65535) {
-        add(LineOf(t->get("listen"), line), "region 'listen' must be HOST:PORT");
+      // A node's address: "listen" (HOST:PORT) and "url", in the region's table or in each
+      // entry of its "nodes" list.
+      auto address = [&](const toml::table& n, int at) {
+        NodeAddress a;
+        std::string listen = n["listen"].value_or(std::string());
+        auto colon = listen.rfind(':');
+        int port = colon == std::string::npos ? -1 : std::atoi(listen.c_str() + colon + 1);
+        if (colon == std::string::npos || port < 0 || port > 65535) {
+          add(LineOf(n.get("listen"), at), "region 'listen' must be HOST:PORT");
+        } else {
+          a.listen_host = listen.substr(0, colon);
+          a.listen_port = static_cast<uint16_t>(port);
+        }
+        a.url = n["url"].value_or(std::string());
+        if (a.url.rfind("http://", 0) != 0 && a.url.rfind("https://", 0) != 0) {
+          add(LineOf(n.get("url"), at), "region 'url' must start with http:// or https://");
+        }
+        for (const auto& other : r.nodes) {
+          if (other.url == a.url) add(LineOf(n.get("url"), at), "a node 'url' is listed twice");
+        }
+        r.nodes.push_back(std::move(a));
+      };
+      if (const toml::array* nodes = (*t)["nodes"].as_array()) {
+        if (t->contains("listen") || t->contains("url")) {
+          add(LineOf(t->get("nodes"), line),
+              "region has both 'nodes' and 'listen'/'url': list every node in 'nodes'");
+        }
+        for (const auto& n : *nodes) {
+          if (const toml::table* nt = n.as_table()) {
+            address(*nt, LineOf(&n, line));
+          } else {
+            add(LineOf(&n, line), "each entry of 'nodes' must be { listen = ..., url = ... }");
+          }
+        }
+        if (r.nodes.empty() || r.nodes.size() > 16) {
+          add(LineOf(t->get("nodes"), line), "region 'nodes' must list 1 to 16 nodes");
+        }
       } else {
-        r.listen_host = listen.substr(0, colon);
-        r.listen_port = static_cast<uint16_t>(port);
+        address(*t, line);
       }
-      r.url = (*t)["url"].value_or(std::string());
-      if (r.url.rfind("http://", 0) != 0 && r.url.rfind("https://", 0) != 0) {
-        add(LineOf(t->get("url"), line), "region 'url' must start with http:// or https://");
+      if (!r.nodes.empty()) {
+        r.listen_host = r.nodes[0].listen_host;
+        r.listen_port = r.nodes[0].listen_port;
+        r.url = r.nodes[0].url;
       }
       r.data_dir = Resolve(c.dir, (*t)["data_dir"].value_or(r.name));
       r.cert_file = Resolve(c.dir, (*t)["cert_file"].value_or("tls/" + r.name + ".pem"));
@@ -220,6 +258,12 @@ Result<ClusterConfig> Load(const std::string& path, std::vector<policy::Diagnost
           r.database_url.rfind("postgres://", 0) != 0) {
         add(LineOf(t->get("database_url"), line),
             "region 'database_url' must be a postgresql:// URL");
+      }
+      if (r.nodes.size() > 1 && r.database_url.empty()) {
+        add(LineOf(t->get("nodes"), line),
+            fmt::format("region '{}' has several nodes: they share one database, so it needs "
+                        "a 'database_url' (RocksDB is one process's)",
+                        r.name));
       }
       for (const auto& other : c.regions) {
         if (!r.database_url.empty() && other.database_url == r.database_url) {

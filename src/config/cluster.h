@@ -12,9 +12,19 @@
 
 namespace meridian::config {
 
+// One node (process) of a region: where it listens and its public base URL.
+struct NodeAddress {
+  std::string listen_host;
+  uint16_t listen_port = 0;
+  std::string url;  // e.g. https://127.0.0.1:7400
+};
+
 struct RegionConfig {
   std::string name;
   policy::Role role = policy::Role::kHome;
+  // Every node of the region (`listen`/`url`, or a `nodes` list). Several nodes share the
+  // region's database, so they need a database_url. The fields below are the first node's.
+  std::vector<NodeAddress> nodes;
   std::string listen_host;
   uint16_t listen_port = 0;
   std::string url;        // public base URL, e.g. https://127.0.0.1:7400
@@ -25,6 +35,8 @@ struct RegionConfig {
   // Empty: embedded RocksDB under data_dir. Else the region's PostgreSQL database, shared
   // by every node of the region and by no other region.
   std::string database_url;
+
+  std::vector<std::string> Urls() const;
 };
 
 // Tunables of a node, in one place.

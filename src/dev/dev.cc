@@ -53,12 +53,24 @@ std::string RenderConfig(const DevOptions& o, const std::string& dir,
       "emulate_latency = {}\n\n",
       policy_spec, o.plaintext ? "false" : "true", o.io_threads,
       o.emulate_latency ? "true" : "false");
+  const int regions = static_cast<int>(std::size(kLayout));
   int port = o.base_port;
   for (const auto& r : kLayout) {
-    out += fmt::format(
-        "[[regions]]\nname = \"{}\"\nrole = \"{}\"\nlisten = \"127.0.0.1:{}\"\n"
-        "url = \"{}://127.0.0.1:{}\"\ndata_dir = \"{}\"\n",
-        r.name, r.role, port, o.plaintext ? "http" : "https", port, r.name);
+    const char* scheme = o.plaintext ? "http" : "https";
+    out += fmt::format("[[regions]]\nname = \"{}\"\nrole = \"{}\"\ndata_dir = \"{}\"\n", r.name,
+                       r.role, r.name);
+    if (o.nodes_per_region <= 1) {
+      out += fmt::format("listen = \"127.0.0.1:{}\"\nurl = \"{}://127.0.0.1:{}\"\n", port, scheme,
+                         port);
+    } else {
+      out += "nodes = [\n";
+      for (int k = 0; k < o.nodes_per_region; ++k) {
+        const int p = port + k * regions;
+        out += fmt::format("  {{ listen = \"127.0.0.1:{}\", url = \"{}://127.0.0.1:{}\" }},\n", p,
+                           scheme, p);
+      }
+      out += "]\n";
+    }
     if (std::string url = DatabaseUrl(o, dir, r.name); !url.empty()) {
       out += fmt::format("database_url = \"{}\"\n", url);
     }
@@ -106,7 +118,12 @@ Status EnsureKeystores(const config::ClusterConfig& cfg) {
   return made.ok() ? Status::Ok() : made.status();
 }
 
-pid_t Spawn(const std::string& exe, const std::string& config, const std::string& region,
+// The log of a region's node k in the region's folder.
+std::string NodeLogName(size_t k) {
+  return k == 0 ? std::string("node.log") : fmt::format("node-{}.log", k);
+}
+
+pid_t Spawn(const std::string& exe, const std::string& config, const std::string& region, int node,
             const std::string& log_path) {
   pid_t pid = fork();
   if (pid != 0) return pid;
@@ -119,8 +136,9 @@ pid_t Spawn(const std::string& exe, const std::string& config, const std::string
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
+  const std::string index = std::to_string(node);
   execl(exe.c_str(), exe.c_str(), "node", "--config", config.c_str(), "--region", region.c_str(),
-        static_cast<char*>(nullptr));
+        "--node", index.c_str(), static_cast<char*>(nullptr));
   _exit(127);
 }
 
@@ -257,6 +275,13 @@ int WriteCluster(const DevOptions& o) {
                  "(each region's data stays in its own database)\n");
     return 2;
   }
+  if (o.nodes_per_region < 1 || o.nodes_per_region > 8 ||
+      (o.nodes_per_region > 1 && o.storage != "postgres")) {
+    std::fprintf(stderr,
+                 "meridian dev: --nodes-per-region is 1 to 8, and more than one needs "
+                 "--storage postgres (a region's nodes share its database)\n");
+    return 2;
+  }
   if (auto st = config::WriteFileAtomic(cfg_path, RenderConfig(o, dir, policy_spec)); !st.ok()) {
     std::fprintf(stderr, "meridian dev: %s\n", st.message().c_str());
     return 1;
@@ -317,13 +342,16 @@ int RunDev(const DevOptions& opts) {
   for (const auto& r : cfg->regions) {
     std::error_code ec;
     fs::create_directories(r.data_dir, ec);
-    pid_t pid = Spawn(o.self_exe, cfg_path, r.name, r.data_dir + "/node.log");
-    if (pid < 0) {
-      std::fprintf(stderr, "meridian dev: cannot start the %s node\n", r.name.c_str());
-      StopAll(children);
-      return 1;
+    for (size_t k = 0; k < r.nodes.size(); ++k) {
+      pid_t pid = Spawn(o.self_exe, cfg_path, r.name, static_cast<int>(k),
+                        r.data_dir + "/" + NodeLogName(k));
+      if (pid < 0) {
+        std::fprintf(stderr, "meridian dev: cannot start the %s node\n", r.name.c_str());
+        StopAll(children);
+        return 1;
+      }
+      children[pid] = k == 0 ? r.name : r.name + " #" + std::to_string(k);
     }
-    children[pid] = r.name;
   }
 
   net::ClientOptions copts;
@@ -331,10 +359,12 @@ int RunDev(const DevOptions& opts) {
   auto client = net::MakeClient(copts);
   bool healthy = client.ok();
   for (const auto& r : cfg->regions) {
-    if (healthy && !WaitHealthy(**client, r.url, std::chrono::seconds(30), children)) {
-      std::fprintf(stderr, "meridian dev: the %s node did not become healthy; see %s/node.log\n",
-                   r.name.c_str(), r.data_dir.c_str());
-      healthy = false;
+    for (size_t k = 0; k < r.nodes.size(); ++k) {
+      if (healthy && !WaitHealthy(**client, r.nodes[k].url, std::chrono::seconds(30), children)) {
+        std::fprintf(stderr, "meridian dev: the %s node did not become healthy; see %s/%s\n",
+                     r.name.c_str(), r.data_dir.c_str(), NodeLogName(k).c_str());
+        healthy = false;
+      }
     }
   }
   if (!healthy) {
@@ -345,8 +375,11 @@ int RunDev(const DevOptions& opts) {
   std::printf("\nMeridian dev cluster is up (data in %s)\n\n", dir.c_str());
   std::printf("  %-11s %-5s %-28s %s\n", "REGION", "ROLE", "URL", "LOG");
   for (const auto& r : cfg->regions) {
-    std::printf("  %-11s %-5s %-28s %s/node.log\n", r.name.c_str(),
-                std::string(policy::RoleName(r.role)).c_str(), r.url.c_str(), r.data_dir.c_str());
+    for (size_t k = 0; k < r.nodes.size(); ++k) {
+      std::printf("  %-11s %-5s %-28s %s/%s\n", r.name.c_str(),
+                  std::string(policy::RoleName(r.role)).c_str(), r.nodes[k].url.c_str(),
+                  r.data_dir.c_str(), NodeLogName(k).c_str());
+    }
   }
   std::printf("\n  console:      %s/\n", cfg->regions.front().url.c_str());
   std::printf("  admin token:  %s\n", cfg->admin_token_file.c_str());

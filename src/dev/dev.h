@@ -1,5 +1,5 @@
 // `meridian dev`: the whole four-region cluster on loopback, one supervised child process
-// per region, with generated secrets, a dev CA and an admin token.
+// per region node, with generated secrets, a dev CA and an admin token.
 #pragma once
 
 #include <memory>
@@ -26,6 +26,9 @@ struct DevOptions {
   // or, without it, a private server per region started and stopped by `meridian dev`.
   std::string storage = "rocksdb";
   std::string database_url;
+  // Nodes per region. Node k of the i-th region listens on base_port + i + 4k; more than
+  // one needs postgres (the nodes share the region's database).
+  int nodes_per_region = 1;
 };
 // Starts a private PostgreSQL server per region in DIR/<region>/postgres, each with the
 // database "meridian" (what DatabaseUrl names without --database-url).

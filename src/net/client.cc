@@ -9,6 +9,8 @@
 
 namespace meridian::net {
 namespace {
+// The end of the message of a call that never reached its node (see NotDelivered).
+constexpr std::string_view kNotConnected = "could not connect";
 
 struct Url {
   bool tls = false;
@@ -163,11 +165,11 @@ class Client final : public HttpClient {
     op->resolver->async_resolve(
         op->url.host, op->url.port,
         [this, op](beast::error_code ec, tcp::resolver::results_type results) {
-          if (ec) return Fail(op, ec);
+          if (ec) return Fail(op, ec, true);
           auto& lowest = op->conn->Lowest();
           lowest.expires_after(op->call.timeout);
           lowest.async_connect(results, [this, op](beast::error_code cec, const tcp::endpoint&) {
-            if (cec) return Fail(op, cec);
+            if (cec) return Fail(op, cec, true);
             beast::error_code nec;
             op->conn->Lowest().socket().set_option(tcp::no_delay(true), nec);
             if (!op->url.tls) return WriteRequest(op);
@@ -177,7 +179,7 @@ class Client final : public HttpClient {
             asio::ip::make_address(op->url.host, addr_ec);
             if (addr_ec) SSL_set_tlsext_host_name(s.native_handle(), op->url.host.c_str());
             s.async_handshake(ssl::stream_base::client, [this, op](beast::error_code hec) {
-              if (hec) return Fail(op, hec);
+              if (hec) return Fail(op, hec, true);
               WriteRequest(op);
             });
           });
@@ -224,7 +226,8 @@ class Client final : public HttpClient {
           [this, op, result] { Finish(op, std::move(*result)); });
   }
 
-  void Fail(const std::shared_ptr<Op>& op, beast::error_code ec) {
+  // `connecting`: the request never left (no connection): NotDelivered() says so.
+  void Fail(const std::shared_ptr<Op>& op, beast::error_code ec, bool connecting = false) {
     op->conn.reset();
     // A pooled connection the peer closed while idle: try once more on a fresh one. (Over
     // TLS the close shows as a truncated stream.)
@@ -235,7 +238,8 @@ class Client final : public HttpClient {
       op->retried = true;
       return Connect(op);
     }
-    std::string what = ec == beast::error::timeout ? "timed out" : "failed";
+    std::string what = connecting ? std::string(kNotConnected)
+                                  : (ec == beast::error::timeout ? "timed out" : "failed");
     Finish(op,
            Error(Code::kUnavailable, "call to " + op->url.host + ":" + op->url.port + " " + what));
   }

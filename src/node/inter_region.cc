@@ -11,7 +11,11 @@ InterRegion::InterRegion(const config::ClusterConfig& config, std::string self,
       self_(std::move(self)),
       internal_token_(std::move(internal_token)),
       client_(std::move(client)),
-      metrics_(metrics) {}
+      metrics_(metrics) {
+  for (const auto& r : config_.regions) {
+    nodes_[r.name] = std::make_unique<net::Endpoints>(r.Urls());
+  }
+}
 
 void InterRegion::Call(const std::string& region, net::HttpRequest request,
                        std::function<void(Result<net::HttpResponse>)> done) {
@@ -23,16 +27,16 @@ void InterRegion::Call(const std::string& region, net::HttpRequest request,
   request.SetHeader(kInternalHeader, internal_token_);
   request.SetHeader(kForwardedHeader, self_);
   net::ClientCall call;
-  call.base_url = dest->url;
   call.request = std::move(request);
   call.timeout = std::chrono::milliseconds(config_.knobs.forward_timeout_ms);
   if (config_.knobs.emulate_latency) {
     call.added_latency = std::chrono::milliseconds(config_.RttMs(self_, region));
   }
-  client_->Send(std::move(call), [this, region, done = std::move(done)](auto r) {
-    metrics_.CountForward(region, r.ok());
-    done(std::move(r));
-  });
+  net::SendSpread(*client_, *nodes_.at(region), std::move(call),
+                  [this, region, done = std::move(done)](auto r) {
+                    metrics_.CountForward(region, r.ok());
+                    done(std::move(r));
+                  });
 }
 
 Result<net::HttpResponse> InterRegion::CallSync(const std::string& region,

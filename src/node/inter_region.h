@@ -1,15 +1,18 @@
 // The one inter-region channel: every call from this region to another goes through it.
 // It adds the internal credentials, the emulated WAN round trip from the latency matrix,
-// the per-call deadline, and counts forwards by destination.
+// the per-call deadline, spreads calls over the destination region's nodes (leaving out a
+// node that failed for a while), and counts forwards by destination.
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "accounts/accounts.h"
 #include "config/cluster.h"
+#include "net/endpoints.h"
 #include "net/http.h"
 #include "node/metrics.h"
 
@@ -44,6 +47,7 @@ class InterRegion {
   std::string internal_token_;
   std::unique_ptr<net::HttpClient> client_;
   Metrics& metrics_;
+  std::map<std::string, std::unique_ptr<net::Endpoints>> nodes_;  // by region
 };
 
 // PhoneDirectory over the internal directory endpoint of the other home regions.

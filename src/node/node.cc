@@ -131,7 +131,7 @@ Result<storage::StorePtr> OpenRegionStore(const config::ClusterConfig& cfg,
   return storage::OpenRocksDb(region.data_dir + "/db");
 }
 
-int RunNode(const std::string& config_path, const std::string& region) {
+int RunNode(const std::string& config_path, const std::string& region, int node_index) {
   log::Init(region);
   std::vector<policy::Diagnostic> diags;
   auto cfg = config::Load(config_path, &diags);
@@ -140,12 +140,23 @@ int RunNode(const std::string& config_path, const std::string& region) {
     std::fprintf(stderr, "meridian node: invalid configuration, not starting\n");
     return 2;
   }
-  const config::RegionConfig* self = cfg->Find(region);
-  if (self == nullptr) {
+  const config::RegionConfig* listed = cfg->Find(region);
+  if (listed == nullptr) {
     std::fprintf(stderr, "meridian node: region '%s' is not in %s\n", region.c_str(),
                  config_path.c_str());
     return 2;
   }
+  if (node_index < 0 || static_cast<size_t>(node_index) >= listed->nodes.size()) {
+    std::fprintf(stderr, "meridian node: region '%s' has %zu node(s); --node %d is not one\n",
+                 region.c_str(), listed->nodes.size(), node_index);
+    return 2;
+  }
+  // This node's own address; the rest of the region's settings are shared by its nodes.
+  config::RegionConfig me = *listed;
+  me.listen_host = listed->nodes[node_index].listen_host;
+  me.listen_port = listed->nodes[node_index].listen_port;
+  me.url = listed->nodes[node_index].url;
+  const config::RegionConfig* self = &me;
   if (auto st = crypto::Init(); !st.ok()) {
     std::fprintf(stderr, "meridian node: %s\n", st.ToString().c_str());
     return 1;
@@ -291,6 +302,7 @@ int RunNode(const std::string& config_path, const std::string& region) {
   }
   log::Info("node_started", {{"region", region},
                              {"role", std::string(policy::RoleName(role))},
+                             {"node", std::to_string(node_index)},
                              {"url", self->url},
                              {"policy_version", std::to_string(pol.version())}});
 

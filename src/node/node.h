@@ -13,8 +13,8 @@ namespace meridian::node {
 Result<storage::StorePtr> OpenRegionStore(const config::ClusterConfig& cfg,
                                           const config::RegionConfig& region);
 
-// Runs the node of `region` described by the cluster config until SIGTERM or SIGINT, then
-// shuts down gracefully. Returns the process exit code.
-int RunNode(const std::string& config_path, const std::string& region);
+// Runs node `node_index` (of the region's `nodes`) of `region` described by the cluster
+// config until SIGTERM or SIGINT, then shuts down gracefully. Returns the process exit code.
+int RunNode(const std::string& config_path, const std::string& region, int node_index = 0);
 
 }  // namespace meridian::node

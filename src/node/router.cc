@@ -508,6 +508,7 @@ class Router final : public net::Handler {
       regions.push_back({{"name", r.name},
                          {"role", policy::RoleName(r.role)},
                          {"url", r.url},
+                         {"nodes", r.Urls()},
                          {"hpke_public_key", k.value("hpke_public_key", Json())},
                          {"hpke_key_id", k.value("hpke_key_id", Json())},
                          {"audit_verifier_key", k.value("audit_verifier_key", Json())}});

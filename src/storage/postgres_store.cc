@@ -101,35 +101,18 @@ class PostgresStore final : public Store {
   }
 
   Status Write(const WriteBatch& batch) override {
-    if (batch.empty()) return Status::Ok();
+    if (batch.empty() && batch.expectations().empty()) return Status::Ok();
     return Guarded("write", [&]() -> Status {
       ASSIGN_OR_RETURN(auto lease, Borrow());
       pqxx::work tx(*lease.conn);
+      RETURN_IF_ERROR(CheckExpectations(tx, batch));
       Apply(tx, batch);
       tx.commit();
       return Status::Ok();
     });
   }
 
-  Status WriteIf(const WriteBatch& batch, Space space, std::string_view key,
-                 const std::optional<std::string>& expected) override {
-    return Guarded("write", [&]() -> Status {
-      ASSIGN_OR_RETURN(auto lease, Borrow());
-      pqxx::work tx(*lease.conn);
-      // Every conditional writer of this key queues here until the holder commits, then
-      // reads what it wrote (a row lock cannot serialise writers of a key not yet there).
-      tx.exec_params(
-          "SELECT pg_advisory_xact_lock($1)",
-          static_cast<int64_t>(std::hash<std::string>{}(Table(space) + "/" + std::string(key))));
-      auto r = tx.exec_prepared(Statement("get", space), Bytes(key));
-      std::optional<std::string> current;
-      if (!r.empty()) current = pqxx::binarystring(r[0][0]).str();
-      if (current != expected) return Error(Code::kConflict, "the condition of the write changed");
-      Apply(tx, batch);
-      tx.commit();
-      return Status::Ok();
-    });
-  }
+  bool Shared() const override { return true; }
 
   Status Scan(Space space, std::string_view prefix, const ScanFn& fn) override {
     return Guarded("scan", [&]() -> Status {
@@ -168,6 +151,33 @@ class PostgresStore final : public Store {
   }
 
  private:
+  // Every writer expecting a key queues on the key's advisory lock until the holder
+  // commits, then reads what it wrote (a row lock cannot serialise writers of a key not yet
+  // there). Locks are taken in one order, so two batches never wait on each other.
+  Status CheckExpectations(pqxx::work& tx, const WriteBatch& batch) {
+    std::vector<std::pair<int64_t, const WriteBatch::Expectation*>> locks;
+    for (const auto& e : batch.expectations()) {
+      locks.emplace_back(
+          static_cast<int64_t>(std::hash<std::string>{}(Table(e.space) + "/" + e.key)), &e);
+    }
+    std::sort(locks.begin(), locks.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    int64_t last = 0;
+    for (size_t i = 0; i < locks.size(); ++i) {
+      if (i == 0 || locks[i].first != last) {
+        tx.exec_params("SELECT pg_advisory_xact_lock($1)", locks[i].first);
+      }
+      last = locks[i].first;
+    }
+    for (const auto& [_, e] : locks) {
+      auto r = tx.exec_prepared(Statement("get", e->space), Bytes(e->key));
+      std::optional<std::string> current;
+      if (!r.empty()) current = pqxx::binarystring(r[0][0]).str();
+      if (current != e->value) return Error(Code::kConflict, "the condition of the write changed");
+    }
+    return Status::Ok();
+  }
+
   static constexpr size_t kPage = 1000;
   static constexpr size_t kRowsPerStatement = 1000;  // PostgreSQL takes 65535 parameters
 

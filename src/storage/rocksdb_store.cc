@@ -46,6 +46,19 @@ class RocksStore final : public Store {
   }
 
   Status Write(const WriteBatch& batch) override {
+    if (!batch.expectations().empty()) {
+      // One process owns the database: a lock makes the check and the write one step.
+      std::lock_guard lock(conditional_mu_);
+      for (const auto& e : batch.expectations()) {
+        ASSIGN_OR_RETURN(auto current, Get(e.space, e.key));
+        if (current != e.value) return Error(Code::kConflict, "the condition of the write changed");
+      }
+      return WriteOps(batch);
+    }
+    return WriteOps(batch);
+  }
+
+  Status WriteOps(const WriteBatch& batch) {
     rocksdb::WriteBatch wb;
     for (const auto& op : batch.ops()) {
       auto s = op.is_delete ? wb.Delete(Handle(op.space), ToSlice(op.key))
@@ -53,15 +66,6 @@ class RocksStore final : public Store {
       RETURN_IF_ERROR(FromRocks(s, "batch"));
     }
     return FromRocks(db_->Write(sync_, &wb), "write");
-  }
-
-  Status WriteIf(const WriteBatch& batch, Space space, std::string_view key,
-                 const std::optional<std::string>& expected) override {
-    // One process owns the database: a lock makes the check and the write one step.
-    std::lock_guard lock(conditional_mu_);
-    ASSIGN_OR_RETURN(auto current, Get(space, key));
-    if (current != expected) return Error(Code::kConflict, "the condition of the write changed");
-    return Write(batch);
   }
 
   Status Scan(Space space, std::string_view prefix, const ScanFn& fn) override {

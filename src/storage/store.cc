@@ -1,6 +1,7 @@
 #include "storage/store.h"
 
 #include <array>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -93,19 +94,14 @@ class ResidencyGuard final : public Store {
   }
   Status Purge(Space space) override { return inner_->Purge(space); }
 
-  Status Write(const WriteBatch& batch) override {
-    return Checked(batch, [&] { return inner_->Write(batch); });
-  }
-  Status WriteIf(const WriteBatch& batch, Space space, std::string_view key,
-                 const std::optional<std::string>& expected) override {
-    return Checked(batch, [&] { return inner_->WriteIf(batch, space, key, expected); });
-  }
+  bool Shared() const override { return inner_->Shared(); }
 
- private:
-  // Checks `batch` and, if it may be stored here, runs `write` (which stores it).
-  Status Checked(const WriteBatch& batch, const std::function<Status()>& write) {
+  // Checks `batch` and writes it if it may be stored here.
+  Status Write(const WriteBatch& batch) override {
     // The check and the write are atomic for each user the batch touches: a placement
-    // change (a fence) cannot slip between another write's check and its write.
+    // change (a fence) cannot slip between another write's check and its write. Within
+    // this process the users' stripes do it; across the nodes of a shared database, the
+    // write expects each placement to be what the check read.
     std::set<size_t> stripes;
     for (const auto& op : batch.ops()) {
       if (op.space == Space::kPlacement || policy::IsPersonal(ClassOf(op.space))) {
@@ -116,11 +112,15 @@ class ResidencyGuard final : public Store {
     std::vector<std::unique_lock<std::mutex>> held;
     for (size_t i : stripes) held.emplace_back(stripes_[i]);  // in index order: no deadlock
     // Each user's placement is read once per batch (a group commit holds many users).
-    std::set<std::string_view> placed, checked;
+    std::map<std::string_view, std::optional<std::string>> read;
+    std::set<std::string_view> placed;
     for (const auto& op : batch.ops()) {
       if (op.space == Space::kPlacement && !op.is_delete) placed.insert(op.key);
     }
     for (const auto& op : batch.ops()) {
+      if (op.space == Space::kPlacement && Shared() && !read.contains(op.key)) {
+        ASSIGN_OR_RETURN(read[op.key], PlacementBytes(op.key));  // what this write replaces
+      }
       if (op.is_delete) continue;  // removing data never breaks residency
       policy::DataClass cls = ClassOf(op.space);
       if (!may_hold_(cls)) {
@@ -138,12 +138,20 @@ class ResidencyGuard final : public Store {
       if (policy::IsPersonal(cls)) {
         std::string_view user = OwnerOf(op.key);
         // A placement in the same batch (a new user) counts; it was checked above.
-        if (!placed.contains(user) && checked.insert(user).second) {
-          RETURN_IF_ERROR(CheckHomedHere(user));
+        if (!placed.contains(user) && !read.contains(user)) {
+          ASSIGN_OR_RETURN(read[user], PlacementBytes(user));
+          RETURN_IF_ERROR(CheckHomedHere(read[user]));
         }
       }
     }
-    RETURN_IF_ERROR(write());
+    if (Shared()) {
+      WriteBatch expecting = batch;
+      for (const auto& [user, bytes] : read) {
+        expecting.Expect(Space::kPlacement, std::string(user), bytes);
+      }
+      return inner_->Write(expecting);
+    }
+    RETURN_IF_ERROR(inner_->Write(batch));
     // Still under the users' stripes: the next write for them sees the new placement.
     for (const auto& op : batch.ops()) {
       if (op.space != Space::kPlacement) continue;
@@ -156,10 +164,11 @@ class ResidencyGuard final : public Store {
     return Status::Ok();
   }
 
-  // Every placement write passes through Write above, so a copy of the stored bytes kept
-  // here is never stale: authentication and every write's residency check read a user's
-  // placement without a storage read or a lock held across one. A shard's generation
-  // keeps a read that raced with a write from caching what the write replaced.
+  // When this process is the only writer, every placement write passes through Write
+  // above, so a copy of the stored bytes kept here is never stale: authentication and every
+  // write's residency check read a user's placement without a storage read or a lock held
+  // across one. A shard's generation keeps a read that raced with a write from caching what
+  // the write replaced. (A shared database is read every time: other nodes write it.)
   struct Hash {
     using is_transparent = void;
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
@@ -179,6 +188,7 @@ class ResidencyGuard final : public Store {
   PlacementShard& ShardOf(std::string_view user) { return cache_[ShardIndex(user)]; }
 
   Result<std::optional<std::string>> PlacementBytes(std::string_view user) {
+    if (Shared()) return inner_->Get(Space::kPlacement, user);
     PlacementShard& shard = ShardOf(user);
     uint64_t generation;
     {
@@ -195,8 +205,7 @@ class ResidencyGuard final : public Store {
     return stored;
   }
 
-  Status CheckHomedHere(std::string_view user) {
-    ASSIGN_OR_RETURN(auto stored, PlacementBytes(user));
+  Status CheckHomedHere(const std::optional<std::string>& stored) {
     std::optional<Placement> p;
     if (stored) p = DecodePlacement(*stored);
     if (!p || p->region != region_ || p->state == "gone") {

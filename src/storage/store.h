@@ -41,18 +41,32 @@ class WriteBatch {
     std::string key;
     std::string value;
   };
+  // A condition of the batch: `key` of `space` holds `value` (nullopt: absent).
+  struct Expectation {
+    Space space;
+    std::string key;
+    std::optional<std::string> value;
+  };
   void Put(Space space, std::string key, std::string value) {
     ops_.push_back({space, false, std::move(key), std::move(value)});
   }
   void Delete(Space space, std::string key) { ops_.push_back({space, true, std::move(key), {}}); }
+  // The batch is written only while every expected value is still stored: writers that
+  // share one database (the nodes of a region) make read-check-write steps atomic with it.
+  void Expect(Space space, std::string key, std::optional<std::string> value) {
+    expected_.push_back({space, std::move(key), std::move(value)});
+  }
   void Append(const WriteBatch& other) {
     ops_.insert(ops_.end(), other.ops_.begin(), other.ops_.end());
+    expected_.insert(expected_.end(), other.expected_.begin(), other.expected_.end());
   }
   const std::vector<Op>& ops() const { return ops_; }
+  const std::vector<Expectation>& expectations() const { return expected_; }
   bool empty() const { return ops_.empty(); }
 
  private:
   std::vector<Op> ops_;
+  std::vector<Expectation> expected_;
 };
 
 // Return false to stop the scan.
@@ -62,13 +76,12 @@ class Store {
  public:
   virtual ~Store() = default;
   virtual Result<std::optional<std::string>> Get(Space space, std::string_view key) = 0;
-  // All or nothing, and durable (synced to disk) when it returns Ok.
+  // All or nothing, and durable (synced to disk) when it returns Ok. When one of the
+  // batch's expectations does not hold, kConflict and nothing is written.
   virtual Status Write(const WriteBatch& batch) = 0;
-  // The same, only while `key` of `space` still holds `expected` (nullopt: absent); else
-  // kConflict and nothing is written. Writers sharing one database (the nodes of a region)
-  // append to one sequence with it.
-  virtual Status WriteIf(const WriteBatch& batch, Space space, std::string_view key,
-                         const std::optional<std::string>& expected) = 0;
+  // True when other processes write the same data (a database several nodes share): what
+  // a node read may have changed since, unless a write's expectations check it.
+  virtual bool Shared() const { return false; }
   // Every key starting with `prefix`, in key order.
   virtual Status Scan(Space space, std::string_view prefix, const ScanFn& fn) = 0;
   // Physically drops deleted values of a space from the engine's files (used after

@@ -147,7 +147,8 @@ TEST_P(StoreBackendTest, AConditionalWriteHappensOnlyWhileItsKeyHoldsTheExpected
     WriteBatch b;
     b.Put(Space::kMeta, "seq/size", v);
     b.Put(Space::kPublic, "seq/item/" + v, "x");
-    return s->WriteIf(b, Space::kMeta, "seq/size", expected).code();
+    b.Expect(Space::kMeta, "seq/size", expected);
+    return s->Write(b).code();
   };
   EXPECT_EQ(write("1", std::string("0")), Code::kConflict);  // absent, not "0"
   EXPECT_EQ(write("1", std::nullopt), Code::kOk);
@@ -157,6 +158,50 @@ TEST_P(StoreBackendTest, AConditionalWriteHappensOnlyWhileItsKeyHoldsTheExpected
   EXPECT_EQ(write("2", std::string("1")), Code::kOk);
   EXPECT_EQ(s->Get(Space::kMeta, "seq/size").value(), std::optional<std::string>("2"));
   EXPECT_TRUE(s->Get(Space::kPublic, "seq/item/2").value().has_value());
+
+  // Every expectation of a batch must hold, in any space; one that fails stops the batch.
+  WriteBatch two;
+  two.Put(Space::kPublic, "seq/item/3", "x");
+  two.Expect(Space::kMeta, "seq/size", std::string("2"));
+  two.Expect(Space::kPlacement, "u_1", std::string("active"));
+  EXPECT_EQ(s->Write(two).code(), Code::kConflict);
+  EXPECT_FALSE(s->Get(Space::kPublic, "seq/item/3").value().has_value());
+  WriteBatch place;
+  place.Put(Space::kPlacement, "u_1", "active");
+  ASSERT_TRUE(s->Write(place).ok());
+  EXPECT_EQ(s->Write(two).code(), Code::kOk);
+  EXPECT_TRUE(s->Get(Space::kPublic, "seq/item/3").value().has_value());
+}
+
+// Read, check, write by many writers at once: with the read value expected, no increment
+// is lost (a plain write would lose some).
+TEST_P(StoreBackendTest, ExpectedValuesMakeReadModifyWriteAtomic) {
+  auto s = Open();
+  ASSERT_NE(s, nullptr);
+  constexpr int kThreads = 4, kEach = 40;
+  std::atomic<int> conflicts{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int done = 0; done < kEach;) {
+        auto cur = s->Get(Space::kMeta, "counter").value();
+        const int n = cur ? std::stoi(*cur) : 0;
+        WriteBatch b;
+        b.Put(Space::kMeta, "counter", std::to_string(n + 1));
+        b.Expect(Space::kMeta, "counter", cur);
+        Status st = s->Write(b);
+        if (st.ok()) {
+          ++done;
+        } else {
+          ASSERT_EQ(st.code(), Code::kConflict) << st.ToString();
+          ++conflicts;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(s->Get(Space::kMeta, "counter").value(),
+            std::optional(std::to_string(kThreads * kEach)));
 }
 
 TEST_P(StoreBackendTest, LongScansSeeEveryKeyOnceInOrder) {
@@ -231,7 +276,7 @@ TEST_P(PostgresStoreTest, AcknowledgedBatchesSurviveKillingTheServerAndNoneIsHal
   ASSERT_NE(s, nullptr);
   std::mutex mu;
   std::vector<int> acknowledged;  // batches whose Write returned Ok
-  std::atomic<int> acked{0};  // failed attempts also use up an index: count successes
+  std::atomic<int> acked{0};      // failed attempts also use up an index: count successes
   std::atomic<bool> stop{false};
   std::thread writer([&] {
     for (int i = 0; !stop; ++i) {
@@ -267,6 +312,55 @@ TEST_P(PostgresStoreTest, AcknowledgedBatchesSurviveKillingTheServerAndNoneIsHal
     EXPECT_TRUE(fresh->Get(Space::kCommerce, fmt::format("u/order/{:06}", i)).value().has_value())
         << "acknowledged batch " << i << " was lost";
   }
+}
+
+// Two nodes of one region, each with its residency guard over one database: a fence one
+// node writes stops the other node's writes for that user at once, including a write that
+// read the placement just before the fence (it expects what it read). Checked by the
+// fencing node: while the user is fenced, the user's data does not change.
+TEST_P(PostgresStoreTest, AFenceWrittenByOneNodeStopsTheOtherNodesWrites) {
+  auto allow_all = [](policy::DataClass) { return true; };
+  auto a = WithResidencyGuard(Open(), "singapore", allow_all);
+  auto b = WithResidencyGuard(Open(), "singapore", allow_all);
+  ASSERT_TRUE(a->Shared() && b->Shared());
+  auto place = [&](const std::string& state) {
+    WriteBatch w;
+    w.Put(Space::kPlacement, "u_1", EncodePlacement(Placement{"singapore", state, 1, 1}));
+    return a->Write(w);
+  };
+  ASSERT_TRUE(place("active").ok());
+  // Node b reads the placement (and would remember it were the database its own).
+  WriteBatch first;
+  first.Put(Space::kContent, "u_1/notes/n", "0");
+  ASSERT_TRUE(b->Write(first).ok());
+  ASSERT_TRUE(place("fenced").ok());
+  EXPECT_EQ(b->Write(first).code(), Code::kFenced);  // not from a remembered placement
+
+  // Node b writes as fast as it can while node a fences and unfences.
+  ASSERT_TRUE(place("active").ok());
+  std::atomic<bool> stop{false};
+  std::atomic<int> written{0};
+  std::thread writer([&] {
+    for (int i = 1; !stop; ++i) {
+      WriteBatch w;
+      w.Put(Space::kContent, "u_1/notes/n", std::to_string(i));
+      if (b->Write(w).ok()) ++written;
+    }
+  });
+  int changed_while_fenced = 0;
+  for (int round = 0; round < 60; ++round) {
+    ASSERT_TRUE(place("fenced").ok());
+    auto before = a->Get(Space::kContent, "u_1/notes/n").value();
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    auto after = a->Get(Space::kContent, "u_1/notes/n").value();
+    changed_while_fenced += before != after;
+    ASSERT_TRUE(place("active").ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  stop = true;
+  writer.join();
+  EXPECT_EQ(changed_while_fenced, 0);
+  EXPECT_GT(written.load(), 60);  // the writer did write between the fences
 }
 
 // Two nodes of one region append to its audit log through one database: one sequence, no
