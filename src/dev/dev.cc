@@ -118,11 +118,6 @@ Status EnsureKeystores(const config::ClusterConfig& cfg) {
   return made.ok() ? Status::Ok() : made.status();
 }
 
-// The log of a region's node k in the region's folder.
-std::string NodeLogName(size_t k) {
-  return k == 0 ? std::string("node.log") : fmt::format("node-{}.log", k);
-}
-
 pid_t Spawn(const std::string& exe, const std::string& config, const std::string& region, int node,
             const std::string& log_path) {
   pid_t pid = fork();
@@ -244,6 +239,10 @@ Status StartPrivateDatabases(const std::string& dir,
   for (auto& t : starters) t.join();
   for (const Status& st : status) RETURN_IF_ERROR(st);
   return Status::Ok();
+}
+
+std::string NodeLogName(size_t k) {
+  return k == 0 ? std::string("node.log") : fmt::format("node-{}.log", k);
 }
 
 std::string DatabaseUrl(const DevOptions& o, const std::string& dir, const std::string& region) {

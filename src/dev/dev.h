@@ -37,6 +37,9 @@ Status StartPrivateDatabases(const std::string& dir,
 // The database URL of `region` for these options (empty with RocksDB).
 std::string DatabaseUrl(const DevOptions& opts, const std::string& dir, const std::string& region);
 
+// The log file of a region's node k, in the region's folder (node.log, node-1.log, ...).
+std::string NodeLogName(size_t k);
+
 // Writes DIR/cluster.toml (and the secrets, CA and certificates that are missing).
 int WriteCluster(const DevOptions& opts);
 // Starts and supervises the nodes until Ctrl-C/SIGTERM (exit 0) or a node dies (exit 1).

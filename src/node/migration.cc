@@ -22,6 +22,9 @@ constexpr std::string_view kInfo = "meridian migrate v1";
 
 std::string RecordKey(std::string_view id) { return fmt::format("mig/{}", id); }
 std::string StepPrefix(std::string_view id) { return fmt::format("mig/{}/u/", id); }
+// Which node runs a migration ("<node>|<since>") and its last heartbeat (ms).
+std::string RunnerKey(std::string_view id) { return fmt::format("migrun/{}", id); }
+std::string BeatKey(std::string_view id) { return fmt::format("migbeat/{}", id); }
 
 // What both sides hash: the account and order documents each computes from its own store.
 std::string Digest(const Json& snapshot) {
@@ -50,6 +53,47 @@ std::string Migrations::CoordinatorOf(std::string_view id) {
   auto rest = id.substr(2);
   auto dash = rest.rfind('-');
   return dash == std::string_view::npos ? std::string() : std::string(rest.substr(0, dash));
+}
+
+std::optional<std::string> Migrations::RunnerClaim() {
+  std::lock_guard lock(claim_mu_);
+  return claim_;
+}
+
+bool Migrations::Claim(const std::string& id) {
+  const int64_t now = SystemClock::Instance().NowMs();
+  auto runner = c_.store.Get(Space::kMeta, RunnerKey(id));
+  auto beat = c_.store.Get(Space::kMeta, BeatKey(id));
+  if (!runner.ok() || !beat.ok()) return false;
+  int64_t beat_ms = 0;
+  if (*beat) beat_ms = std::atoll((*beat)->c_str());
+  const std::string mine_prefix = s_.node + "|";
+  const bool mine = *runner && (*runner)->rfind(mine_prefix, 0) == 0;
+  if (*runner && !mine && now - beat_ms < s_.runner_timeout_ms) return false;  // alive elsewhere
+  std::string claim = mine ? **runner : mine_prefix + std::to_string(now);
+  storage::WriteBatch b;
+  b.Put(Space::kMeta, RunnerKey(id), claim);
+  b.Expect(Space::kMeta, RunnerKey(id), *runner);
+  b.Put(Space::kMeta, BeatKey(id), std::to_string(now));
+  if (!c_.store.Write(b).ok()) return false;  // another node claimed it first
+  if (!mine) log::Info(*runner ? "migration_taken_over" : "migration_running", {{"id", id}});
+  std::lock_guard lock(claim_mu_);
+  claim_ = claim;
+  last_beat_ms_ = now;
+  return true;
+}
+
+bool Migrations::KeepRunning(const std::string& id) {
+  const int64_t now = SystemClock::Instance().NowMs();
+  std::lock_guard lock(claim_mu_);
+  if (now - last_beat_ms_ < 1000) return true;
+  // Every second: the heartbeat, written only while the claim is still this node's.
+  storage::WriteBatch b;
+  b.Put(Space::kMeta, BeatKey(id), std::to_string(now));
+  b.Expect(Space::kMeta, RunnerKey(id), claim_);
+  if (!c_.store.Write(b).ok()) return false;
+  last_beat_ms_ = now;
+  return true;
 }
 
 Status Migrations::Start() {
@@ -176,28 +220,42 @@ Result<std::vector<Json>> Migrations::List() {
   return out;
 }
 
-Status Migrations::SetPaused(const std::string& id, bool paused) {
+Status Migrations::UpdateRecord(const std::string& id, const std::function<void(Json&)>& change,
+                                const storage::WriteBatch& with) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(auto raw, c_.store.Get(Space::kMeta, RecordKey(id)));
-  if (!raw) return Error(Code::kNotFound, "no such migration");
-  ASSIGN_OR_RETURN(auto rec, ParseJsonObject(*raw));
-  rec["paused"] = paused;
-  storage::WriteBatch b;
-  b.Put(Space::kMeta, RecordKey(id), DumpJson(rec));
-  RETURN_IF_ERROR(c_.store.Write(b));
+  // Expects the record it read: the region's other nodes update it too (a pause, say).
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    ASSIGN_OR_RETURN(auto raw, c_.store.Get(Space::kMeta, RecordKey(id)));
+    if (!raw) return Error(Code::kNotFound, "no such migration");
+    ASSIGN_OR_RETURN(auto rec, ParseJsonObject(*raw));
+    change(rec);
+    storage::WriteBatch b = with;
+    b.Put(Space::kMeta, RecordKey(id), DumpJson(rec));
+    b.Expect(Space::kMeta, RecordKey(id), *raw);
+    Status st = c_.store.Write(b);
+    if (st.code() != Code::kConflict || !Holds(with)) return st;
+  }
+  return Error(Code::kUnavailable, "the migration record is busy; retry");
+}
+
+bool Migrations::Holds(const storage::WriteBatch& batch) {
+  for (const auto& e : batch.expectations()) {
+    auto current = c_.store.Get(e.space, e.key);
+    if (!current.ok() || *current != e.value) return false;
+  }
+  return true;
+}
+
+Status Migrations::SetPaused(const std::string& id, bool paused) {
+  RETURN_IF_ERROR(UpdateRecord(id, [&](Json& rec) { rec["paused"] = paused; }));
   cv_.notify_all();
   return Status::Ok();
 }
 
 Status Migrations::Count(const std::string& id, std::string_view field, int64_t delta) {
-  std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(auto raw, c_.store.Get(Space::kMeta, RecordKey(id)));
-  if (!raw) return Error(Code::kNotFound, "no such migration");
-  ASSIGN_OR_RETURN(auto rec, ParseJsonObject(*raw));
-  rec[std::string(field)] = rec.value(std::string(field), int64_t{0}) + delta;
-  storage::WriteBatch b;
-  b.Put(Space::kMeta, RecordKey(id), DumpJson(rec));
-  return c_.store.Write(b);
+  return UpdateRecord(id, [&](Json& rec) {
+    rec[std::string(field)] = rec.value(std::string(field), int64_t{0}) + delta;
+  });
 }
 
 Status Migrations::SaveStep(const std::string& id, const UserStep& step, std::string_view counter) {
@@ -208,22 +266,23 @@ Status Migrations::SaveStep(const std::string& id, const UserStep& step, std::st
                   {"digest", step.digest},
                   {"epoch", step.epoch},
                   {"attempts", step.attempts}}));
+  // Only the node that runs the migration writes its steps (one that lost it stops).
+  b.Expect(Space::kMeta, RunnerKey(id), RunnerClaim());
   if (counter.empty()) return c_.store.Write(b);
   // The user's last step and the count it adds to are one write: a crash between them
   // cannot count a user twice or not at all.
-  std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(auto raw, c_.store.Get(Space::kMeta, RecordKey(id)));
-  if (!raw) return Error(Code::kNotFound, "no such migration");
-  ASSIGN_OR_RETURN(auto rec, ParseJsonObject(*raw));
-  rec[std::string(counter)] = rec.value(std::string(counter), int64_t{0}) + 1;
-  if (counter == "users_moved") {
-    // Per destination too, for the console's arcs (users moved to each region).
-    Json& to = rec["moved_to"];
-    if (!to.is_object()) to = Json::object();
-    to[step.to] = (to[step.to].is_number_integer() ? to[step.to].get<int64_t>() : 0) + 1;
-  }
-  b.Put(Space::kMeta, RecordKey(id), DumpJson(rec));
-  return c_.store.Write(b);
+  return UpdateRecord(
+      id,
+      [&](Json& rec) {
+        rec[std::string(counter)] = rec.value(std::string(counter), int64_t{0}) + 1;
+        if (counter == "users_moved") {
+          // Per destination too, for the console's arcs (users moved to each region).
+          Json& to = rec["moved_to"];
+          if (!to.is_object()) to = Json::object();
+          to[step.to] = (to[step.to].is_number_integer() ? to[step.to].get<int64_t>() : 0) + 1;
+        }
+      },
+      b);
 }
 
 Result<Json> Migrations::Snapshot(const std::string& user) {
@@ -440,18 +499,12 @@ void Migrations::RunOne(const std::string& id) {
       log::Error("migration_purge_failed", {{"id", id}, {"error", st.message()}});
       return;
     }
-    std::unique_lock lock(mu_);
-    auto raw = c_.store.Get(Space::kMeta, RecordKey(id));
-    if (!raw.ok() || !*raw) return;
-    auto rec = ParseJsonObject(**raw);
-    if (!rec.ok()) return;
-    (*rec)["state"] = "done";
-    (*rec)["finished_at"] = FormatRfc3339(SystemClock::Instance().NowMs());
-    storage::WriteBatch b;
-    b.Put(Space::kMeta, RecordKey(id), DumpJson(*rec));
-    (void)c_.store.Write(b);
+    Status st = UpdateRecord(id, [](Json& rec) {
+      rec["state"] = "done";
+      rec["finished_at"] = FormatRfc3339(SystemClock::Instance().NowMs());
+    });
+    if (!st.ok()) return;
     log::Info("migration_done", {{"id", id}});
-    lock.unlock();
     Publish(id);
     return;
   }
@@ -468,7 +521,7 @@ void Migrations::RunOne(const std::string& id) {
       size_t i;
       {
         std::lock_guard lock(next_mu);
-        if (stop_ || next >= todo.size() || Paused(id)) return;
+        if (stop_ || next >= todo.size() || Paused(id) || !KeepRunning(id)) return;
         i = next++;
         if (s_.users_per_s > 0) {  // throttle: user i starts no earlier than i / rate
           auto due = started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -525,7 +578,10 @@ void Migrations::Loop() {
         return true;
       });
     }
-    for (const auto& id : running) RunOne(id);
+    // One node of the region runs each migration: the one holding its claim.
+    for (const auto& id : running) {
+      if (Claim(id)) RunOne(id);
+    }
     std::unique_lock lock(mu_);
     if (stop_) return;
     cv_.wait_for(lock, std::chrono::milliseconds(running.empty() ? 1000 : s_.retry_ms));

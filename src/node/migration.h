@@ -21,8 +21,10 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,6 +56,10 @@ struct MigrationSettings {
   int parallel = 4;          // users moving at once
   double users_per_s = 200;  // throttle, to protect live traffic (0: none)
   int64_t retry_ms = 500;    // a step that failed is tried again after this
+  // This node among the region's: one node runs a migration, another takes it over once
+  // the runner's heartbeat is older than runner_timeout_ms.
+  std::string node = "n0";
+  int64_t runner_timeout_ms = 3000;
 };
 
 class Migrations {
@@ -98,6 +104,11 @@ class Migrations {
     int attempts = 0;
   };
   void Loop();
+  // Takes (or keeps) the right to run `id` on this node; false while another node runs it.
+  bool Claim(const std::string& id);
+  // The heartbeat of the claim; false once another node took the migration over.
+  bool KeepRunning(const std::string& id);
+  std::optional<std::string> RunnerClaim();
   void RunOne(const std::string& id);
   bool Paused(const std::string& id);
   // Sends the migration's status to every other region, so any node can answer for it
@@ -118,11 +129,18 @@ class Migrations {
   };
   Result<DestinationKey> KeyOf(const std::string& region, bool refresh);
   Status Count(const std::string& id, std::string_view field, int64_t delta);
+  // Changes the stored record (expecting what it read, retried), writing `with` alongside.
+  Status UpdateRecord(const std::string& id, const std::function<void(Json&)>& change,
+                      const storage::WriteBatch& with = {});
+  bool Holds(const storage::WriteBatch& batch);
   Json TransferDetails(const std::string& id, const UserStep& step, const Json& snapshot) const;
 
   MigrationContext c_;
   MigrationSettings s_;
   std::mutex mu_;  // migration records
+  std::mutex claim_mu_;
+  std::optional<std::string> claim_;  // the runner claim this node holds
+  int64_t last_beat_ms_ = 0;
   std::condition_variable cv_;
   bool stop_ = false;
   std::thread thread_;

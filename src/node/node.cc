@@ -253,7 +253,10 @@ int RunNode(const std::string& config_path, const std::string& region, int node_
                                   cfg->knobs.token_ttl_s * 1000});
   }
   shop::Shop shop(*store, codec, audit_log, SystemClock::Instance(), SystemRandom::Instance(),
-                  *names_key, *phone_key, shop::ShopSettings{region, role == policy::Role::kHome});
+                  *names_key, *phone_key,
+                  shop::ShopSettings{.region = region,
+                                     .home = role == policy::Role::kHome,
+                                     .node = "n" + std::to_string(node_index)});
   if (auto st = shop.Start(); !st.ok()) {
     std::fprintf(stderr, "meridian node: %s\n", st.ToString().c_str());
     return 1;
@@ -269,8 +272,9 @@ int RunNode(const std::string& config_path, const std::string& region, int node_
     migrations = std::make_unique<Migrations>(
         MigrationContext{*cfg, region, *store, *accounts, shop, codec, key_provider, inter,
                          policies},
-        MigrationSettings{cfg->knobs.migration_parallel,
-                          static_cast<double>(cfg->knobs.migration_users_per_s)});
+        MigrationSettings{.parallel = cfg->knobs.migration_parallel,
+                          .users_per_s = static_cast<double>(cfg->knobs.migration_users_per_s),
+                          .node = "n" + std::to_string(node_index)});
   }
   WorkerPool workers(cfg->knobs.workers, static_cast<size_t>(cfg->knobs.workers) * 64);
   KeyMaintenance maintenance(key_provider, codec, audit_log, region);

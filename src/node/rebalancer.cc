@@ -62,7 +62,8 @@ void Rebalancer::Stop() {
 int64_t Rebalancer::Pull(const std::string& sale_id) {
   std::string donor;
   int64_t best = 0;
-  for (auto& [region, res] : inter_.FanOutHomes(Get("/internal/v1/sales/" + sale_id + "/quota"))) {
+  for (auto& [region, res] :
+       inter_.FanOutHomes(Get("/internal/v1/sales/" + sale_id + "/quota?counts=0"))) {
     if (!res.ok() || res->status != 200) continue;
     auto q = ParseJsonObject(res->body);
     if (q.ok() && q->value("remaining", int64_t{0}) > best) {
@@ -99,7 +100,7 @@ void Rebalancer::RefreshPeers() {
     std::map<std::string, Json> quotas;
     bool complete = true;
     for (auto& [region, res] :
-         inter_.FanOutHomes(Get("/internal/v1/sales/" + sale_id + "/quota"))) {
+         inter_.FanOutHomes(Get("/internal/v1/sales/" + sale_id + "/quota?counts=0"))) {
       auto q = res.ok() && res->status == 200 ? ParseJsonObject(res->body)
                                               : Result<Json>(Error(Code::kUnavailable, ""));
       if (!q.ok()) {
@@ -109,7 +110,7 @@ void Rebalancer::RefreshPeers() {
       quotas[region] = *q;
     }
     if (!complete) continue;  // unknown stays "not sold out"
-    auto own = shop_.Quota(sale_id);
+    auto own = shop_.Quota(sale_id, false);
     if (!own.ok()) continue;
     Json mine = {{"remaining", own->remaining}};
     Json out = Json::object();

@@ -424,7 +424,10 @@ class Router final : public net::Handler {
              peer = req.peer_identity.empty() ? std::string(req.Header(kForwardedHeader))
                                               : req.peer_identity] {
               if (id == RouteId::kInternalPublic) return StorePublic(params[0], body);
-              if (id == RouteId::kInternalQuota) return QuotaOf(params[0]);
+              if (id == RouteId::kInternalQuota) {
+                // ?counts=0: the stock only, without scanning the sale's ledger.
+                return QuotaOf(params[0], query.find("counts=0") == std::string::npos);
+              }
               if (id == RouteId::kInternalCheckpoint || id == RouteId::kInternalConsistency) {
                 HttpRequest q;
                 q.query = query;
@@ -962,21 +965,21 @@ class Router final : public net::Handler {
     return st.ok() ? JsonOk(200, {{"transfer_id", params[1]}}) : HttpResponse::FromStatus(st);
   }
 
-  HttpResponse QuotaOf(const std::string& sale_id) {
-    auto q = c_.shop.Quota(sale_id);
+  HttpResponse QuotaOf(const std::string& sale_id, bool counts) {
+    auto q = c_.shop.Quota(sale_id, counts);
     return q.ok() ? JsonOk(200, QuotaJson(*q)) : HttpResponse::FromStatus(q.status());
   }
 
-  // Every home region's quota view of a sale (this one's from memory).
-  Result<std::map<std::string, Json>> AllQuotas(const std::string& sale_id) {
+  // Every home region's quota view of a sale; `counts` adds their order counts.
+  Result<std::map<std::string, Json>> AllQuotas(const std::string& sale_id, bool counts) {
     std::map<std::string, Json> out;
     if (c_.self.role == policy::Role::kHome) {
-      ASSIGN_OR_RETURN(auto q, c_.shop.Quota(sale_id));
+      ASSIGN_OR_RETURN(auto q, c_.shop.Quota(sale_id, counts));
       out[c_.self.name] = QuotaJson(q);
     }
     net::HttpRequest ask;
     ask.method = "GET";
-    ask.target = "/internal/v1/sales/" + sale_id + "/quota";
+    ask.target = "/internal/v1/sales/" + sale_id + "/quota" + (counts ? "" : "?counts=0");
     for (auto& [region, res] : c_.inter.FanOutHomes(ask)) {
       if (!res.ok() || res->status != 200) {
         return Error(Code::kUnavailable, "region " + region + " did not report its quota");
@@ -991,7 +994,7 @@ class Router final : public net::Handler {
   HttpResponse SaleStats(const std::string& sale_id) {
     auto sale = c_.shop.FindSale(sale_id);
     if (!sale) return HttpResponse::FromStatus(Error(Code::kNotFound, "no such sale"));
-    auto quotas = AllQuotas(sale_id);
+    auto quotas = AllQuotas(sale_id, true);
     if (!quotas.ok()) return HttpResponse::FromStatus(quotas.status());
     Json per_region = Json::object();
     int64_t reserved = 0, paid = 0, expired = 0, remaining = 0;
@@ -1025,7 +1028,7 @@ class Router final : public net::Handler {
       auto& cached = remaining_cache_[sale_id];
       auto now = std::chrono::steady_clock::now();
       if (now - cached.first > std::chrono::seconds(1)) {
-        auto quotas = AllQuotas(sale_id);
+        auto quotas = AllQuotas(sale_id, false);
         if (quotas.ok()) {
           int64_t sum = InFlight(*quotas);
           for (const auto& [region, q] : *quotas) sum += q.value("remaining", int64_t{0});

@@ -31,6 +31,39 @@ std::string OrderKey(std::string_view uid, std::string_view oid) {
 std::string CountKey(std::string_view uid, std::string_view sid) {
   return fmt::format("{}/count/{}", uid, sid);
 }
+// The region's unleased units of a sale, its nodes' leases and their slots, and each
+// node's heartbeat (meta space: stock accounting, no personal data).
+std::string PoolKey(std::string_view sid) { return fmt::format("pool/{}", sid); }
+std::string LeaseKey(std::string_view sid, std::string_view lid) {
+  return fmt::format("lease/{}/{}", sid, lid);
+}
+std::string UnitPrefix(std::string_view sid, std::string_view lid) {
+  return fmt::format("unit/{}/{}/", sid, lid);
+}
+std::string UnitKey(std::string_view sid, std::string_view lid, int64_t slot) {
+  return fmt::format("unit/{}/{}/{:06}", sid, lid, slot);
+}
+std::string AliveKey(std::string_view node) { return fmt::format("alive/{}", node); }
+
+// A stored sale definition (its allocation names the regions it was checked against).
+Result<Sale> ParseStoredSale(std::string_view stored) {
+  ASSIGN_OR_RETURN(auto j, ParseJsonObject(stored));
+  std::vector<std::string> regions;
+  const Json allocation = j.value("allocation", Json::object());
+  for (const auto& [r, _] : allocation.items()) regions.push_back(r);
+  return ParseSale(j, regions);
+}
+
+std::vector<std::string_view> SplitBars(std::string_view v) {
+  std::vector<std::string_view> f;
+  for (size_t start = 0;;) {
+    size_t bar = v.find('|', start);
+    f.push_back(v.substr(start, bar - start));
+    if (bar == std::string_view::npos) break;
+    start = bar + 1;
+  }
+  return f;
+}
 
 bool ParseInt(std::string_view s, int64_t* out) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
@@ -249,6 +282,17 @@ Shop::SaleRuntime* Shop::Runtime(std::string_view sale_id) const {
   return it == sales_.end() ? nullptr : it->second.get();
 }
 
+Shop::SaleRuntime* Shop::LoadRuntime(std::string_view sale_id) {
+  if (SaleRuntime* rt = Runtime(sale_id)) return rt;
+  // Another node of the region may have created it: the definition is in storage.
+  if (!IsSafeId(sale_id)) return nullptr;
+  auto stored = store_.Get(Space::kPublic, SaleKey(sale_id));
+  if (!stored.ok() || !stored->has_value()) return nullptr;
+  auto s = ParseStoredSale(**stored);
+  if (!s.ok() || !PutSale(*s).ok()) return nullptr;
+  return Runtime(sale_id);
+}
+
 Status Shop::Start() {
   Status inner;
   RETURN_IF_ERROR(store_.Scan(Space::kPublic, "product/", [&](auto, std::string_view v) {
@@ -259,16 +303,12 @@ Status Shop::Start() {
   }));
   std::vector<Sale> sales;
   RETURN_IF_ERROR(store_.Scan(Space::kPublic, "sale/", [&](auto, std::string_view v) {
-    auto j = ParseJsonObject(v);
-    if (!j.ok()) return true;
-    std::vector<std::string> regions;
-    const Json allocation = j->value("allocation", Json::object());
-    for (const auto& [r, _] : allocation.items()) regions.push_back(r);
-    auto s = ParseSale(*j, regions);
-    if (s.ok()) sales.push_back(*s);
+    if (auto s = ParseStoredSale(v); s.ok()) sales.push_back(*s);
     return true;
   }));
   for (const auto& s : sales) RETURN_IF_ERROR(PutSale(s));
+  // Leases this node held before a restart go back to the pool before it sells again.
+  if (settings_.home) RETURN_IF_ERROR(MaintainLeases());
   std::lock_guard lock(sweep_mu_);
   stopping_ = false;
   if (settings_.home && !sweeper_.joinable()) sweeper_ = std::thread([this] { SweepLoop(); });
@@ -282,6 +322,24 @@ void Shop::Stop() {
   }
   sweep_cv_.notify_all();
   if (sweeper_.joinable()) sweeper_.join();
+  // Unsold leased units go back to the region's pool for the other nodes.
+  std::vector<std::tuple<std::string, std::string, std::string>> open;
+  {
+    std::shared_lock lock(catalog_mu_);
+    for (const auto& [id, rt] : sales_) {
+      std::lock_guard ll(rt->lease_mu);
+      if (rt->lease) open.emplace_back(id, rt->lease->id, rt->lease->value);
+      for (const auto& l : rt->used_up) open.emplace_back(id, l.id, l.value);
+      rt->lease.reset();
+      rt->used_up.clear();
+      rt->remaining = 0;
+    }
+  }
+  for (const auto& [sale, lease, value] : open) {
+    if (Status st = CloseLease(sale, lease, value); !st.ok()) {
+      log::Error("lease_return_failed", {{"sale", sale}, {"error", st.message()}});
+    }
+  }
 }
 
 Status Shop::PutProduct(const Product& p) {
@@ -309,62 +367,20 @@ Status Shop::PutSale(const Sale& s) {
   }
   auto rt = std::make_unique<SaleRuntime>();
   rt->sale = s;
-  // This region's ledger: every order that holds or held one of its units.
-  int64_t reserved = 0, paid = 0, expired = 0;
+  // Reservations of this region's orders, to expire when their window ends.
   std::vector<std::pair<int64_t, Due>> due;
   if (settings_.home) {
     RETURN_IF_ERROR(store_.Scan(
         Space::kMeta, "ledger/" + s.id + "/", [&](std::string_view k, std::string_view v) {
           size_t a = v.find('|'), b = v.find('|', a + 1);
-          if (a == std::string_view::npos || b == std::string_view::npos) return true;
+          if (v.empty() || v[0] != kReserved || b == std::string_view::npos) return true;
           int64_t pay_by = 0;
           ParseInt(v.substr(a + 1, b - a - 1), &pay_by);
-          std::string oid(k.substr(k.rfind('/') + 1));
-          if (v[0] == kReserved) {
-            ++reserved;
-            due.push_back({pay_by, Due{s.id, oid, std::string(v.substr(b + 1))}});
-          } else if (v[0] == kPaid) {
-            ++paid;
-          } else {
-            ++expired;
-          }
+          due.push_back({pay_by, Due{s.id, std::string(k.substr(k.rfind('/') + 1)),
+                                     std::string(v.substr(b + 1))}});
           return true;
         }));
   }
-  auto it = s.allocation.find(settings_.region);
-  int64_t quota = settings_.home && it != s.allocation.end() ? it->second : 0;
-  if (settings_.home) {
-    RETURN_IF_ERROR(store_.Scan(
-        Space::kMeta, "xfer/" + s.id + "/", [&](std::string_view k, std::string_view v) {
-          // "out|<to>|<units>|<acked>" at a donor, "in|<from>|<units>" at a receiver.
-          std::string tid(k.substr(k.rfind('/') + 1));
-          std::vector<std::string_view> f;
-          for (size_t start = 0;;) {
-            size_t bar = v.find('|', start);
-            f.push_back(v.substr(start, bar - start));
-            if (bar == std::string_view::npos) break;
-            start = bar + 1;
-          }
-          int64_t units = 0;
-          if (f.size() < 3 || !ParseInt(f[2], &units)) return true;
-          if (f[0] == "out") {
-            quota -= units;
-            rt->given[tid] = units;
-            if (f.size() < 4 || f[3] != "1") {
-              rt->unacked[tid] = PendingGrant{s.id, tid, std::string(f[1]), units};
-            }
-          } else if (f[0] == "in") {
-            quota += units;
-            rt->applied.insert(tid);
-          }
-          return true;
-        }));
-  }
-  rt->quota = quota;
-  rt->reserved = reserved;
-  rt->paid = paid;
-  rt->expired = expired;
-  rt->remaining = quota - reserved - paid;
   storage::WriteBatch b;
   b.Put(Space::kPublic, SaleKey(s.id), def);
   RETURN_IF_ERROR(store_.Write(b));
@@ -372,6 +388,7 @@ Status Shop::PutSale(const Sale& s) {
     std::unique_lock lock(catalog_mu_);
     sales_.emplace(s.id, std::move(rt));
   }
+  if (settings_.home) RETURN_IF_ERROR(Pool(s.id).status());  // created once, by any node
   std::lock_guard lock(due_mu_);
   for (auto& [t, d] : due) due_.emplace(t, std::move(d));
   return Status::Ok();
@@ -384,16 +401,20 @@ std::vector<Product> Shop::Products() const {
   return out;
 }
 
-std::optional<Sale> Shop::FindSale(std::string_view id) const {
-  auto* rt = Runtime(id);
+std::optional<Sale> Shop::FindSale(std::string_view id) {
+  auto* rt = LoadRuntime(id);
   if (rt == nullptr) return std::nullopt;
   return rt->sale;
 }
 
 bool Shop::SoldOutHere(std::string_view sale_id) const {
   auto* rt = Runtime(sale_id);
-  return rt != nullptr && rt->remaining.load(std::memory_order_relaxed) <= 0 &&
-         rt->peer_remaining.load(std::memory_order_relaxed) <= 0;
+  if (rt == nullptr || rt->remaining.load(std::memory_order_relaxed) > 0 ||
+      rt->peer_remaining.load(std::memory_order_relaxed) > 0) {
+    return false;
+  }
+  return rt->elsewhere.load(std::memory_order_relaxed) <= 0 ||
+         clock_.NowMs() < rt->empty_until_ms.load(std::memory_order_relaxed);
 }
 
 void Shop::SetPeerRemaining(std::string_view sale_id, int64_t units) {
@@ -410,21 +431,268 @@ std::vector<std::string> Shop::OpenSales() const {
   return out;
 }
 
-Result<QuotaView> Shop::Quota(std::string_view sale_id) const {
-  auto* rt = Runtime(sale_id);
+Result<Shop::Transfers> Shop::ScanTransfers(const std::string& sale_id) {
+  Transfers t;
+  RETURN_IF_ERROR(store_.Scan(
+      Space::kMeta, "xfer/" + sale_id + "/", [&](std::string_view k, std::string_view v) {
+        // "out|<to>|<units>|<acked>" at a donor, "in|<from>|<units>" at a receiver.
+        std::string tid(k.substr(k.rfind('/') + 1));
+        auto f = SplitBars(v);
+        int64_t units = 0;
+        if (f.size() < 3 || !ParseInt(f[2], &units)) return true;
+        if (f[0] == "out") {
+          t.net -= units;
+          if (f.size() < 4 || f[3] != "1") {
+            t.unacked.push_back(PendingGrant{sale_id, tid, std::string(f[1]), units});
+          }
+        } else if (f[0] == "in") {
+          t.net += units;
+          t.applied.push_back(tid);
+        }
+        return true;
+      }));
+  return t;
+}
+
+Result<std::vector<Shop::OpenLease>> Shop::OpenLeases(const std::string& sale_id) {
+  std::vector<OpenLease> out;
+  RETURN_IF_ERROR(store_.Scan(Space::kMeta, "lease/" + sale_id + "/",
+                              [&](std::string_view k, std::string_view v) {
+                                auto f = SplitBars(v);
+                                OpenLease l{std::string(k.substr(k.rfind('/') + 1)), std::string(v),
+                                            f.empty() ? "" : std::string(f[0])};
+                                if (f.size() >= 2) ParseInt(f[1], &l.units);
+                                out.push_back(std::move(l));
+                                return true;
+                              }));
+  for (auto& l : out) {
+    RETURN_IF_ERROR(store_.Scan(Space::kMeta, UnitPrefix(sale_id, l.id), [&](auto, auto) {
+      ++l.taken;
+      return true;
+    }));
+  }
+  return out;
+}
+
+Result<int64_t> Shop::Pool(const std::string& sale_id) {
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    ASSIGN_OR_RETURN(auto stored, store_.Get(Space::kMeta, PoolKey(sale_id)));
+    int64_t pool = 0;
+    if (stored) {
+      if (!ParseInt(*stored, &pool))
+        return Error(Code::kIntegrityError, "a sale's pool is unreadable");
+      return pool;
+    }
+    // First use: everything of this region's quota not held by orders nor leased.
+    SaleRuntime* rt = Runtime(sale_id);
+    if (rt == nullptr) return Error(Code::kNotFound, "no such sale");
+    auto it = rt->sale.allocation.find(settings_.region);
+    ASSIGN_OR_RETURN(auto transfers, ScanTransfers(sale_id));
+    pool = (it == rt->sale.allocation.end() ? 0 : it->second) + transfers.net;
+    RETURN_IF_ERROR(store_.Scan(Space::kMeta, "ledger/" + sale_id + "/", [&](auto, auto v) {
+      pool -= !v.empty() && (v[0] == kReserved || v[0] == kPaid);
+      return true;
+    }));
+    ASSIGN_OR_RETURN(auto leases, OpenLeases(sale_id));
+    for (const auto& l : leases) pool -= l.units - l.taken;
+    storage::WriteBatch b;
+    b.Put(Space::kMeta, PoolKey(sale_id), std::to_string(pool));
+    b.Expect(Space::kMeta, PoolKey(sale_id), std::nullopt);
+    Status st = store_.Write(b);
+    if (st.ok()) return pool;
+    if (st.code() != Code::kConflict) return st;  // another node wrote it first: read it
+  }
+  return Error(Code::kUnavailable, "the sale's stock is busy; retry");
+}
+
+Status Shop::AddToPool(const std::string& sale_id, int64_t delta, storage::WriteBatch* batch) {
+  ASSIGN_OR_RETURN(int64_t pool, Pool(sale_id));
+  if (pool + delta < 0) return Error(Code::kSoldOut, "not enough units in the pool");
+  batch->Put(Space::kMeta, PoolKey(sale_id), std::to_string(pool + delta));
+  batch->Expect(Space::kMeta, PoolKey(sale_id), std::to_string(pool));
+  return Status::Ok();
+}
+
+Result<QuotaView> Shop::Quota(std::string_view sale_id, bool counts) {
+  auto* rt = LoadRuntime(sale_id);
   if (rt == nullptr) return Error(Code::kNotFound, "no such sale");
-  auto it = rt->sale.allocation.find(settings_.region);
+  const std::string id(sale_id);
   QuotaView v;
-  (void)it;
-  v.quota = rt->quota;
-  v.reserved = rt->reserved;
-  v.paid = rt->paid;
-  v.expired = rt->expired;
-  v.remaining = rt->remaining;
-  std::lock_guard lock(rt->transfers_mu);
-  for (const auto& [tid, g] : rt->unacked) v.unacked_out[tid] = g.units;
-  v.applied_in.assign(rt->applied.begin(), rt->applied.end());
+  if (!settings_.home) return v;
+  auto it = rt->sale.allocation.find(settings_.region);
+  ASSIGN_OR_RETURN(auto transfers, ScanTransfers(id));
+  v.quota = (it == rt->sale.allocation.end() ? 0 : it->second) + transfers.net;
+  for (const auto& g : transfers.unacked) v.unacked_out[g.transfer_id] = g.units;
+  v.applied_in = transfers.applied;
+  ASSIGN_OR_RETURN(v.pool, Pool(id));
+  ASSIGN_OR_RETURN(auto leases, OpenLeases(id));
+  for (const auto& l : leases) v.leased += std::max<int64_t>(0, l.units - l.taken);
+  v.remaining = v.pool + v.leased;
+  rt->elsewhere = v.remaining - rt->remaining.load();
+  if (counts) {
+    RETURN_IF_ERROR(store_.Scan(Space::kMeta, "ledger/" + id + "/", [&](auto, auto val) {
+      if (val.empty()) return true;
+      (val[0] == kReserved ? v.reserved : val[0] == kPaid ? v.paid : v.expired) += 1;
+      return true;
+    }));
+  }
   return v;
+}
+
+std::optional<Shop::Slot> Shop::TakeSlot(SaleRuntime* rt) {
+  std::lock_guard lock(rt->lease_mu);
+  if (!rt->lease || rt->lease->next >= rt->lease->units) return std::nullopt;
+  Slot slot{rt->lease->id, rt->lease->next++, rt->lease->pending};
+  slot.pending->fetch_add(1);
+  rt->lease->used_ms = clock_.NowMs();
+  rt->remaining = rt->lease->units - rt->lease->next;
+  return slot;
+}
+
+Result<int64_t> Shop::LeaseMore(SaleRuntime* rt) {
+  const std::string& sale_id = rt->sale.id;
+  {
+    std::lock_guard lock(rt->lease_mu);
+    if (rt->lease && rt->lease->next < rt->lease->units) return rt->lease->units - rt->lease->next;
+    // Slots of failed purchases in a used-up lease go back to the pool when the upkeep
+    // closes it, once its purchases are settled.
+    if (rt->lease) rt->used_up.push_back(std::move(*rt->lease));
+    rt->lease.reset();
+  }
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    ASSIGN_OR_RETURN(int64_t pool, Pool(sale_id));
+    if (pool <= 0) return int64_t{0};
+    // A quarter of what is left, at most lease_units: near the end the nodes share.
+    const int64_t units = std::min(settings_.lease_units, std::max<int64_t>(1, pool / 4));
+    Lease lease{"l" + random_.Hex(8), settings_.node + "|" + std::to_string(units), units, 0,
+                clock_.NowMs()};
+    storage::WriteBatch b;
+    b.Put(Space::kMeta, PoolKey(sale_id), std::to_string(pool - units));
+    b.Expect(Space::kMeta, PoolKey(sale_id), std::to_string(pool));
+    b.Put(Space::kMeta, LeaseKey(sale_id, lease.id), lease.value);
+    b.Expect(Space::kMeta, LeaseKey(sale_id, lease.id), std::nullopt);
+    Status st = store_.Write(b);
+    if (st.code() == Code::kConflict) continue;  // another node took from the pool: again
+    RETURN_IF_ERROR(st);
+    rt->elsewhere = pool - units;
+    std::lock_guard lock(rt->lease_mu);
+    rt->lease = std::move(lease);
+    rt->remaining = units;
+    return units;
+  }
+  return Error(Code::kUnavailable, "the sale's stock is busy; retry");
+}
+
+Status Shop::CloseLease(const std::string& sale_id, const std::string& lease_id,
+                        const std::string& value) {
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    ASSIGN_OR_RETURN(auto stored, store_.Get(Space::kMeta, LeaseKey(sale_id, lease_id)));
+    if (stored != value) return Status::Ok();  // closed already
+    int64_t units = 0;
+    auto f = SplitBars(value);
+    if (f.size() < 2 || !ParseInt(f[1], &units)) {
+      return Error(Code::kIntegrityError, "a lease is unreadable");
+    }
+    std::set<std::string, std::less<>> taken;
+    RETURN_IF_ERROR(store_.Scan(Space::kMeta, UnitPrefix(sale_id, lease_id), [&](auto k, auto) {
+      taken.emplace(k);
+      return true;
+    }));
+    // Each free slot is marked taken in the same write that returns it: an order still
+    // on its way for that slot fails instead of selling the unit twice.
+    storage::WriteBatch b;
+    int64_t free = 0;
+    for (int64_t slot = 0; slot < units; ++slot) {
+      std::string key = UnitKey(sale_id, lease_id, slot);
+      if (taken.contains(key)) continue;
+      b.Put(Space::kMeta, key, "-");
+      b.Expect(Space::kMeta, std::move(key), std::nullopt);
+      ++free;
+    }
+    RETURN_IF_ERROR(AddToPool(sale_id, free, &b));
+    b.Delete(Space::kMeta, LeaseKey(sale_id, lease_id));
+    b.Expect(Space::kMeta, LeaseKey(sale_id, lease_id), value);
+    Status st = store_.Write(b);
+    if (st.code() != Code::kConflict) return st;  // else a slot or the pool moved: again
+  }
+  return Error(Code::kUnavailable, "a lease could not be closed; retried later");
+}
+
+Status Shop::MaintainLeases() {
+  const int64_t now = clock_.NowMs();
+  // This node's heartbeat: other nodes close its leases once it stops.
+  if (now - last_heartbeat_ms_ >= std::min<int64_t>(1000, settings_.lease_timeout_ms / 3)) {
+    storage::WriteBatch b;
+    b.Put(Space::kMeta, AliveKey(settings_.node), std::to_string(now));
+    RETURN_IF_ERROR(store_.Write(b));
+    last_heartbeat_ms_ = now;
+  }
+  std::vector<std::string> sale_ids;
+  {
+    std::shared_lock lock(catalog_mu_);
+    for (const auto& [id, _] : sales_) sale_ids.push_back(id);
+  }
+  std::map<std::string, int64_t> heard;  // node -> last heartbeat
+  for (const auto& sale_id : sale_ids) {
+    SaleRuntime* rt = Runtime(sale_id);
+    std::lock_guard leasing(rt->pull_mu);  // no lease of this node is being made meanwhile
+    std::set<std::string> mine;            // this node's leases still in use
+    std::vector<Lease> settled;
+    {
+      std::lock_guard lock(rt->lease_mu);
+      if (rt->lease && now - rt->lease->used_ms >= settings_.lease_idle_ms) {
+        // Unused for a while: its units may sell better on another node or region.
+        rt->used_up.push_back(std::move(*rt->lease));
+        rt->lease.reset();
+        rt->remaining = 0;
+      }
+      if (rt->lease) mine.insert(rt->lease->id);
+      for (auto it = rt->used_up.begin(); it != rt->used_up.end();) {
+        if (it->pending->load() > 0) {
+          mine.insert(it->id);
+          ++it;
+        } else {
+          settled.push_back(std::move(*it));
+          it = rt->used_up.erase(it);
+        }
+      }
+    }
+    for (const auto& l : settled) RETURN_IF_ERROR(CloseLease(sale_id, l.id, l.value));
+    ASSIGN_OR_RETURN(auto leases, OpenLeases(sale_id));
+    bool reclaimed = false;
+    for (const auto& l : leases) {
+      if (mine.contains(l.id)) continue;
+      if (l.node != settings_.node) {
+        if (!heard.contains(l.node)) {
+          ASSIGN_OR_RETURN(auto beat, store_.Get(Space::kMeta, AliveKey(l.node)));
+          int64_t at = 0;
+          if (beat) ParseInt(*beat, &at);
+          heard[l.node] = at;
+        }
+        if (now - heard[l.node] < settings_.lease_timeout_ms) continue;
+      }
+      // This node's lease from before a restart, or a silent node's.
+      RETURN_IF_ERROR(CloseLease(sale_id, l.id, l.value));
+      log::Info("lease_closed", {{"sale", sale_id}, {"node", l.node}});
+      reclaimed = reclaimed || l.node != settings_.node;
+    }
+    if (reclaimed) {
+      // The silent node's reservations expire here.
+      std::vector<std::pair<int64_t, Due>> due;
+      RETURN_IF_ERROR(store_.Scan(
+          Space::kMeta, "ledger/" + sale_id + "/", [&](std::string_view k, std::string_view v) {
+            auto f = SplitBars(v);
+            int64_t pay_by = 0;
+            if (f.size() < 3 || f[0] != "r" || !ParseInt(f[1], &pay_by)) return true;
+            due.push_back(
+                {pay_by, Due{sale_id, std::string(k.substr(k.rfind('/') + 1)), std::string(f[2])}});
+            return true;
+          }));
+      std::lock_guard lock(due_mu_);
+      for (auto& [t, d] : due) due_.emplace(t, std::move(d));
+    }
+  }
+  return Status::Ok();
 }
 
 Result<Shop::Purchased> Shop::Purchase(const std::string& user_id, const std::string& sale_id,
@@ -437,7 +705,7 @@ void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
                          std::string_view idempotency_key,
                          std::function<void(Result<Purchased>)> done) {
   if (!settings_.home) return done(Error(Code::kWrongRegion, "purchases run in home regions"));
-  SaleRuntime* rt = Runtime(sale_id);
+  SaleRuntime* rt = LoadRuntime(sale_id);
   if (rt == nullptr) return done(Error(Code::kNotFound, "no such sale"));
   if (idempotency_key.empty() || idempotency_key.size() > 128) {
     return done(
@@ -456,7 +724,8 @@ void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
     std::atomic<int64_t>& in_flight;
     ~Hold() { in_flight.fetch_sub(1); }
   };
-  // Taken before anything is read, so a user's check and write are atomic.
+  // Taken before anything is read, so a user's check and write are atomic on this node
+  // (across nodes, the write expects what was read).
   std::shared_ptr<Hold> hold(new Hold{LockUser(user_id), in_flight_});
   auto result = [&]() -> Result<std::optional<Purchased>> {
     const std::string idem_key =
@@ -484,16 +753,20 @@ void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
     if (count >= rt->sale.per_user_limit) {
       return Error(Code::kLimitReached, "the per-user limit of this sale is reached");
     }
-    // Take a unit: a lock-free decrement that never goes below zero. Out of local units,
-    // pull some from the other regions once before answering sold out.
-    for (int attempt = 0;; ++attempt) {
-      int64_t left = rt->remaining.load();
-      while (left > 0 && !rt->remaining.compare_exchange_weak(left, left - 1)) {
+    // Take a slot of this node's lease. Out of slots, lease more from the region's pool,
+    // and when the pool is empty pull units from the other regions, once, before
+    // answering sold out.
+    std::optional<Slot> slot;
+    for (int attempt = 0; !(slot = TakeSlot(rt)); ++attempt) {
+      if (attempt > 0) return Error(Code::kSoldOut, "sold out");
+      std::lock_guard pull_lock(rt->pull_mu);  // the first buyer leases, the others wait
+      if (rt->remaining.load() > 0) continue;
+      ASSIGN_OR_RETURN(int64_t units, LeaseMore(rt));
+      if (units <= 0 && pull_ && pull_(sale_id) > 0) {
+        ASSIGN_OR_RETURN(units, LeaseMore(rt));
       }
-      if (left > 0) break;
-      if (attempt > 0 || !pull_) return Error(Code::kSoldOut, "sold out");
-      std::lock_guard pull_lock(rt->pull_mu);  // the first buyer pulls, the others wait
-      if (rt->remaining.load() <= 0 && pull_(sale_id) <= 0) {
+      if (units <= 0) {
+        rt->empty_until_ms = clock_.NowMs() + 250;  // "sold out" from memory for a while
         return Error(Code::kSoldOut, "sold out");
       }
     }
@@ -507,30 +780,47 @@ void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
     Result<std::string> sealed = std::string();
     storage::WriteBatch batch = OrderUpdate(user_id, o, &sealed);
     if (!sealed.ok()) {
-      rt->remaining.fetch_add(1);
-      return sealed.status();
+      slot->pending->fetch_sub(1);
+      return sealed.status();  // the slot stays free; its lease returns it
     }
+    const std::string unit = UnitKey(sale_id, slot->lease_id, slot->index);
+    batch.Put(Space::kMeta, unit, o.order_id);
+    batch.Expect(Space::kMeta, unit, std::nullopt);  // its lease was not closed meanwhile
     batch.Put(Space::kMeta, LedgerKey(sale_id, o.order_id),
               LedgerValue(kReserved, o.pay_by_ms, user_id));
     batch.Put(Space::kCommerce, idem_key, sale_id + "\n" + o.order_id);
+    batch.Expect(Space::kCommerce, idem_key, std::nullopt);
     batch.Put(Space::kCommerce, CountKey(user_id, sale_id), std::to_string(count + 1));
+    batch.Expect(Space::kCommerce, CountKey(user_id, sale_id), count_raw);
     Json entry = OrderEntry("order.create", user_id, o);
-    audit_.CommitAsync(
-        std::move(batch), {std::move(entry)},
-        [this, rt, user_id, o = std::move(o), hold, done](Status st, uint64_t) mutable {
-          if (!st.ok()) {
-            rt->remaining.fetch_add(1);
-            hold.reset();
-            return done(st);
-          }
-          rt->reserved.fetch_add(1);
-          {
-            std::lock_guard lock(due_mu_);
-            due_.emplace(o.pay_by_ms, Due{o.sale_id, o.order_id, user_id});
-          }
-          hold.reset();  // the user's next operation may start
-          done(Purchased{std::move(o), true});
-        });
+    audit_.CommitAsync(std::move(batch), {std::move(entry)},
+                       [this, rt, slot = std::move(*slot), user_id, o = std::move(o), hold, done](
+                           Status st, uint64_t) mutable {
+                         slot.pending->fetch_sub(1);
+                         if (!st.ok()) {
+                           if (st.code() == Code::kConflict) {
+                             // Another node closed this lease, or served the same buyer at once:
+                             // the buyer's retry (same Idempotency-Key) gets the one order. Stop
+                             // selling from the lease; the upkeep closes it once it is settled.
+                             std::lock_guard lock(rt->lease_mu);
+                             if (rt->lease && rt->lease->id == slot.lease_id) {
+                               rt->used_up.push_back(std::move(*rt->lease));
+                               rt->lease.reset();
+                               rt->remaining = 0;
+                             }
+                             st = Error(Code::kUnavailable,
+                                        "the purchase met a concurrent change; retry");
+                           }
+                           hold.reset();
+                           return done(st);
+                         }
+                         {
+                           std::lock_guard lock(due_mu_);
+                           due_.emplace(o.pay_by_ms, Due{o.sale_id, o.order_id, user_id});
+                         }
+                         hold.reset();  // the user's next operation may start
+                         done(Purchased{std::move(o), true});
+                       });
     return std::optional<Purchased>();  // answered by the commit
   }();
   if (!result.ok()) {
@@ -573,18 +863,19 @@ Result<Order> Shop::Pay(const std::string& user_id, const std::string& order_id)
     if (order->state == "paid") return *order;  // paying twice is harmless
     if (order->state == "expired") return Error(Code::kExpired, "the reservation expired");
     if (clock_.NowMs() < order->pay_by_ms) {
-      SaleRuntime* rt = Runtime(order->sale_id);
       order->state = "paid";
       Result<std::string> sealed = std::string();
       storage::WriteBatch b = OrderUpdate(user_id, *order, &sealed);
       if (!sealed.ok()) return sealed.status();
-      b.Put(Space::kMeta, LedgerKey(order->sale_id, order_id),
-            LedgerValue(kPaid, order->pay_by_ms, user_id));
-      RETURN_IF_ERROR(audit_.Commit(std::move(b), {OrderEntry("order.pay", user_id, *order)}));
-      if (rt != nullptr) {
-        rt->reserved.fetch_sub(1);
-        rt->paid.fetch_add(1);
+      const std::string ledger = LedgerKey(order->sale_id, order_id);
+      b.Put(Space::kMeta, ledger, LedgerValue(kPaid, order->pay_by_ms, user_id));
+      // Still reserved: another node may not have expired it meanwhile.
+      b.Expect(Space::kMeta, ledger, LedgerValue(kReserved, order->pay_by_ms, user_id));
+      Status st = audit_.Commit(std::move(b), {OrderEntry("order.pay", user_id, *order)});
+      if (st.code() == Code::kConflict) {
+        return Error(Code::kUnavailable, "the order changed meanwhile; retry");
       }
+      RETURN_IF_ERROR(st);
       return *order;
     }
     due = Due{order->sale_id, order_id, user_id};
@@ -596,28 +887,28 @@ Result<Order> Shop::Pay(const std::string& user_id, const std::string& order_id)
 
 Status Shop::ExpireOne(const Due& due) {
   UserLock user_lock = LockUser(due.user_id);
-  ASSIGN_OR_RETURN(auto order, LoadOrder(due.user_id, due.order_id));
-  if (!order || order->state != "reserved") return Status::Ok();  // paid or done meanwhile
-  order->state = "expired";
-  Result<std::string> sealed = std::string();
-  storage::WriteBatch b = OrderUpdate(due.user_id, *order, &sealed);
-  if (!sealed.ok()) return sealed.status();
-  b.Put(Space::kMeta, LedgerKey(due.sale_id, due.order_id),
-        LedgerValue(kExpired, order->pay_by_ms, due.user_id));
-  // The buyer may try again: the unit they held no longer counts against their limit.
-  ASSIGN_OR_RETURN(auto count_raw,
-                   store_.Get(Space::kCommerce, CountKey(due.user_id, due.sale_id)));
-  int64_t count = 0;
-  if (count_raw) ParseInt(*count_raw, &count);
-  b.Put(Space::kCommerce, CountKey(due.user_id, due.sale_id),
-        std::to_string(std::max<int64_t>(0, count - 1)));
-  RETURN_IF_ERROR(audit_.Commit(std::move(b), {OrderEntry("order.expire", due.user_id, *order)}));
-  if (SaleRuntime* rt = Runtime(due.sale_id)) {
-    rt->reserved.fetch_sub(1);
-    rt->expired.fetch_add(1);
-    rt->remaining.fetch_add(1);  // durable first, then back on sale
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    ASSIGN_OR_RETURN(auto order, LoadOrder(due.user_id, due.order_id));
+    if (!order || order->state != "reserved") return Status::Ok();  // paid or done meanwhile
+    order->state = "expired";
+    Result<std::string> sealed = std::string();
+    storage::WriteBatch b = OrderUpdate(due.user_id, *order, &sealed);
+    if (!sealed.ok()) return sealed.status();
+    const std::string ledger = LedgerKey(due.sale_id, due.order_id);
+    b.Put(Space::kMeta, ledger, LedgerValue(kExpired, order->pay_by_ms, due.user_id));
+    b.Expect(Space::kMeta, ledger, LedgerValue(kReserved, order->pay_by_ms, due.user_id));
+    // The buyer may try again: the unit they held no longer counts against their limit.
+    const std::string count_key = CountKey(due.user_id, due.sale_id);
+    ASSIGN_OR_RETURN(auto count_raw, store_.Get(Space::kCommerce, count_key));
+    int64_t count = 0;
+    if (count_raw) ParseInt(*count_raw, &count);
+    b.Put(Space::kCommerce, count_key, std::to_string(std::max<int64_t>(0, count - 1)));
+    b.Expect(Space::kCommerce, count_key, count_raw);
+    RETURN_IF_ERROR(AddToPool(due.sale_id, 1, &b));  // durable first, then back on sale
+    Status st = audit_.Commit(std::move(b), {OrderEntry("order.expire", due.user_id, *order)});
+    if (st.code() != Code::kConflict) return st;  // else the pool or the order moved: again
   }
-  return Status::Ok();
+  return Error(Code::kUnavailable, "the reservation could not be expired yet");
 }
 
 Result<int64_t> Shop::ExpireDue() {
@@ -645,12 +936,19 @@ Result<int64_t> Shop::ExpireDue() {
 
 void Shop::SweepLoop() {
   std::unique_lock lock(sweep_mu_);
+  int64_t last_upkeep = 0;
   while (!stopping_) {
     sweep_cv_.wait_for(lock, std::chrono::milliseconds(settings_.sweep_interval_ms),
                        [&] { return stopping_; });
     if (stopping_) break;
     lock.unlock();
     (void)ExpireDue();
+    if (clock_.NowMs() - last_upkeep >= 500) {
+      last_upkeep = clock_.NowMs();
+      if (Status st = MaintainLeases(); !st.ok()) {
+        log::Error("lease_upkeep_failed", {{"error", st.message()}});
+      }
+    }
     lock.lock();
   }
 }
@@ -676,73 +974,86 @@ Result<std::vector<Order>> Shop::OrdersOf(const std::string& user_id) {
 
 Result<int64_t> Shop::Donate(const std::string& sale_id, const std::string& to, int64_t units,
                              const std::string& tid) {
-  SaleRuntime* rt = Runtime(sale_id);
+  SaleRuntime* rt = LoadRuntime(sale_id);
   if (rt == nullptr) return Error(Code::kNotFound, "no such sale");
   if (!IsSafeId(tid) || !IsSafeId(to) || units <= 0) {
     return Error(Code::kInvalidField, "bad transfer request");
   }
-  std::lock_guard lock(rt->transfers_mu);
-  if (auto it = rt->given.find(tid); it != rt->given.end()) return it->second;  // a retry
-  // While this region has buyers of its own, it keeps half of what is left (rounded up);
-  // once they are gone, everything may go to where the demand is.
-  const bool local_demand = clock_.NowMs() - rt->last_demand_ms.load() < 2000;
-  int64_t left = rt->remaining.load();
-  int64_t grant = 0;
-  do {
-    grant = std::min(units, local_demand ? left / 2 : left);
+  const std::string key = "xfer/" + sale_id + "/" + tid;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    ASSIGN_OR_RETURN(auto earlier, store_.Get(Space::kMeta, key));
+    if (earlier) {  // a retry, perhaps to another node of this region
+      auto f = SplitBars(*earlier);
+      int64_t granted = 0;
+      if (f.size() < 3 || f[0] != "out" || !ParseInt(f[2], &granted)) {
+        return Error(Code::kConflict, "this transfer id is taken");
+      }
+      return granted;
+    }
+    // While this region has buyers of its own, it keeps half of its pool (rounded up);
+    // once they are gone, everything may go to where the demand is.
+    const bool local_demand = clock_.NowMs() - rt->last_demand_ms.load() < 2000;
+    ASSIGN_OR_RETURN(int64_t pool, Pool(sale_id));
+    const int64_t grant = std::min(units, local_demand ? pool / 2 : pool);
     if (grant <= 0) return int64_t{0};
-  } while (!rt->remaining.compare_exchange_weak(left, left - grant));
-  storage::WriteBatch b;
-  b.Put(Space::kMeta, "xfer/" + sale_id + "/" + tid, fmt::format("out|{}|{}|0", to, grant));
-  Status st = store_.Write(b);
-  if (!st.ok()) {
-    rt->remaining.fetch_add(grant);
-    return st;
+    storage::WriteBatch b;
+    RETURN_IF_ERROR(AddToPool(sale_id, -grant, &b));  // lowered durably before granting
+    b.Put(Space::kMeta, key, fmt::format("out|{}|{}|0", to, grant));
+    b.Expect(Space::kMeta, key, std::nullopt);
+    Status st = store_.Write(b);
+    if (st.ok()) return grant;
+    if (st.code() != Code::kConflict) return st;
   }
-  rt->quota.fetch_sub(grant);
-  rt->given[tid] = grant;
-  rt->unacked[tid] = PendingGrant{sale_id, tid, to, grant};
-  return grant;
+  return Error(Code::kUnavailable, "the sale's stock is busy; retry");
 }
 
 Status Shop::ApplyGrant(const std::string& sale_id, const std::string& from, int64_t units,
                         const std::string& tid) {
-  SaleRuntime* rt = Runtime(sale_id);
+  SaleRuntime* rt = LoadRuntime(sale_id);
   if (rt == nullptr) return Error(Code::kNotFound, "no such sale");
   if (!IsSafeId(tid) || !IsSafeId(from) || units <= 0) {
     return Error(Code::kInvalidField, "bad transfer");
   }
-  std::lock_guard lock(rt->transfers_mu);
-  if (rt->applied.count(tid)) return Status::Ok();  // applied before: idempotent
-  storage::WriteBatch b;
-  b.Put(Space::kMeta, "xfer/" + sale_id + "/" + tid, fmt::format("in|{}|{}", from, units));
-  RETURN_IF_ERROR(store_.Write(b));
-  rt->applied.insert(tid);
-  rt->quota.fetch_add(units);
-  rt->remaining.fetch_add(units);
-  return Status::Ok();
+  const std::string key = "xfer/" + sale_id + "/" + tid;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    ASSIGN_OR_RETURN(auto earlier, store_.Get(Space::kMeta, key));
+    if (earlier) return Status::Ok();  // applied before (by any node): idempotent
+    storage::WriteBatch b;
+    RETURN_IF_ERROR(AddToPool(sale_id, units, &b));
+    b.Put(Space::kMeta, key, fmt::format("in|{}|{}", from, units));
+    b.Expect(Space::kMeta, key, std::nullopt);
+    Status st = store_.Write(b);
+    if (st.code() != Code::kConflict) {
+      if (st.ok()) rt->elsewhere += units;
+      return st;
+    }
+  }
+  return Error(Code::kUnavailable, "the sale's stock is busy; retry");
 }
 
 Status Shop::AckGrant(const std::string& sale_id, const std::string& tid) {
-  SaleRuntime* rt = Runtime(sale_id);
-  if (rt == nullptr) return Error(Code::kNotFound, "no such sale");
-  std::lock_guard lock(rt->transfers_mu);
-  auto it = rt->unacked.find(tid);
-  if (it == rt->unacked.end()) return Status::Ok();
+  if (LoadRuntime(sale_id) == nullptr) return Error(Code::kNotFound, "no such sale");
+  if (!IsSafeId(tid)) return Error(Code::kInvalidField, "bad transfer");
+  const std::string key = "xfer/" + sale_id + "/" + tid;
+  ASSIGN_OR_RETURN(auto stored, store_.Get(Space::kMeta, key));
+  if (!stored) return Status::Ok();
+  auto f = SplitBars(*stored);
+  if (f.size() != 4 || f[0] != "out" || f[3] == "1") return Status::Ok();
   storage::WriteBatch b;
-  b.Put(Space::kMeta, "xfer/" + sale_id + "/" + tid,
-        fmt::format("out|{}|{}|1", it->second.to, it->second.units));
-  RETURN_IF_ERROR(store_.Write(b));
-  rt->unacked.erase(it);
-  return Status::Ok();
+  b.Put(Space::kMeta, key, fmt::format("out|{}|{}|1", f[1], f[2]));
+  return store_.Write(b);
 }
 
-std::vector<PendingGrant> Shop::UnackedGrants() const {
+std::vector<PendingGrant> Shop::UnackedGrants() {
+  std::vector<std::string> ids;
+  {
+    std::shared_lock lock(catalog_mu_);
+    for (const auto& [id, _] : sales_) ids.push_back(id);
+  }
   std::vector<PendingGrant> out;
-  std::shared_lock lock(catalog_mu_);
-  for (const auto& [_, rt] : sales_) {
-    std::lock_guard tl(rt->transfers_mu);
-    for (const auto& [tid, g] : rt->unacked) out.push_back(g);
+  for (const auto& id : ids) {
+    auto t = ScanTransfers(id);  // whichever node of this region made the grant
+    if (t.ok()) out.insert(out.end(), t->unacked.begin(), t->unacked.end());
   }
   return out;
 }
@@ -754,7 +1065,9 @@ std::vector<std::string> Shop::SalesNeedingStock() const {
   for (const auto& [id, rt] : sales_) {
     if (now < rt->sale.starts_at_ms || now >= rt->sale.ends_at_ms) continue;
     const int64_t low_water = std::max<int64_t>(1, rt->sale.stock / 50);
-    if (rt->remaining.load() <= low_water && now - rt->last_demand_ms.load() < 2000) {
+    const int64_t elsewhere = rt->elsewhere.load();  // the rest of the region, as last read
+    if (elsewhere != INT64_MAX && rt->remaining.load() + elsewhere <= low_water &&
+        now - rt->last_demand_ms.load() < 2000) {
       out.push_back(id);
     }
   }

@@ -1,12 +1,15 @@
 // The store of a region: the catalog and sale definitions (public data, replicated to every
 // region), this region's stock quota of each sale, and the orders of users homed here.
 //
-// A purchase takes a unit from this region's in-memory quota (an atomic decrement, so
-// "sold out" costs no storage read and no shared lock), then writes the order, its
-// idempotency entry, the buyer's purchase count and the quota ledger entry in one synced
-// batch; concurrent purchases share fsyncs through RocksDB's write group. The quota's
-// durable truth is the ledger: remaining = quota - units held by reserved or paid orders,
-// recomputed at start, so a crash can neither lose nor double a unit.
+// A region's units are in one of three places: its pool (a stored count), a lease held by
+// one of its nodes, or an order. A node leases a chunk of units from the pool (one
+// conditional write) and sells from memory: a purchase takes the next slot of the node's
+// lease and writes the order, its idempotency entry, the buyer's purchase count, the quota
+// ledger entry and the slot in one synced batch that expects the slot free and the buyer's
+// entries unchanged, so nodes sharing a database neither oversell nor double a buyer's
+// order. Closing a lease (unused, the node stopping, or its node silent past the lease
+// timeout) marks its free slots taken and returns them to the pool in one write: a late
+// order on such a slot fails. Sold out is answered from memory.
 #pragma once
 
 #include <atomic>
@@ -60,11 +63,13 @@ Json SaleJson(const Sale& s);
 Result<int64_t> ParseRfc3339(std::string_view text);
 
 struct QuotaView {
-  int64_t quota = 0;  // allocation + units received - units given away
-  int64_t reserved = 0;
+  int64_t quota = 0;     // allocation + units received - units given away
+  int64_t reserved = 0;  // with counts only (a scan of the sale's ledger)
   int64_t paid = 0;
   int64_t expired = 0;
-  int64_t remaining = 0;
+  int64_t remaining = 0;  // pool + free slots of the nodes' leases
+  int64_t pool = 0;
+  int64_t leased = 0;  // free slots of open leases
   // Units given away whose receipt is not yet acknowledged, by transfer id; and every
   // transfer this region has applied. A unit in flight is counted once: at the donor until
   // the receiver has applied it.
@@ -101,6 +106,10 @@ struct ShopSettings {
   bool home = true;                 // only home regions hold quota and orders
   int64_t max_in_flight = 512;      // purchases being processed at once, past it 429
   int64_t sweep_interval_ms = 200;  // how often expired reservations are looked for
+  std::string node = "n0";          // this node among the region's (its leases carry it)
+  int64_t lease_units = 256;        // most units one lease takes from the pool
+  int64_t lease_idle_ms = 1000;     // an unused lease returns its units after this
+  int64_t lease_timeout_ms = 3000;  // a node silent this long loses its leases
 };
 
 class Shop {
@@ -121,7 +130,8 @@ class Shop {
   Status PutProduct(const Product& p);  // idempotent for an identical product
   Status PutSale(const Sale& s);        // conflict if a different sale has the id
   std::vector<Product> Products() const;
-  std::optional<Sale> FindSale(std::string_view id) const;
+  // Also a sale another node of the region created since this one started.
+  std::optional<Sale> FindSale(std::string_view id);
 
   // Memory only: true when this region has no unit of the sale left and, as last heard,
   // neither has any other region (nor is any unit in flight).
@@ -129,7 +139,9 @@ class Shop {
   // What the other regions last reported as remaining (with units in flight).
   void SetPeerRemaining(std::string_view sale_id, int64_t units);
   std::vector<std::string> OpenSales() const;
-  Result<QuotaView> Quota(std::string_view sale_id) const;
+  // The region's view of the sale's stock, read from storage (all nodes' leases);
+  // `counts` adds the reserved, paid and expired counts (a scan of the sale's ledger).
+  Result<QuotaView> Quota(std::string_view sale_id, bool counts = true);
 
   struct Purchased {
     Order order;
@@ -160,9 +172,10 @@ class Shop {
   // Expires every reservation past its payment window now (the sweeper calls it).
   Result<int64_t> ExpireDue();
 
-  // The demarcation protocol. A donor durably lowers its own quota before it grants;
-  // the grant carries a transfer id and is applied idempotently; the donor re-delivers
-  // it until the receiver acknowledges. No unit is counted twice or lost.
+  // The demarcation protocol. A donor durably lowers its own pool before it grants; the
+  // grant carries a transfer id and is applied idempotently (once for the whole region,
+  // whichever node receives it); the donor's nodes re-deliver it until the receiver
+  // acknowledges. No unit is counted twice or lost.
   void SetPull(PullFn pull) { pull_ = std::move(pull); }
   // Gives up to `units` (keeping half of what is left, at most) for transfer `tid`;
   // the same tid returns the same grant.
@@ -171,26 +184,45 @@ class Shop {
   Status ApplyGrant(const std::string& sale_id, const std::string& from, int64_t units,
                     const std::string& tid);
   Status AckGrant(const std::string& sale_id, const std::string& tid);
-  std::vector<PendingGrant> UnackedGrants() const;
+  std::vector<PendingGrant> UnackedGrants();
   // Sales open now whose local remaining is at or under the low-water mark and that saw
   // demand in the last two seconds: candidates for a pull.
   std::vector<std::string> SalesNeedingStock() const;
 
+  // Lease upkeep (the sweeper runs it every second): this node's heartbeat, its idle
+  // leases returned, and the leases of nodes silent past the timeout closed.
+  Status MaintainLeases();
+
  private:
+  // This node's lease of a sale: slots [0, units), the next one to sell.
+  struct Lease {
+    std::string id;
+    std::string value;  // as stored: "<node>|<units>"
+    int64_t units = 0;
+    int64_t next = 0;
+    int64_t used_ms = 0;  // when a slot was last taken
+    // Purchases on its slots not yet durable: it closes only once they are done, or
+    // closing it would refuse them.
+    std::shared_ptr<std::atomic<int64_t>> pending = std::make_shared<std::atomic<int64_t>>(0);
+  };
+  struct Slot {
+    std::string lease_id;
+    int64_t index = 0;
+    std::shared_ptr<std::atomic<int64_t>> pending;  // the lease's
+  };
   struct SaleRuntime {
     Sale sale;
-    std::atomic<int64_t> remaining{0};
-    std::atomic<int64_t> reserved{0};
-    std::atomic<int64_t> paid{0};
-    std::atomic<int64_t> expired{0};
-    std::atomic<int64_t> quota{0};
+    std::atomic<int64_t> remaining{0};  // free slots of this node's lease
+    // Units of the region outside this node's lease (pool and other nodes' leases), as
+    // last read; unknown until the first read.
+    std::atomic<int64_t> elsewhere{INT64_MAX};
+    std::atomic<int64_t> empty_until_ms{0};  // a purchase just found no unit anywhere
     std::atomic<int64_t> last_demand_ms{0};
     std::atomic<int64_t> peer_remaining{INT64_MAX};  // unknown until first heard
-    std::mutex transfers_mu;
-    std::map<std::string, PendingGrant> unacked;  // tid -> grant (donor side)
-    std::map<std::string, int64_t> given;         // tid -> units (donor side, all)
-    std::set<std::string> applied;                // tid (receiver side)
-    std::mutex pull_mu;                           // one pull at a time per sale
+    std::mutex lease_mu;                             // the slot counter of `lease`, and `used_up`
+    std::optional<Lease> lease;
+    std::vector<Lease> used_up;  // leases with every slot handed out, closed once settled
+    std::mutex pull_mu;          // one lease or pull at a time per sale
   };
   struct Due {
     std::string sale_id;
@@ -222,7 +254,36 @@ class Shop {
     std::string user_id_;
   };
 
-  SaleRuntime* Runtime(std::string_view sale_id) const;
+  // A sale's transfers as stored: net units received, grants not yet acknowledged, and
+  // the transfers this region applied.
+  struct Transfers {
+    int64_t net = 0;
+    std::vector<PendingGrant> unacked;
+    std::vector<std::string> applied;
+  };
+  Result<Transfers> ScanTransfers(const std::string& sale_id);
+  struct OpenLease {
+    std::string id;
+    std::string value;
+    std::string node;
+    int64_t units = 0;
+    int64_t taken = 0;  // slots sold (or marked taken)
+  };
+  Result<std::vector<OpenLease>> OpenLeases(const std::string& sale_id);
+  SaleRuntime* Runtime(std::string_view sale_id) const;  // memory only
+  SaleRuntime* LoadRuntime(std::string_view sale_id);    // or the sale as stored
+  // A slot of this node's lease, or nullopt when it has none left. The caller decrements
+  // the slot's `pending` once its purchase is settled.
+  std::optional<Slot> TakeSlot(SaleRuntime* rt);
+  // Leases units for this node: units now free here.
+  Result<int64_t> LeaseMore(SaleRuntime* rt);
+  // Returns a lease's free slots to the pool, marking them taken (idempotent).
+  Status CloseLease(const std::string& sale_id, const std::string& lease_id,
+                    const std::string& value);
+  // The pool's count, computed from the ledger and written once when missing.
+  Result<int64_t> Pool(const std::string& sale_id);
+  // Adds `delta` to the pool in `batch`, expecting the count read (a conflict means retry).
+  Status AddToPool(const std::string& sale_id, int64_t delta, storage::WriteBatch* batch);
   UserLock LockUser(const std::string& user_id);
   Result<std::optional<Order>> LoadOrder(const std::string& user_id, const std::string& order_id);
   storage::WriteBatch OrderUpdate(const std::string& user_id, const Order& o,
@@ -246,6 +307,7 @@ class Shop {
   std::map<std::string, std::unique_ptr<SaleRuntime>, std::less<>> sales_;
 
   std::array<UserStripe, 64> stripes_;
+  int64_t last_heartbeat_ms_ = 0;
   std::atomic<int64_t> in_flight_{0};
 
   std::mutex due_mu_;

@@ -27,8 +27,8 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 namespace {
-int FreeBasePort() {
-  auto base = net::FreeLoopbackPorts(4);
+int FreeBasePort(int ports) {
+  auto base = net::FreeLoopbackPorts(ports);
   if (!base.ok()) ADD_FAILURE() << base.status().ToString();
   return base.ok() ? *base : 0;
 }
@@ -46,7 +46,7 @@ TestCluster::TestCluster(ClusterOptions opts) : opts_(std::move(opts)) {
   // A runner that ignores SIGCHLD (ctest does) would make waitpid() lose our children.
   signal(SIGCHLD, SIG_DFL);
   dir_ = (fs::temp_directory_path() / ("meridian-it-" + SystemRandom::Instance().Hex(6))).string();
-  base_port_ = FreeBasePort();
+  base_port_ = FreeBasePort(static_cast<int>(Regions().size()) * opts_.nodes_per_region);
   std::vector<std::string> args = {
       MERIDIAN_BIN, "dev",         "--write-config",           "--dir",
       dir_,         "--base-port", std::to_string(base_port_), "--policy",
@@ -54,7 +54,11 @@ TestCluster::TestCluster(ClusterOptions opts) : opts_(std::move(opts)) {
   if (!opts_.tls) args.push_back("--plaintext");
   if (!opts_.latency) args.push_back("--no-latency");
   const char* storage = std::getenv("MERIDIAN_TEST_STORAGE");
-  postgres_ = storage != nullptr && std::string_view(storage) == "postgres";
+  postgres_ =
+      (storage != nullptr && std::string_view(storage) == "postgres") || opts_.nodes_per_region > 1;
+  if (opts_.nodes_per_region > 1) {
+    args.insert(args.end(), {"--nodes-per-region", std::to_string(opts_.nodes_per_region)});
+  }
   if (postgres_) {
     args.insert(args.end(), {"--storage", "postgres"});
     Status st = dev::StartPrivateDatabases(dir_, &databases_);
@@ -79,7 +83,7 @@ TestCluster::TestCluster(ClusterOptions opts) : opts_(std::move(opts)) {
 }
 
 TestCluster::~TestCluster() {
-  for (auto& [region, pid] : pids_) {
+  for (auto& [node, pid] : pids_) {
     kill(pid, SIGKILL);
     waitpid(pid, nullptr, 0);
   }
@@ -88,14 +92,17 @@ TestCluster::~TestCluster() {
   if (::testing::Test::HasFailure()) {
     // What the nodes said last: the only trace of a node that crashed once the folder goes.
     for (const auto& region : Regions()) {
-      std::ifstream in(dir_ + "/" + region + "/node.log");
-      std::deque<std::string> tail;
-      for (std::string line; std::getline(in, line);) {
-        tail.push_back(line);
-        if (tail.size() > 12) tail.pop_front();
+      for (int k = 0; k < opts_.nodes_per_region; ++k) {
+        const std::string log = region + "/" + dev::NodeLogName(k);
+        std::ifstream in(dir_ + "/" + log);
+        std::deque<std::string> tail;
+        for (std::string line; std::getline(in, line);) {
+          tail.push_back(line);
+          if (tail.size() > 12) tail.pop_front();
+        }
+        std::cerr << "==> " << log << " (last lines) <==\n";
+        for (const auto& line : tail) std::cerr << line << "\n";
       }
-      std::cerr << "==> " << region << "/node.log (last lines) <==\n";
-      for (const auto& line : tail) std::cerr << line << "\n";
     }
   }
   std::error_code ec;
@@ -107,26 +114,31 @@ void TestCluster::Start() {
 }
 
 void TestCluster::StartRegion(const std::string& region) {
-  ASSERT_EQ(pids_.count(region), 0u) << region << " is already running";
+  for (int k = 0; k < opts_.nodes_per_region; ++k) StartNode(region, k);
+}
+
+void TestCluster::StartNode(const std::string& region, int node) {
+  ASSERT_EQ(pids_.count({region, node}), 0u) << region << " #" << node << " is already running";
   fs::create_directories(dir_ + "/" + region);
-  std::string log = dir_ + "/" + region + "/node.log";
+  std::string log = dir_ + "/" + region + "/" + dev::NodeLogName(node);
+  const std::string index = std::to_string(node);
   pid_t pid = fork();
   if (pid == 0) {
     int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     dup2(fd, STDOUT_FILENO);
     dup2(fd, STDERR_FILENO);
     execl(MERIDIAN_BIN, MERIDIAN_BIN, "node", "--config", config_path_.c_str(), "--region",
-          region.c_str(), static_cast<char*>(nullptr));
+          region.c_str(), "--node", index.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
-  pids_[region] = pid;
+  pids_[{region, node}] = pid;
   auto deadline = std::chrono::steady_clock::now() + 20s;
   while (std::chrono::steady_clock::now() < deadline) {
-    auto r = TryCall(region, "GET", "/v1/health");
+    auto r = TryCallNode(region, node, "GET", "/v1/health");
     if (r.ok() && r->status == 200) return;
     int status = 0;
     if (waitpid(pid, &status, WNOHANG) == pid) {
-      pids_.erase(region);
+      pids_.erase({region, node});
       FAIL() << region << " node exited at start:\n" << config::ReadFileOr(log);
     }
     std::this_thread::sleep_for(20ms);
@@ -135,7 +147,16 @@ void TestCluster::StartRegion(const std::string& region) {
 }
 
 int TestCluster::StopRegion(const std::string& region, int sig) {
-  auto it = pids_.find(region);
+  int first = -1;
+  for (int k = opts_.nodes_per_region - 1; k >= 0; --k) {
+    int status = StopNode(region, k, sig);
+    if (k == 0) first = status;
+  }
+  return first;
+}
+
+int TestCluster::StopNode(const std::string& region, int node, int sig) {
+  auto it = pids_.find({region, node});
   if (it == pids_.end()) return -1;
   kill(it->second, sig);
   int status = 0;
@@ -145,29 +166,42 @@ int TestCluster::StopRegion(const std::string& region, int sig) {
 }
 
 void TestCluster::Freeze(const std::string& region, bool frozen) {
-  auto it = pids_.find(region);
-  if (it != pids_.end()) kill(it->second, frozen ? SIGSTOP : SIGCONT);
+  for (const auto& [node, pid] : pids_) {
+    if (node.first == region) kill(pid, frozen ? SIGSTOP : SIGCONT);
+  }
 }
 
 void TestCluster::StopAll() {
   for (const auto& r : Regions()) StopRegion(r, SIGTERM);
 }
 
-uint16_t TestCluster::Port(const std::string& region) const {
+uint16_t TestCluster::Port(const std::string& region, int node) const {
   const auto& rs = Regions();
   auto idx = std::find(rs.begin(), rs.end(), region) - rs.begin();
-  return static_cast<uint16_t>(base_port_ + idx);
+  // As `meridian dev` lays them out: node k of the i-th region on base + i + 4k.
+  return static_cast<uint16_t>(base_port_ + idx + node * static_cast<long>(rs.size()));
 }
 
-std::string TestCluster::Url(const std::string& region) const {
-  return std::string(opts_.tls ? "https" : "http") + "://127.0.0.1:" + std::to_string(Port(region));
+std::string TestCluster::Url(const std::string& region, int node) const {
+  return std::string(opts_.tls ? "https" : "http") +
+         "://127.0.0.1:" + std::to_string(Port(region, node));
 }
 
 Result<net::HttpResponse> TestCluster::TryCall(const std::string& region, const std::string& method,
                                                const std::string& target, const std::string& body,
                                                net::Headers headers) {
+  // The region's first running node (node 0 unless a test stopped it).
+  int node = 0;
+  while (node + 1 < opts_.nodes_per_region && !pids_.count({region, node})) ++node;
+  return TryCallNode(region, node, method, target, body, std::move(headers));
+}
+
+Result<net::HttpResponse> TestCluster::TryCallNode(const std::string& region, int node,
+                                                   const std::string& method,
+                                                   const std::string& target,
+                                                   const std::string& body, net::Headers headers) {
   net::ClientCall call;
-  call.base_url = Url(region);
+  call.base_url = Url(region, node);
   call.request.method = method;
   call.request.target = target;
   call.request.body = body;

@@ -36,6 +36,8 @@ struct ClusterOptions {
   bool latency = false;
   std::string policy = "current";
   std::string node_knobs;  // extra lines for the [node] table
+  // Nodes per region; more than one puts every region on PostgreSQL (their shared store).
+  int nodes_per_region = 1;
 };
 
 class TestCluster {
@@ -46,22 +48,32 @@ class TestCluster {
   static const std::vector<std::string>& Regions();
 
   void Start();
+  // Starts every node of the region (StartNode for one).
   void StartRegion(const std::string& region);
-  // Sends `sig` and waits for the process; returns its wait status.
+  void StartNode(const std::string& region, int node);
+  // Sends `sig` to every node of the region (or one node) and waits; returns the wait
+  // status (of the first node).
   int StopRegion(const std::string& region, int sig);
+  int StopNode(const std::string& region, int node, int sig);
   void StopAll();
-  // Freezes (SIGSTOP) or thaws (SIGCONT) a region's process: to its peers it is cut off,
+  // Freezes (SIGSTOP) or thaws (SIGCONT) a region's processes: to its peers it is cut off,
   // with its connections open and nothing answering.
   void Freeze(const std::string& region, bool frozen);
+  int nodes_per_region() const { return opts_.nodes_per_region; }
 
-  std::string Url(const std::string& region) const;
-  uint16_t Port(const std::string& region) const;
+  std::string Url(const std::string& region, int node = 0) const;
+  uint16_t Port(const std::string& region, int node = 0) const;
   const std::string& dir() const { return dir_; }
   const std::string& admin_token() const { return admin_token_; }
 
+  // To the region's first running node.
   Result<net::HttpResponse> TryCall(const std::string& region, const std::string& method,
                                     const std::string& target, const std::string& body = {},
                                     net::Headers headers = {});
+  // The same, to one node of the region.
+  Result<net::HttpResponse> TryCallNode(const std::string& region, int node,
+                                        const std::string& method, const std::string& target,
+                                        const std::string& body = {}, net::Headers headers = {});
   // Fails the test on a transport error.
   net::HttpResponse Call(const std::string& region, const std::string& method,
                          const std::string& target, const std::string& body = {},
@@ -84,7 +96,7 @@ class TestCluster {
   int base_port_ = 0;
   std::string config_path_;
   std::string admin_token_;
-  std::map<std::string, pid_t> pids_;
+  std::map<std::pair<std::string, int>, pid_t> pids_;  // (region, node)
   // MERIDIAN_TEST_STORAGE=postgres: every region on its own private PostgreSQL server.
   bool postgres_ = false;
   std::vector<std::unique_ptr<storage::PrivatePostgres>> databases_;
