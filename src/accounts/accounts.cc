@@ -104,11 +104,19 @@ Result<Issued> Accounts::Register(const RegisterRequest& req) {
     if (existing) return Error(Code::kPhoneTaken, "this phone number is already registered");
     storage::WriteBatch reserve;
     reserve.Put(Space::kDirectory, dir_key, std::string(kPendingPrefix) + uid);
-    RETURN_IF_ERROR(store_.Write(reserve));
+    // Another node of this region may be registering the same phone right now.
+    reserve.Expect(Space::kDirectory, dir_key, std::nullopt);
+    Status st = store_.Write(reserve);
+    if (st.code() == Code::kConflict) {
+      return Error(Code::kPhoneTaken, "this phone number is already registered");
+    }
+    RETURN_IF_ERROR(st);
   }
+  const std::string reserved = std::string(kPendingPrefix) + uid;
   auto release = [&] {
     storage::WriteBatch undo;
     undo.Delete(Space::kDirectory, dir_key);
+    undo.Expect(Space::kDirectory, dir_key, reserved);  // only this registration's
     (void)store_.Write(undo);
   };
   auto elsewhere = directory_.FindElsewhere(pseudonym);
@@ -133,6 +141,7 @@ Result<Issued> Accounts::Register(const RegisterRequest& req) {
   batch.Put(Space::kPlacement, uid, storage::EncodePlacement(placement));
   batch.Put(Space::kIdentity, pkey, std::move(sealed));
   batch.Put(Space::kDirectory, dir_key, uid);
+  batch.Expect(Space::kDirectory, dir_key, reserved);
   Status st = audit_.Commit(std::move(batch), {Entry("account.create", uid)});
   if (!st.ok()) {
     release();
@@ -231,24 +240,32 @@ Result<int64_t> Accounts::PutRecord(const Principal& p, std::string_view collect
   if (content_type.size() > 256) return Error(Code::kInvalidField, "content type is too long");
   const std::string rk = RecordKey(p.user_id, collection, key);
   std::lock_guard lock(StripeFor(p.user_id));
-  int64_t version = 1;
-  auto current = LoadRecord(p, collection, key);
-  if (current.ok()) {
-    version = current->version + 1;
-  } else if (current.status().code() != Code::kNotFound) {
-    return current.status();
+  for (int attempt = 0;; ++attempt) {
+    // The version follows the stored record; another node of the region writing the same
+    // record meanwhile makes this write conflict, and it is numbered again.
+    ASSIGN_OR_RETURN(auto stored, store_.Get(Space::kContent, rk));
+    int64_t version = 1;
+    auto current = LoadRecord(p, collection, key);
+    if (current.ok()) {
+      version = current->version + 1;
+    } else if (current.status().code() != Code::kNotFound) {
+      return current.status();
+    }
+    Json meta = {{"collection", collection},
+                 {"key", key},
+                 {"content_type", content_type},
+                 {"version", version},
+                 {"updated_at", FormatRfc3339(clock_.NowMs())}};
+    ASSIGN_OR_RETURN(auto sealed, codec_.Seal({settings_.region, p.user_id, "record", rk, 0},
+                                              FrameRecord(meta, body)));
+    storage::WriteBatch batch;
+    batch.Put(Space::kContent, rk, std::move(sealed));
+    batch.Expect(Space::kContent, rk, std::move(stored));
+    Status st = audit_.Commit(std::move(batch), {Entry("record.write", p.user_id)});
+    if (st.code() == Code::kConflict && attempt < 5) continue;
+    RETURN_IF_ERROR(st);
+    return version;
   }
-  Json meta = {{"collection", collection},
-               {"key", key},
-               {"content_type", content_type},
-               {"version", version},
-               {"updated_at", FormatRfc3339(clock_.NowMs())}};
-  ASSIGN_OR_RETURN(auto sealed, codec_.Seal({settings_.region, p.user_id, "record", rk, 0},
-                                            FrameRecord(meta, body)));
-  storage::WriteBatch batch;
-  batch.Put(Space::kContent, rk, std::move(sealed));
-  RETURN_IF_ERROR(audit_.Commit(std::move(batch), {Entry("record.write", p.user_id)}));
-  return version;
 }
 
 Result<Record> Accounts::GetRecord(const Principal& p, std::string_view collection,

@@ -149,7 +149,8 @@ void AuditLog::WriterLoop() {
 
     lock.lock();
     // Callers learn the outcome only once the tree they can read includes their entries.
-    edge_ = std::move(edge);
+    // (A refresh may have seen more, written by another node: the view never shrinks.)
+    if (edge.size >= edge_.size) edge_ = std::move(edge);
     written_.push_back(std::move(group));
     done_cv_.notify_one();
   }
@@ -237,8 +238,19 @@ void AuditLog::WriteGroup(std::vector<Pending>& group, Edge* edge) {
 }
 
 uint64_t AuditLog::size() const {
+  Refresh();
   std::lock_guard lock(mu_);
   return edge_.size;
+}
+
+void AuditLog::Refresh() const {
+  // Other nodes of the region append to the same log: their entries count here too (for
+  // checkpoints, proofs and reads), so every node of the region shows one growing tree.
+  if (!store_.Shared()) return;
+  auto stored = LoadEdge();
+  if (!stored.ok()) return;
+  std::lock_guard lock(mu_);
+  if (stored->size > edge_.size) edge_ = std::move(stored).value();
 }
 
 Result<Hash> AuditLog::Subtree(int level, uint64_t index) const {
@@ -305,27 +317,45 @@ Status AuditLog::PublishLocked() {
   ASSIGN_OR_RETURN(auto note, CheckpointAt(n));
   published_ = std::move(note);
   published_size_ = n;
-  cosignatures_.clear();
   return Status::Ok();
 }
 
 Result<std::string> AuditLog::Latest() {
   std::lock_guard lock(publish_mu_);
-  if (published_size_ == UINT64_MAX) RETURN_IF_ERROR(PublishLocked());
+  // As of now: over a shared database another node may have appended and published, and a
+  // reader must never see the tree shrink from one node to the next.
+  RETURN_IF_ERROR(PublishLocked());
   std::string note = published_;
-  for (const auto& [_, line] : cosignatures_) note += line;
+  const std::string_view text = NoteText(published_);
+  RETURN_IF_ERROR(store_.Scan(Space::kMeta, "cosig/", [&](auto, std::string_view v) {
+    // "<checkpoint text>\n<signature line>": kept while the checkpoint is the latest.
+    if (v.size() > text.size() && v.substr(0, text.size()) == text && v[text.size()] == '\n') {
+      note += std::string(v.substr(text.size() + 1));
+    }
+    return true;
+  }));
   return note;
 }
 
-Status AuditLog::AddCosignature(std::string_view line, std::string_view witness_verifier_key) {
-  std::lock_guard lock(publish_mu_);
-  std::string candidate = std::string(NoteText(published_)) + "\n" + std::string(line);
-  if (line.empty() || line.back() != '\n') candidate += "\n";
-  auto body = VerifyCheckpoint(candidate, witness_verifier_key);
-  if (!body.ok()) return Error(Code::kInvalidField, "cosignature does not verify");
+Status AuditLog::AddCosignature(std::string_view text, std::string_view line,
+                                std::string_view witness_verifier_key) {
+  // The checkpoint the witness cosigned must be one of this log's: its origin, a size the
+  // tree reached, and the root at that size.
+  std::string note = std::string(text) + "\n" + std::string(line);
+  if (line.empty() || line.back() != '\n') note += "\n";
+  auto body = VerifyCheckpoint(note, witness_verifier_key);
+  if (!body.ok() || NoteText(note) != text) {
+    return Error(Code::kInvalidField, "cosignature does not verify");
+  }
+  if (body->origin != origin_ || body->size > size()) {
+    return Error(Code::kInvalidField, "not a checkpoint of this log");
+  }
+  ASSIGN_OR_RETURN(auto root, Root(body->size));
+  if (root != body->root) return Error(Code::kInvalidField, "not a checkpoint of this log");
   std::string name(witness_verifier_key.substr(0, witness_verifier_key.find('+')));
-  cosignatures_[name] = candidate.substr(NoteText(published_).size() + 1);
-  return Status::Ok();
+  storage::WriteBatch b;
+  b.Put(Space::kMeta, "cosig/" + name, note);  // the text, a blank line, the signature
+  return store_.Write(b);
 }
 
 Result<CheckpointBody> VerifyCheckpoint(std::string_view note, std::string_view verifier_key) {

@@ -91,9 +91,11 @@ class AuditLog final : public AuditSink {
   Status Publish();
   // The latest published checkpoint with the cosignatures it has collected.
   Result<std::string> Latest();
-  // A witness's signature line over the latest checkpoint's text; refused unless it
-  // verifies under `witness_verifier_key`.
-  Status AddCosignature(std::string_view line, std::string_view witness_verifier_key);
+  // A witness's signature line over the text of a checkpoint of this log (stored, so
+  // every node of the region shows it); refused unless it verifies under
+  // `witness_verifier_key`. It is shown while that checkpoint is the latest.
+  Status AddCosignature(std::string_view text, std::string_view line,
+                        std::string_view witness_verifier_key);
   const std::string& origin() const { return origin_; }
 
  private:
@@ -149,11 +151,13 @@ class AuditLog final : public AuditSink {
   bool writer_done_ = false;
   std::thread writer_;
   std::thread completer_;
-  Edge edge_;  // committed leaves: edge_.size
+  // Committed leaves: edge_.size. Over a shared database, also what other nodes appended
+  // as last read (Refresh).
+  mutable Edge edge_;
+  void Refresh() const;
   std::mutex publish_mu_;
   uint64_t published_size_ = UINT64_MAX;
-  std::string published_;                            // the region's own signed note
-  std::map<std::string, std::string> cosignatures_;  // witness name -> signature line
+  std::string published_;  // the region's own signed note
 };
 
 // Verifies a signed note checkpoint against a verifier key ("<name>+<hash>+<base64>").

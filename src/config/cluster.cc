@@ -177,6 +177,9 @@ Result<ClusterConfig> Load(const std::string& path, std::vector<policy::Diagnost
     num("migration_parallel", k.migration_parallel, 1, 256);
     num("migration_users_per_s", k.migration_users_per_s, 0, 1'000'000);
     num("database_connections", k.database_connections, 1, 1000);
+    num("lease_units", k.lease_units, 1, 1'000'000);
+    num("lease_idle_ms", k.lease_idle_ms, 100, 3'600'000);
+    num("lease_timeout_ms", k.lease_timeout_ms, 500, 600'000);
     if (const toml::node* n = node->get("password_hashing")) {
       auto v = n->value<std::string>();
       if (v == "dev-fast") {

@@ -105,13 +105,24 @@ Status EnvelopeCodec::InstallUserKey(std::string_view user_id, const ExportedKey
 
 Result<EnvelopeCodec::DekPtr> EnvelopeCodec::LoadDek(std::string_view user_id, bool create) {
   const int64_t now = clock_.NowMs();
+  DekPtr cached;
   {
     std::lock_guard lock(cache_mu_);
     auto it = cache_.find(user_id);
-    if (it != cache_.end() && it->second->expires_ms > now) return it->second;
+    if (it != cache_.end() && it->second->expires_ms > now) cached = it->second;
   }
+  // Over a database other nodes share, one of them may have shredded the key: the cached
+  // copy is used only while the stored row still names it (a read, not an unwrap).
+  if (cached && !store_.Shared()) return cached;
   std::lock_guard user_lock(StripeFor(user_id));
   ASSIGN_OR_RETURN(auto row, store_.Get(storage::Space::kKeys, user_id));
+  if (cached) {
+    if (row && row->size() >= 7 + kDekIdSize && row->substr(7, kDekIdSize) == cached->raw_id) {
+      return cached;
+    }
+    std::lock_guard lock(cache_mu_);
+    cache_.erase(std::string(user_id));
+  }
   auto fresh = std::make_shared<Dek>();
   Dek& dek = *fresh;
   if (row) {

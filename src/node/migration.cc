@@ -111,6 +111,7 @@ void Migrations::Stop() {
 }
 
 Result<int64_t> Migrations::CountMisplaced() {
+  (void)c_.policies.Refresh();  // a version another node of the region adopted counts
   auto pol = c_.policies.Current();
   ASSIGN_OR_RETURN(auto users, c_.accounts.UsersWithCountry());
   int64_t n = 0;
@@ -119,6 +120,7 @@ Result<int64_t> Migrations::CountMisplaced() {
 }
 
 Result<Json> Migrations::Plan() {
+  (void)c_.policies.Refresh();  // a version another node of the region adopted counts
   auto pol = c_.policies.Current();
   ASSIGN_OR_RETURN(auto users, c_.accounts.UsersWithCountry());
   Json destinations = Json::object();
@@ -150,6 +152,7 @@ Result<Json> Migrations::Begin(const Json& request) {
     return Error(Code::kInvalidField, "'from' must name the region the users leave");
   }
   if (cohort != "misplaced") return Error(Code::kInvalidField, "'cohort' must be \"misplaced\"");
+  (void)c_.policies.Refresh();  // a version another node of the region adopted counts
   auto pol = c_.policies.Current();
   ASSIGN_OR_RETURN(auto users, c_.accounts.UsersWithCountry());
   const std::string id = "m-" + c_.region + "-" + SystemRandom::Instance().Hex(6);

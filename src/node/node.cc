@@ -256,7 +256,10 @@ int RunNode(const std::string& config_path, const std::string& region, int node_
                   *names_key, *phone_key,
                   shop::ShopSettings{.region = region,
                                      .home = role == policy::Role::kHome,
-                                     .node = "n" + std::to_string(node_index)});
+                                     .node = "n" + std::to_string(node_index),
+                                     .lease_units = cfg->knobs.lease_units,
+                                     .lease_idle_ms = cfg->knobs.lease_idle_ms,
+                                     .lease_timeout_ms = cfg->knobs.lease_timeout_ms});
   if (auto st = shop.Start(); !st.ok()) {
     std::fprintf(stderr, "meridian node: %s\n", st.ToString().c_str());
     return 1;
@@ -274,7 +277,8 @@ int RunNode(const std::string& config_path, const std::string& region, int node_
                          policies},
         MigrationSettings{.parallel = cfg->knobs.migration_parallel,
                           .users_per_s = static_cast<double>(cfg->knobs.migration_users_per_s),
-                          .node = "n" + std::to_string(node_index)});
+                          .node = "n" + std::to_string(node_index),
+                          .runner_timeout_ms = cfg->knobs.lease_timeout_ms});
   }
   WorkerPool workers(cfg->knobs.workers, static_cast<size_t>(cfg->knobs.workers) * 64);
   KeyMaintenance maintenance(key_provider, codec, audit_log, region);

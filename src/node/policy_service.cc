@@ -66,9 +66,39 @@ Status PolicyService::Start() {
   return Status::Ok();
 }
 
-std::shared_ptr<const policy::Policy> PolicyService::Current() const {
+std::shared_ptr<const policy::Policy> PolicyService::Current() {
+  if (store_.Shared()) {
+    bool due = false;
+    {
+      std::lock_guard lock(mu_);
+      const int64_t now = SystemClock::Instance().NowMs();
+      due = now - refreshed_ms_ >= 500;
+      if (due) refreshed_ms_ = now;  // one reader refreshes, the others go on
+    }
+    if (due) (void)Refresh();
+  }
   std::lock_guard lock(mu_);
   return current_;
+}
+
+Status PolicyService::Refresh() {
+  ASSIGN_OR_RETURN(auto stored, store_.Get(Space::kMeta, std::string(kStoredPolicyKey)));
+  if (!stored) return Status::Ok();
+  {
+    std::lock_guard lock(mu_);
+    if (*stored == source_) return Status::Ok();
+  }
+  auto p = Parse(*stored);
+  if (!p.ok()) return p.status();
+  std::lock_guard lock(mu_);
+  if (p->version() <= current_->version()) return Status::Ok();
+  // Another node of this region adopted (and logged) it.
+  log::Info("policy_applied", {{"policy", p->name()},
+                               {"policy_version", std::to_string(p->version())},
+                               {"by", "another node"}});
+  current_ = std::make_shared<const policy::Policy>(std::move(p).value());
+  source_ = *stored;
+  return Status::Ok();
 }
 
 std::string PolicyService::CurrentSource() const {
@@ -90,6 +120,8 @@ Result<std::string> PolicyService::SourceOf(std::string_view body) {
 
 Result<std::shared_ptr<const policy::Policy>> PolicyService::Adopt(const std::string& source) {
   ASSIGN_OR_RETURN(auto parsed, Parse(source));
+  RETURN_IF_ERROR(Refresh());  // what another node of the region adopted counts
+  ASSIGN_OR_RETURN(auto stored, store_.Get(Space::kMeta, std::string(kStoredPolicyKey)));
   std::lock_guard lock(mu_);
   if (parsed.version() == current_->version()) {
     if (source == source_) return current_;  // a retry
@@ -104,6 +136,7 @@ Result<std::shared_ptr<const policy::Policy>> PolicyService::Adopt(const std::st
   auto next = std::make_shared<const policy::Policy>(std::move(parsed));
   storage::WriteBatch b;
   b.Put(Space::kMeta, std::string(kStoredPolicyKey), source);
+  b.Expect(Space::kMeta, std::string(kStoredPolicyKey), stored);  // no other node's meanwhile
   b.Put(Space::kMeta, std::string(kLoggedPolicyKey), LoggedName(*next));
   RETURN_IF_ERROR(audit_.Commit(
       std::move(b), {audit::MakeEntry("policy.apply", region_, {}, SystemClock::Instance().NowMs(),

@@ -28,7 +28,10 @@ class PolicyService {
   // when the policy changed catches up). Regions that do not answer are skipped.
   void CatchUp(InterRegion& inter);
 
-  std::shared_ptr<const policy::Policy> Current() const;
+  // Over a database the region's nodes share, at most half a second behind a version
+  // another node adopted (Refresh() reads it at once).
+  std::shared_ptr<const policy::Policy> Current();
+  Status Refresh();
   std::string CurrentSource() const;
 
   // A policy document (TOML) or {"builtin":"current"|"legacy"}: its text, or invalid_field.
@@ -48,6 +51,7 @@ class PolicyService {
   mutable std::mutex mu_;
   std::shared_ptr<const policy::Policy> current_;
   std::string source_;
+  int64_t refreshed_ms_ = 0;
 };
 
 }  // namespace meridian::node

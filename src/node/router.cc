@@ -1125,7 +1125,8 @@ class Router final : public net::Handler {
     }
     auto k = ParseJsonObject(keys->body);
     if (!k.ok()) return HttpResponse::FromStatus(k.status());
-    Status st = c_.audit.AddCosignature(j->value("line", ""), k->value("audit_verifier_key", ""));
+    Status st = c_.audit.AddCosignature(j->value("text", ""), j->value("line", ""),
+                                        k->value("audit_verifier_key", ""));
     return st.ok() ? JsonOk(200, {{"cosigned", true}}) : HttpResponse::FromStatus(st);
   }
 

@@ -83,6 +83,12 @@ void AuditDaemon::Alarm(const std::string& region, const std::string& reason) {
 }
 
 void AuditDaemon::Witness(const std::string& region) {
+  // The last checkpoint seen from this region: "<size>|<base64 root>". Read before the new
+  // one is fetched, and replaced only if unchanged: with several nodes witnessing, a
+  // checkpoint fetched earlier is never compared with one seen later.
+  const std::string seen_key = "witness/" + region;
+  auto seen = store_.Get(storage::Space::kMeta, seen_key);
+  if (!seen.ok()) return;
   auto keys = Ask(inter_, region, "GET", "/internal/v1/keys");
   auto note = Ask(inter_, region, "GET", "/internal/v1/audit/checkpoint");
   if (!keys.ok() || !note.ok()) return;  // unreachable now: try again next round
@@ -92,10 +98,6 @@ void AuditDaemon::Witness(const std::string& region) {
   auto body = audit::VerifyCheckpoint(note->body, verifier);
   if (!body.ok()) return Alarm(region, "checkpoint signature does not verify");
 
-  // The last checkpoint seen from this region: "<size>|<base64 root>".
-  const std::string seen_key = "witness/" + region;
-  auto seen = store_.Get(storage::Space::kMeta, seen_key);
-  if (!seen.ok()) return;
   if (seen->has_value()) {
     std::string_view v = **seen;
     uint64_t old_size = 0;
@@ -126,7 +128,8 @@ void AuditDaemon::Witness(const std::string& region) {
   storage::WriteBatch b;
   b.Put(storage::Space::kMeta, seen_key,
         std::to_string(body->size) + "|" + Base64Encode(body->root));
-  if (!store_.Write(b).ok()) return;
+  b.Expect(storage::Space::kMeta, seen_key, *seen);
+  if (!store_.Write(b).ok()) return;  // another node of this region witnessed meanwhile
   // Cosign: our note signature over the same text, sent back to the log's region.
   const std::string name = "meridian/" + inter_.self();
   std::string text(audit::NoteText(note->body));

@@ -13,6 +13,8 @@
 #include <thread>
 
 #include "common/encoding.h"
+#include "config/cluster.h"
+#include "dev/dev.h"
 #include "integration/helpers.h"
 
 namespace meridian::testing {
@@ -42,8 +44,9 @@ class MigrationTest : public ::testing::Test {
  protected:
   // Each test starts its cluster with a throttle: slow enough that writers, kills or a cut
   // overlap the move.
-  void StartCluster(int users_per_s, const std::string& more_knobs = "") {
+  void StartCluster(int users_per_s, const std::string& more_knobs = "", int nodes = 1) {
     ClusterOptions o;
+    o.nodes_per_region = nodes;
     o.policy = "legacy";
     o.node_knobs = "migration_users_per_s = " + std::to_string(users_per_s) +
                    "\nmigration_parallel = 4\n" + more_knobs;
@@ -360,6 +363,52 @@ TEST_F(MigrationTest, ACutToOneDestinationPausesItsMovesThenTheyResume) {
   EXPECT_EQ(m.value("state", ""), "done");
   EXPECT_EQ(m.value("users_moved", 0), 32);
   EXPECT_EQ(m.value("users_failed", -1), 0);
+  CheckFinalState(users, w, id);
+}
+
+// Two nodes per region (PostgreSQL): the beijing node running the migration is killed
+// with SIGKILL mid-move and stays down, as is one node of a destination. The other
+// beijing node takes the migration over once the runner's heartbeat is stale, writers
+// keep going through the surviving nodes, and nothing is lost.
+TEST_F(MigrationTest, WithTwoNodesPerRegionKillingTheRunnerLosesNothing) {
+  StartCluster(20, "", 2);
+  auto users = RegisterUsers(8);
+  ASSERT_EQ(Admin("beijing", "PUT", "/v1/admin/policy", R"({"builtin":"current"})").status, 200);
+  Writers w;
+  StartWriters(w, users, 2);
+  auto started =
+      Admin("oregon", "POST", "/v1/admin/migrations", R"({"from":"beijing","cohort":"misplaced"})");
+  ASSERT_EQ(started.status, 202) << started.body;
+  const std::string id = JsonOf(started)["id"];
+  auto log_of = [&](const std::string& region, int node) {
+    return config::ReadFileOr(c_->dir() + "/" + region + "/" + dev::NodeLogName(node));
+  };
+  // Which beijing node runs it, once a few users moved.
+  int runner = -1;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto m = JsonOf(Admin("beijing", "GET", "/v1/admin/migrations/" + id));
+    for (int k = 0; k < 2 && runner < 0; ++k) {
+      if (log_of("beijing", k).find("migration_running") != std::string::npos) runner = k;
+    }
+    if (runner >= 0 && m.value("users_moved", 0) >= 4) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  if (runner < 0) {
+    StopWriters(w);
+    FAIL() << "no beijing node runs the migration:\n"
+           << log_of("beijing", 0) << "\n---\n"
+           << log_of("beijing", 1);
+  }
+  c_->StopNode("beijing", runner, SIGKILL);
+  c_->StopNode("singapore", 0, SIGKILL);
+  Json m = WaitDone(id, "oregon", 120s);
+  std::this_thread::sleep_for(200ms);
+  StopWriters(w);
+  EXPECT_EQ(m.value("state", ""), "done");
+  EXPECT_EQ(m.value("users_moved", 0), 32);
+  EXPECT_EQ(m.value("users_failed", -1), 0);
+  EXPECT_NE(log_of("beijing", 1 - runner).find("migration_taken_over"), std::string::npos);
   CheckFinalState(users, w, id);
 }
 

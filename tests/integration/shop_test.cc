@@ -23,8 +23,9 @@ std::string Iso(std::chrono::system_clock::duration from_now) {
 
 class ShopTest : public ::testing::Test {
  protected:
+  virtual ClusterOptions Options() { return {}; }
   void SetUp() override {
-    c_ = std::make_unique<TestCluster>();
+    c_ = std::make_unique<TestCluster>(Options());
     c_->Start();
     auto p = Admin("POST", "/v1/admin/products",
                    R"({"sku":"mi4","name":"Mi 4","price":199900,"currency":"INR"})");
@@ -411,6 +412,169 @@ TEST_F(ShopTest, TransfersSurviveKillingDonorAndReceiver) {
   for (const auto& o : acknowledged) EXPECT_TRUE(found.count(o)) << "lost order " << o;
   EXPECT_EQ(stats["sold"].get<int64_t>(), static_cast<int64_t>(found.size()))
       << "acknowledged " << acknowledged.size() << " found " << found.size() << " " << stats;
+}
+
+}  // namespace
+}  // namespace meridian::testing
+
+namespace meridian::testing {
+namespace {
+
+// Two nodes per region over the region's PostgreSQL database; leases time out quickly.
+class ShopTwoNodesTest : public ShopTest {
+ protected:
+  ClusterOptions Options() override {
+    ClusterOptions o;
+    o.nodes_per_region = 2;
+    // A lease stays with its node until used up or taken back (not returned when idle),
+    // so a frozen node wakes up still holding one.
+    o.node_knobs = "lease_idle_ms = 600000\n";
+    return o;
+  }
+};
+
+// Buyers press at both nodes of singapore and through the edge (which spreads over them);
+// one node is killed with SIGKILL mid-sale and never comes back. Its acknowledged orders
+// stay, its leased units return to the region's pool after the lease timeout and sell on
+// the other node, and exactly the stock is sold, one order per buyer.
+TEST_F(ShopTwoNodesTest, SellExactlyTheStockWhenOneOfTwoNodesIsKilled) {
+  constexpr int kStock = 200;
+  ASSERT_EQ(
+      CreateSale("twin", kStock, {{"singapore", kStock}, {"oregon", 0}, {"beijing", 0}}).status,
+      201);
+  std::vector<TestUser> buyers(320);
+  {
+    std::atomic<int> reg{0};
+    std::vector<std::thread> regs;
+    for (int t = 0; t < 8; ++t) {
+      regs.emplace_back([&] {
+        for (int i = reg++; i < static_cast<int>(buyers.size()); i = reg++) {
+          buyers[i] = NewUser("IN", 3000 + i);
+        }
+      });
+    }
+    for (auto& t : regs) t.join();
+  }
+  std::mutex mu;
+  std::map<std::string, std::string> acknowledged;  // order id -> user id
+  std::atomic<int> acked{0}, unreachable{0};
+  std::atomic<bool> killed{false};
+  // One press per buyer and round; the same key each time, so a retry returns the order.
+  auto press = [&](size_t i, int attempt) {
+    const TestUser& b = buyers[i];
+    auto h = Bearer(b.token);
+    h.emplace_back("idempotency-key", "twin-" + b.user_id);
+    const int way = static_cast<int>((i + attempt) % 3);
+    auto r = way == 2 ? c_->TryCall("california", "POST", "/v1/sales/twin/purchase", "", h)
+                      : c_->TryCallNode("singapore", killed ? 0 : way, "POST",
+                                        "/v1/sales/twin/purchase", "", h);
+    if (!r.ok()) {
+      ++unreachable;  // the killed node: the buyer presses again
+      return false;
+    }
+    if (r->status == 201 || r->status == 200) {
+      std::lock_guard lock(mu);
+      acknowledged[JsonOf(*r)["order_id"]] = b.user_id;
+      ++acked;
+      return true;
+    }
+    const std::string code = ErrorCodeOf(*r);
+    EXPECT_TRUE(code == "sold_out" || code == "unavailable" || code == "limit_reached")
+        << r->status << " " << r->body;
+    return code == "limit_reached";
+  };
+  std::vector<bool> done(buyers.size(), false);
+  std::vector<std::thread> threads;
+  std::atomic<size_t> next{0};
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&] {
+      for (size_t i = next++; i < buyers.size(); i = next++) {
+        for (int attempt = 0; attempt < 3 && !done[i]; ++attempt) done[i] = press(i, attempt);
+      }
+    });
+  }
+  // Kill node 1 once about a third of the stock is sold.
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (acked < kStock / 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
+  c_->StopNode("singapore", 1, SIGKILL);
+  killed = true;
+  for (auto& t : threads) t.join();
+  // The dead node's lease times out and its units go back to the pool: buyers who heard
+  // "sold out" press again until the stock is gone.
+  for (int round = 0; round < 40 && acked < kStock; ++round) {
+    std::this_thread::sleep_for(250ms);
+    for (size_t i = 0; i < buyers.size() && acked < kStock; ++i) {
+      if (!done[i]) done[i] = press(i, 0);
+    }
+  }
+  EXPECT_EQ(acked.load(), kStock);
+  // Every acknowledged order is there, once, for its buyer; nothing more was sold.
+  std::set<std::string> found;
+  for (const auto& b : buyers) {
+    auto r = c_->Call("singapore", "GET", "/v1/me/orders", "", Bearer(b.token));
+    ASSERT_EQ(r.status, 200) << r.body;
+    auto orders = JsonOf(r)["orders"];
+    EXPECT_LE(orders.size(), 1u) << "more than one order for one buyer";
+    for (const auto& o : orders) found.insert(o["order_id"].get<std::string>());
+  }
+  for (const auto& [order, user] : acknowledged) {
+    EXPECT_TRUE(found.count(order)) << "acknowledged order " << order << " was lost";
+  }
+  EXPECT_EQ(found.size(), static_cast<size_t>(kStock));
+  Json stats = Stats("twin");
+  EXPECT_EQ(stats["sold"], kStock);
+  EXPECT_EQ(stats["remaining"], 0);
+  EXPECT_EQ(JsonOf(c_->Call("california", "GET", "/v1/sales/twin"))["state"], "sold_out");
+}
+
+// A node frozen (SIGSTOP) past the lease timeout loses its lease: the other node returns
+// the lease's unsold units to the pool and sells them. Thawed, the frozen node still
+// believes it holds them, but its orders expect their slots free, and they are not: it
+// sells nothing more.
+TEST_F(ShopTwoNodesTest, AFrozenNodesLeaseIsTakenBackAndItsLateOrdersFail) {
+  constexpr int kStock = 100;
+  ASSERT_EQ(
+      CreateSale("frost", kStock, {{"singapore", kStock}, {"oregon", 0}, {"beijing", 0}}).status,
+      201);
+  std::vector<TestUser> buyers;
+  for (int i = 0; i < 130; ++i) buyers.push_back(NewUser("IN", 4000 + i));
+  auto buy = [&](size_t i, int node) {
+    auto h = Bearer(buyers[i].token);
+    h.emplace_back("idempotency-key", "frost-" + buyers[i].user_id);
+    return c_->CallNode("singapore", node, "POST", "/v1/sales/frost/purchase", "", h);
+  };
+  std::set<std::string> orders;
+  for (size_t i = 0; i < 10; ++i) {  // node 1 leases a chunk and sells ten of it
+    auto r = buy(i, 1);
+    ASSERT_EQ(r.status, 201) << r.body;
+    orders.insert(JsonOf(r)["order_id"].get<std::string>());
+  }
+  c_->Freeze("singapore", true, 1);
+  std::this_thread::sleep_for(5s);  // lease timeout (3 s) and the next upkeep
+  size_t i = 10;
+  for (; i < buyers.size(); ++i) {
+    auto r = buy(i, 0);
+    if (r.status == 201) {
+      orders.insert(JsonOf(r)["order_id"].get<std::string>());
+    } else {
+      EXPECT_EQ(ErrorCodeOf(r), "sold_out") << r.body;
+      break;
+    }
+  }
+  EXPECT_EQ(orders.size(), static_cast<size_t>(kStock));  // node 1's unsold units sold here
+  c_->Freeze("singapore", false, 1);
+  int late_sales = 0;
+  for (size_t j = i + 1; j < buyers.size(); ++j) {
+    auto r = buy(j, 1);
+    late_sales += r.status == 201;
+    EXPECT_TRUE(r.status == 503 || ErrorCodeOf(r) == "sold_out") << r.status << " " << r.body;
+  }
+  EXPECT_EQ(late_sales, 0);
+  Json stats = Stats("frost");
+  EXPECT_EQ(stats["sold"], kStock);
+  EXPECT_EQ(stats["remaining"], 0);
 }
 
 }  // namespace

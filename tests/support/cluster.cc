@@ -165,9 +165,11 @@ int TestCluster::StopNode(const std::string& region, int node, int sig) {
   return status;
 }
 
-void TestCluster::Freeze(const std::string& region, bool frozen) {
-  for (const auto& [node, pid] : pids_) {
-    if (node.first == region) kill(pid, frozen ? SIGSTOP : SIGCONT);
+void TestCluster::Freeze(const std::string& region, bool frozen, int node) {
+  for (const auto& [which, pid] : pids_) {
+    if (which.first == region && (node < 0 || which.second == node)) {
+      kill(pid, frozen ? SIGSTOP : SIGCONT);
+    }
   }
 }
 
@@ -208,6 +210,15 @@ Result<net::HttpResponse> TestCluster::TryCallNode(const std::string& region, in
   call.request.headers = std::move(headers);
   call.timeout = 10s;
   return client_->SendSync(std::move(call));
+}
+
+net::HttpResponse TestCluster::CallNode(const std::string& region, int node,
+                                        const std::string& method, const std::string& target,
+                                        const std::string& body, net::Headers headers) {
+  auto r = TryCallNode(region, node, method, target, body, std::move(headers));
+  EXPECT_TRUE(r.ok()) << method << " " << target << " at " << region << " #" << node << ": "
+                      << r.status().ToString();
+  return r.ok() ? std::move(r).value() : net::HttpResponse{};
 }
 
 net::HttpResponse TestCluster::Call(const std::string& region, const std::string& method,

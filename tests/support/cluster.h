@@ -56,9 +56,9 @@ class TestCluster {
   int StopRegion(const std::string& region, int sig);
   int StopNode(const std::string& region, int node, int sig);
   void StopAll();
-  // Freezes (SIGSTOP) or thaws (SIGCONT) a region's processes: to its peers it is cut off,
-  // with its connections open and nothing answering.
-  void Freeze(const std::string& region, bool frozen);
+  // Freezes (SIGSTOP) or thaws (SIGCONT) a region's processes (or one node): to its peers
+  // it is cut off, with its connections open and nothing answering.
+  void Freeze(const std::string& region, bool frozen, int node = -1);
   int nodes_per_region() const { return opts_.nodes_per_region; }
 
   std::string Url(const std::string& region, int node = 0) const;
@@ -74,7 +74,10 @@ class TestCluster {
   Result<net::HttpResponse> TryCallNode(const std::string& region, int node,
                                         const std::string& method, const std::string& target,
                                         const std::string& body = {}, net::Headers headers = {});
-  // Fails the test on a transport error.
+  // Fails the test on a transport error (CallNode: to one node of the region).
+  net::HttpResponse CallNode(const std::string& region, int node, const std::string& method,
+                             const std::string& target, const std::string& body = {},
+                             net::Headers headers = {});
   net::HttpResponse Call(const std::string& region, const std::string& method,
                          const std::string& target, const std::string& body = {},
                          net::Headers headers = {});
