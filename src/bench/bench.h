@@ -29,6 +29,12 @@ struct FlashSaleOptions {
   int setup_connections = 32;  // for registering buyers and checking orders
   int64_t verify_buyers = 2000;
   bool kill_restart = true;  // kill -9 and restart the home node before counting lost orders
+  // The private cluster's engine ("rocksdb" or "postgres") and nodes per region (more than
+  // one needs postgres; the generator spreads its connections over the home region's nodes).
+  std::string storage = "rocksdb";
+  int nodes_per_region = 1;
+  // With postgres: afterwards, pgbench -N on the home region's server for this long (0: not).
+  int pgbench_seconds = 0;
   std::string json_file;
   std::string command_line;  // recorded in the JSON
 };
@@ -66,7 +72,9 @@ struct MigrationBenchOptions {
   int64_t users = 2000;  // US users moved from beijing to oregon
   int64_t records = 10;  // records per user
   int64_t record_bytes = 1024;
-  int parallel = 8;  // users moving at once; the baseline's connections
+  int parallel = 8;                 // users moving at once; the baseline's connections
+  std::string storage = "rocksdb";  // as FlashSaleOptions
+  int nodes_per_region = 1;
   std::string json_file;
   std::string command_line;  // recorded in the JSON
 };

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "common/random.h"
+#include "dev/dev.h"
 #include "net/http.h"
 
 namespace meridian::bench {
@@ -54,7 +55,8 @@ Result<std::unique_ptr<PrivateCluster>> PrivateCluster::Start(const PrivateClust
   fs::copy_file(o.self_exe, exe, fs::copy_options::overwrite_existing, ec);
   if (ec) return Error(Code::kInternal, "cannot copy " + o.self_exe + ": " + ec.message());
   c->opts_.self_exe = exe;
-  ASSIGN_OR_RETURN(int base, net::FreeLoopbackPorts(4));
+  const int nodes = std::max(1, o.nodes_per_region);
+  ASSIGN_OR_RETURN(int base, net::FreeLoopbackPorts(4 * nodes));
   std::vector<std::string> args = {exe,
                                    "dev",
                                    "--write-config",
@@ -69,6 +71,10 @@ Result<std::unique_ptr<PrivateCluster>> PrivateCluster::Start(const PrivateClust
   if (!o.policy.empty()) {
     args.emplace_back("--policy");
     args.push_back(o.policy);
+  }
+  if (o.storage == "postgres") {
+    args.insert(args.end(), {"--storage", "postgres", "--nodes-per-region", std::to_string(nodes)});
+    RETURN_IF_ERROR(dev::StartPrivateDatabases(c->dir_, &c->databases_));
   }
   if (RunCommand(args, c->dir_ + "/dev.log") != 0) {
     return Error(Code::kInternal,
@@ -94,8 +100,8 @@ Result<std::unique_ptr<PrivateCluster>> PrivateCluster::Start(const PrivateClust
 }
 
 PrivateCluster::~PrivateCluster() {
-  for (auto& [region, pid] : pids_) kill(pid, SIGTERM);
-  for (auto& [region, pid] : pids_) {
+  for (auto& [node, pid] : pids_) kill(pid, SIGTERM);
+  for (auto& [node, pid] : pids_) {
     // A node drains for its shutdown grace; the benchmark does not wait that long.
     auto deadline = std::chrono::steady_clock::now() + 5s;
     while (waitpid(pid, nullptr, WNOHANG) == 0) {
@@ -108,6 +114,7 @@ PrivateCluster::~PrivateCluster() {
     }
   }
   client_.reset();
+  databases_.clear();  // after the nodes, before their folder goes
   if (!opts_.keep_dir) {
     std::error_code ec;
     fs::remove_all(dir_, ec);
@@ -119,31 +126,61 @@ std::string PrivateCluster::Url(const std::string& region) const {
   return r == nullptr ? std::string() : r->url;
 }
 
-Status PrivateCluster::StartRegion(const std::string& region) {
-  if (pids_.count(region) != 0) return Error(Code::kConflict, region + " is already running");
-  std::error_code ec;
-  fs::create_directories(dir_ + "/" + region, ec);
-  const std::string log = dir_ + "/" + region + "/node.log";
-  const std::string exe = opts_.self_exe;
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    dup2(fd, STDOUT_FILENO);
-    dup2(fd, STDERR_FILENO);
-    execl(exe.c_str(), exe.c_str(), "node", "--config", config_path_.c_str(), "--region",
-          region.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  if (pid < 0) return Error(Code::kInternal, "fork failed");
-  pids_[region] = pid;
-  return WaitHealthy(region, pid);
+std::vector<std::string> PrivateCluster::Urls(const std::string& region) const {
+  const auto* r = config_.Find(region);
+  return r == nullptr ? std::vector<std::string>() : r->Urls();
 }
 
-Status PrivateCluster::WaitHealthy(const std::string& region, pid_t pid) {
+Result<HttpEndpoint> PrivateCluster::Endpoint(const std::string& region) const {
+  const auto urls = Urls(region);
+  if (urls.empty()) return Error(Code::kNotFound, "no region " + region);
+  ASSIGN_OR_RETURN(auto ep, ParseHttpUrl(urls[0]));
+  for (size_t k = 1; k < urls.size(); ++k) {
+    ASSIGN_OR_RETURN(auto other, ParseHttpUrl(urls[k]));
+    ep.more_ports.push_back(other.port);
+  }
+  return ep;
+}
+
+storage::PrivatePostgres* PrivateCluster::Database(const std::string& region) const {
+  for (size_t i = 0; i < config_.regions.size() && i < databases_.size(); ++i) {
+    if (config_.regions[i].name == region) return databases_[i].get();
+  }
+  return nullptr;
+}
+
+Status PrivateCluster::StartRegion(const std::string& region) {
+  const auto* r = config_.Find(region);
+  if (r == nullptr) return Error(Code::kNotFound, "no region " + region);
+  std::error_code ec;
+  fs::create_directories(dir_ + "/" + region, ec);
+  for (size_t k = 0; k < r->nodes.size(); ++k) {
+    if (pids_.count({region, k}) != 0)
+      return Error(Code::kConflict, region + " is already running");
+    const std::string log = dir_ + "/" + region + "/" + dev::NodeLogName(k);
+    const std::string exe = opts_.self_exe;
+    const std::string index = std::to_string(k);
+    pid_t pid = fork();
+    if (pid == 0) {
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      dup2(fd, STDOUT_FILENO);
+      dup2(fd, STDERR_FILENO);
+      execl(exe.c_str(), exe.c_str(), "node", "--config", config_path_.c_str(), "--region",
+            region.c_str(), "--node", index.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    if (pid < 0) return Error(Code::kInternal, "fork failed");
+    pids_[{region, k}] = pid;
+    RETURN_IF_ERROR(WaitHealthy(region, k, pid));
+  }
+  return Status::Ok();
+}
+
+Status PrivateCluster::WaitHealthy(const std::string& region, size_t node, pid_t pid) {
   auto deadline = std::chrono::steady_clock::now() + 30s;
   while (std::chrono::steady_clock::now() < deadline) {
     net::ClientCall call;
-    call.base_url = Url(region);
+    call.base_url = Urls(region).at(node);
     call.request.method = "GET";
     call.request.target = "/v1/health";
     call.timeout = 2s;
@@ -151,11 +188,11 @@ Status PrivateCluster::WaitHealthy(const std::string& region, pid_t pid) {
     if (r.ok() && r->status == 200) return Status::Ok();
     int status = 0;
     if (waitpid(pid, &status, WNOHANG) == pid) {
-      pids_.erase(region);
+      pids_.erase({region, node});
       std::string how = WIFSIGNALED(status)
                             ? "was killed by signal " + std::to_string(WTERMSIG(status))
                             : "exited with " + std::to_string(WEXITSTATUS(status));
-      std::string log = config::ReadFileOr(dir_ + "/" + region + "/node.log");
+      std::string log = config::ReadFileOr(dir_ + "/" + region + "/" + dev::NodeLogName(node));
       if (log.size() > 4000) log = log.substr(log.size() - 4000);
       return Error(Code::kUnavailable,
                    region + " node " + how + " at start; its log ends:\n" + log);
@@ -166,26 +203,34 @@ Status PrivateCluster::WaitHealthy(const std::string& region, pid_t pid) {
 }
 
 double PrivateCluster::CpuSeconds(const std::string& region) const {
-  auto it = pids_.find(region);
-  if (it == pids_.end()) return 0;
-  std::string stat = config::ReadFileOr("/proc/" + std::to_string(it->second) + "/stat");
-  // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-  size_t close = stat.rfind(')');
-  if (close == std::string::npos) return 0;
-  unsigned long long utime = 0, stime = 0;
-  if (std::sscanf(stat.c_str() + close + 1,
-                  " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2) {
-    return 0;
+  double total = 0;
+  for (const auto& [node, pid] : pids_) {
+    if (node.first != region) continue;
+    std::string stat = config::ReadFileOr("/proc/" + std::to_string(pid) + "/stat");
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    size_t close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    unsigned long long utime = 0, stime = 0;
+    if (std::sscanf(stat.c_str() + close + 1,
+                    " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+                    &stime) != 2) {
+      continue;
+    }
+    total += static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
   }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  return total;
 }
 
 void PrivateCluster::StopRegion(const std::string& region, int sig) {
-  auto it = pids_.find(region);
-  if (it == pids_.end()) return;
-  kill(it->second, sig);
-  waitpid(it->second, nullptr, 0);
-  pids_.erase(it);
+  for (auto it = pids_.begin(); it != pids_.end();) {
+    if (it->first.first != region) {
+      ++it;
+      continue;
+    }
+    kill(it->second, sig);
+    waitpid(it->second, nullptr, 0);
+    it = pids_.erase(it);
+  }
 }
 
 }  // namespace meridian::bench

@@ -143,6 +143,7 @@ class FlashSale {
     if (sold_out_mode_) RETURN_IF_ERROR(SellTheOnlyUnit());
     RETURN_IF_ERROR(Fire());
     RETURN_IF_ERROR(KillRestartAndVerify());
+    RETURN_IF_ERROR(RunPgbench());
     Print();
     if (!o_.json_file.empty()) RETURN_IF_ERROR(WriteJsonFile(o_.json_file, report_));
     return Status::Ok();
@@ -154,10 +155,12 @@ class FlashSale {
       PrivateClusterOptions co;
       co.self_exe = o_.self_exe;
       co.io_threads = o_.io_threads;
+      co.storage = o_.storage;
+      co.nodes_per_region = o_.nodes_per_region;
       ASSIGN_OR_RETURN(cluster_, PrivateCluster::Start(co));
       admin_token_ = cluster_->admin_token();
       home_ = cluster_->config().policy.HomeFor(o_.country);
-      ASSIGN_OR_RETURN(ep_, ParseHttpUrl(cluster_->Url(home_)));
+      ASSIGN_OR_RETURN(ep_, cluster_->Endpoint(home_));
     } else {
       if (o_.admin_token_file.empty()) {
         return Error(Code::kInvalidField, "--url needs --admin-token-file");
@@ -172,6 +175,8 @@ class FlashSale {
     }
     report_["cluster"] = {{"private", cluster_ != nullptr},
                           {"io_threads", cluster_ ? o_.io_threads : 0},
+                          {"storage", o_.storage},
+                          {"nodes_per_region", o_.nodes_per_region},
                           {"home_url", ep_.base_url}};
     return Status::Ok();
   }
@@ -325,6 +330,7 @@ class FlashSale {
     LoadOptions lo;
     lo.host = ep_.host;
     lo.port = ep_.port;
+    lo.more_ports = ep_.more_ports;
     lo.connections = o_.connections;
     lo.rate = o_.rate;
     lo.requests = requests;
@@ -388,6 +394,24 @@ class FlashSale {
                                      : Json(nullptr);
     report_["outcomes"] = table_->ToJson();
     report_["error_samples"] = error_samples;
+    return Status::Ok();
+  }
+
+  // PostgreSQL's own benchmark on the home region's server, after the sale (the peer of
+  // durable purchases on that engine).
+  Status RunPgbench() {
+    if (o_.pgbench_seconds <= 0) return Status::Ok();
+    storage::PrivatePostgres* db = cluster_ ? cluster_->Database(home_) : nullptr;
+    if (db == nullptr)
+      return Error(Code::kInvalidField, "--pgbench-seconds needs --storage postgres");
+    constexpr int kClients = 16;
+    Progress(fmt::format("pgbench -N on {}'s server: {} clients, {} s", home_, kClients,
+                         o_.pgbench_seconds));
+    ASSIGN_OR_RETURN(double tps, db->Pgbench("pgbench", 4, kClients, o_.pgbench_seconds));
+    report_["pgbench"] = {{"tps", tps},
+                          {"clients", kClients},
+                          {"seconds", o_.pgbench_seconds},
+                          {"script", "pgbench -N (simple update: 3 writes, 1 read, 1 commit)"}};
     return Status::Ok();
   }
 

@@ -318,7 +318,12 @@ class Generator {
     }
     int one = 1;
     setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    int r = ::connect(c.fd, reinterpret_cast<const sockaddr*>(&addr_), sizeof addr_);
+    sockaddr_in to = addr_;
+    if (!o_.more_ports.empty()) {
+      const size_t k = ci % (o_.more_ports.size() + 1);
+      to.sin_port = htons(k == 0 ? o_.port : o_.more_ports[k - 1]);
+    }
+    int r = ::connect(c.fd, reinterpret_cast<const sockaddr*>(&to), sizeof to);
     epoll_event ev{};
     ev.data.u32 = static_cast<uint32_t>(ci);
     if (r == 0) {
@@ -583,6 +588,7 @@ Result<LoadSummary> RunClosed(const HttpEndpoint& ep, int connections, size_t n,
   LoadOptions lo;
   lo.host = ep.host;
   lo.port = ep.port;
+  lo.more_ports = ep.more_ports;
   lo.connections = connections;
   lo.rate = 0;
   lo.requests = n;

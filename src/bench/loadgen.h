@@ -13,6 +13,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 
@@ -23,6 +24,9 @@ enum class Protocol { kHttp, kResp };
 struct LoadOptions {
   std::string host = "127.0.0.1";  // numeric IPv4 or "localhost"
   uint16_t port = 0;
+  // Further ports of the same service (the other nodes of a region): connection j goes to
+  // the (j mod n)-th of {port, more_ports...}.
+  std::vector<uint16_t> more_ports;
   Protocol protocol = Protocol::kHttp;
   int connections = 64;
   // Requests per second on the schedule. 0: closed loop, each connection sends its next
@@ -65,8 +69,9 @@ using ReplyFn = std::function<void(size_t i, const Reply& reply)>;
 struct HttpEndpoint {
   std::string host;
   uint16_t port = 80;
-  std::string path = "/";  // with the query, if any
-  std::string base_url;    // http://host:port
+  std::string path = "/";            // with the query, if any
+  std::string base_url;              // http://host:port
+  std::vector<uint16_t> more_ports;  // the service's other nodes, on the same host
 };
 Result<HttpEndpoint> ParseHttpUrl(std::string_view url);
 

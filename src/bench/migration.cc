@@ -86,9 +86,13 @@ class MigrationBench {
     co.self_exe = o_.self_exe;
     co.policy = "legacy";
     co.node_knobs = fmt::format("migration_users_per_s = 0\nmigration_parallel = {}", o_.parallel);
+    co.storage = o_.storage;
+    co.nodes_per_region = o_.nodes_per_region;
     ASSIGN_OR_RETURN(cluster_, PrivateCluster::Start(co));
-    ASSIGN_OR_RETURN(source_, ParseHttpUrl(cluster_->Url(kSource)));
-    ASSIGN_OR_RETURN(dest_, ParseHttpUrl(cluster_->Url(kDestination)));
+    ASSIGN_OR_RETURN(source_, cluster_->Endpoint(kSource));
+    ASSIGN_OR_RETURN(dest_, cluster_->Endpoint(kDestination));
+    report_["storage"] = o_.storage;
+    report_["nodes_per_region"] = o_.nodes_per_region;
 
     std::vector<User> moving;
     RETURN_IF_ERROR(Register(source_, 0, moving));

@@ -168,6 +168,18 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   bool no_kill = false;
   bfs->add_flag("--no-kill", no_kill, "count lost orders without the kill -9 and restart");
+  bfs->add_option("--storage", fs.storage, "the private cluster's engine: rocksdb or postgres")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"rocksdb", "postgres"}));
+  bfs->add_option("--nodes-per-region", fs.nodes_per_region,
+                  "nodes per region of the private cluster (more than one needs postgres; "
+                  "the generator spreads its connections over the home region's nodes)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 8));
+  bfs->add_option("--pgbench-seconds", fs.pgbench_seconds,
+                  "with postgres: then pgbench -N on the home region's server for this long")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 600));
   bfs->add_option("--json", fs.json_file, "also write the results to this JSON file");
 
   meridian::bench::MigrationBenchOptions mb;
@@ -186,6 +198,13 @@ int main(int argc, char** argv) {
                    "users moving at once (migration_parallel); the baseline's connections")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
+  bmig->add_option("--storage", mb.storage, "the private cluster's engine: rocksdb or postgres")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"rocksdb", "postgres"}));
+  bmig->add_option("--nodes-per-region", mb.nodes_per_region,
+                   "nodes per region (more than one needs postgres; writes spread over them)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 8));
   bmig->add_option("--json", mb.json_file, "also write the results to this JSON file");
 
   meridian::bench::HttpBenchOptions hb;

@@ -44,6 +44,8 @@ std::string UnitKey(std::string_view sid, std::string_view lid, int64_t slot) {
   return fmt::format("unit/{}/{}/{:06}", sid, lid, slot);
 }
 std::string AliveKey(std::string_view node) { return fmt::format("alive/{}", node); }
+// When a node out of units last asked the others to hand their leases of a sale back (ms).
+std::string ReleaseKey(std::string_view sid) { return fmt::format("release/{}", sid); }
 
 // A stored sale definition (its allocation names the regions it was checked against).
 Result<Sale> ParseStoredSale(std::string_view stored) {
@@ -549,6 +551,20 @@ std::optional<Shop::Slot> Shop::TakeSlot(SaleRuntime* rt) {
   return slot;
 }
 
+Result<int64_t> Shop::FreeInOtherLeases(SaleRuntime* rt) {
+  std::string mine;
+  {
+    std::lock_guard lock(rt->lease_mu);
+    if (rt->lease) mine = rt->lease->id;
+  }
+  ASSIGN_OR_RETURN(auto leases, OpenLeases(rt->sale.id));
+  int64_t free = 0;
+  for (const auto& l : leases) {
+    if (l.id != mine) free += std::max<int64_t>(0, l.units - l.taken);
+  }
+  return free;
+}
+
 Result<int64_t> Shop::LeaseMore(SaleRuntime* rt) {
   const std::string& sale_id = rt->sale.id;
   {
@@ -564,7 +580,11 @@ Result<int64_t> Shop::LeaseMore(SaleRuntime* rt) {
     if (pool <= 0) return int64_t{0};
     // A quarter of what is left, at most lease_units: near the end the nodes share.
     const int64_t units = std::min(settings_.lease_units, std::max<int64_t>(1, pool / 4));
-    Lease lease{"l" + random_.Hex(8), settings_.node + "|" + std::to_string(units), units, 0,
+    Lease lease{"l" + random_.Hex(8),
+                settings_.node + "|" + std::to_string(units),
+                units,
+                0,
+                clock_.NowMs(),
                 clock_.NowMs()};
     storage::WriteBatch b;
     b.Put(Space::kMeta, PoolKey(sale_id), std::to_string(pool - units));
@@ -638,9 +658,15 @@ Status Shop::MaintainLeases() {
     std::lock_guard leasing(rt->pull_mu);  // no lease of this node is being made meanwhile
     std::set<std::string> mine;            // this node's leases still in use
     std::vector<Lease> settled;
+    // Another node ran out while this one holds units: hand the lease back (the pool then
+    // splits what is left between the nodes still selling).
+    ASSIGN_OR_RETURN(auto release, store_.Get(Space::kMeta, ReleaseKey(sale_id)));
+    int64_t asked_ms = 0;
+    if (release) ParseInt(*release, &asked_ms);
     {
       std::lock_guard lock(rt->lease_mu);
-      if (rt->lease && now - rt->lease->used_ms >= settings_.lease_idle_ms) {
+      if (rt->lease && (now - rt->lease->used_ms >= settings_.lease_idle_ms ||
+                        asked_ms > rt->lease->created_ms)) {
         // Unused for a while: its units may sell better on another node or region.
         rt->used_up.push_back(std::move(*rt->lease));
         rt->lease.reset();
@@ -759,6 +785,9 @@ void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
     std::optional<Slot> slot;
     for (int attempt = 0; !(slot = TakeSlot(rt)); ++attempt) {
       if (attempt > 0) return Error(Code::kSoldOut, "sold out");
+      if (clock_.NowMs() < rt->elsewhere_until_ms.load()) {
+        return Error(Code::kUnavailable, "the last units are on another node; retry shortly");
+      }
       std::lock_guard pull_lock(rt->pull_mu);  // the first buyer leases, the others wait
       if (rt->remaining.load() > 0) continue;
       ASSIGN_OR_RETURN(int64_t units, LeaseMore(rt));
@@ -766,6 +795,16 @@ void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
         ASSIGN_OR_RETURN(units, LeaseMore(rt));
       }
       if (units <= 0) {
+        // Units on another node's lease are not sold out: that node is asked to hand its
+        // lease back (it does within a second), and the buyer to retry.
+        ASSIGN_OR_RETURN(int64_t leased_elsewhere, FreeInOtherLeases(rt));
+        if (leased_elsewhere > 0) {
+          storage::WriteBatch ask;
+          ask.Put(Space::kMeta, ReleaseKey(sale_id), std::to_string(clock_.NowMs()));
+          (void)store_.Write(ask);
+          rt->elsewhere_until_ms = clock_.NowMs() + 100;  // the next buyers need not look
+          return Error(Code::kUnavailable, "the last units are on another node; retry shortly");
+        }
         rt->empty_until_ms = clock_.NowMs() + 250;  // "sold out" from memory for a while
         return Error(Code::kSoldOut, "sold out");
       }

@@ -201,6 +201,7 @@ class Shop {
     int64_t units = 0;
     int64_t next = 0;
     int64_t used_ms = 0;  // when a slot was last taken
+    int64_t created_ms = 0;
     // Purchases on its slots not yet durable: it closes only once they are done, or
     // closing it would refuse them.
     std::shared_ptr<std::atomic<int64_t>> pending = std::make_shared<std::atomic<int64_t>>(0);
@@ -216,7 +217,8 @@ class Shop {
     // Units of the region outside this node's lease (pool and other nodes' leases), as
     // last read; unknown until the first read.
     std::atomic<int64_t> elsewhere{INT64_MAX};
-    std::atomic<int64_t> empty_until_ms{0};  // a purchase just found no unit anywhere
+    std::atomic<int64_t> empty_until_ms{0};      // a purchase just found no unit anywhere
+    std::atomic<int64_t> elsewhere_until_ms{0};  // ... but some on another node's lease
     std::atomic<int64_t> last_demand_ms{0};
     std::atomic<int64_t> peer_remaining{INT64_MAX};  // unknown until first heard
     std::mutex lease_mu;                             // the slot counter of `lease`, and `used_up`
@@ -275,6 +277,8 @@ class Shop {
   // A slot of this node's lease, or nullopt when it has none left. The caller decrements
   // the slot's `pending` once its purchase is settled.
   std::optional<Slot> TakeSlot(SaleRuntime* rt);
+  // Free slots of the other nodes' open leases of the sale.
+  Result<int64_t> FreeInOtherLeases(SaleRuntime* rt);
   // Leases units for this node: units now free here.
   Result<int64_t> LeaseMore(SaleRuntime* rt);
   // Returns a lease's free slots to the pool, marking them taken (idempotent).

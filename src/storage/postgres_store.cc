@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -155,25 +156,46 @@ class PostgresStore final : public Store {
   // commits, then reads what it wrote (a row lock cannot serialise writers of a key not yet
   // there). Locks are taken in one order, so two batches never wait on each other.
   Status CheckExpectations(pqxx::work& tx, const WriteBatch& batch) {
-    std::vector<std::pair<int64_t, const WriteBatch::Expectation*>> locks;
+    if (batch.expectations().empty()) return Status::Ok();
+    std::set<int64_t> locks;  // in ascending order, so two batches never wait on each other
+    // Every expectation is checked, also two on one key (members of one group).
+    std::array<std::multimap<std::string_view, const WriteBatch::Expectation*>, kSpaceCount>
+        by_space;
     for (const auto& e : batch.expectations()) {
-      locks.emplace_back(
-          static_cast<int64_t>(std::hash<std::string>{}(Table(e.space) + "/" + e.key)), &e);
+      locks.insert(static_cast<int64_t>(std::hash<std::string>{}(Table(e.space) + "/" + e.key)));
+      by_space[static_cast<size_t>(e.space)].emplace(e.key, &e);
     }
-    std::sort(locks.begin(), locks.end(),
-              [](const auto& a, const auto& b) { return a.first < b.first; });
-    int64_t last = 0;
-    for (size_t i = 0; i < locks.size(); ++i) {
-      if (i == 0 || locks[i].first != last) {
-        tx.exec_params("SELECT pg_advisory_xact_lock($1)", locks[i].first);
+    // Every lock in one statement, taken in the sorted subquery's order.
+    std::string ids;
+    for (int64_t id : locks) ids += fmt::format("{}{}", ids.empty() ? "" : ",", id);
+    tx.exec("SELECT pg_advisory_xact_lock(x) FROM (SELECT unnest(ARRAY[" + ids +
+            "]::bigint[]) AS x ORDER BY x) AS sorted");
+    // Then every expected key's value, one statement per space.
+    for (size_t i = 0; i < by_space.size(); ++i) {
+      if (by_space[i].empty()) continue;
+      std::vector<pqxx::binarystring> keys;
+      std::string list;
+      std::string_view previous;
+      for (const auto& [key, _] : by_space[i]) {
+        if (!keys.empty() && key == previous) continue;
+        previous = key;
+        keys.push_back(Bytes(key));
+        list += fmt::format("{}${}", keys.size() > 1 ? "," : "", keys.size());
       }
-      last = locks[i].first;
-    }
-    for (const auto& [_, e] : locks) {
-      auto r = tx.exec_prepared(Statement("get", e->space), Bytes(e->key));
-      std::optional<std::string> current;
-      if (!r.empty()) current = pqxx::binarystring(r[0][0]).str();
-      if (current != e->value) return Error(Code::kConflict, "the condition of the write changed");
+      pqxx::result r = tx.exec_params(
+          "SELECT key, value FROM " + Table(static_cast<Space>(i)) + " WHERE key IN (" + list + ")",
+          pqxx::prepare::make_dynamic_params(keys));
+      std::map<std::string, std::string, std::less<>> found;
+      for (const auto& row : r) {
+        found.emplace(pqxx::binarystring(row[0]).str(), pqxx::binarystring(row[1]).str());
+      }
+      for (const auto& [key, e] : by_space[i]) {
+        auto it = found.find(key);
+        const std::optional<std::string> current =
+            it == found.end() ? std::nullopt : std::optional<std::string>(it->second);
+        if (current != e->value)
+          return Error(Code::kConflict, "the condition of the write changed");
+      }
     }
     return Status::Ok();
   }

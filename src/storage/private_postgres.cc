@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <thread>
 #include <vector>
 
@@ -59,6 +60,11 @@ pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
   argv.push_back(nullptr);
   execv(argv[0], argv.data());
   _exit(127);
+}
+
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 int WaitExit(pid_t pid) {
@@ -204,6 +210,30 @@ PrivatePostgres::~PrivatePostgres() {
 std::string PrivatePostgres::UrlAt(const std::string& dir, const std::string& database) {
   return fmt::format("postgresql:///{}?host={}&user=meridian", database,
                      fs::absolute(dir).lexically_normal().string());
+}
+
+Result<double> PrivatePostgres::Pgbench(const std::string& database, int scale, int clients,
+                                        int seconds) {
+  RETURN_IF_ERROR(CreateDatabase(database));
+  const std::string url = Url(database);
+  const std::string log = dir_ + "/pgbench.log";
+  std::error_code ec;
+  fs::remove(log, ec);
+  if (WaitExit(Spawn({bin_ + "/pgbench", "-i", "-q", "-s", std::to_string(scale), url}, log)) !=
+      0) {
+    return Error(Code::kInternal, "pgbench -i failed: " + ReadText(log).substr(0, 500));
+  }
+  const std::string threads = std::to_string(std::min(clients, 2));
+  if (WaitExit(Spawn({bin_ + "/pgbench", "-N", "-c", std::to_string(clients), "-j", threads, "-T",
+                      std::to_string(seconds), url},
+                     log)) != 0) {
+    return Error(Code::kInternal, "pgbench failed: " + ReadText(log).substr(0, 500));
+  }
+  // "tps = 1234.567890 (without initial connection time)"
+  const std::string out = ReadText(log);
+  const size_t at = out.rfind("tps = ");
+  if (at == std::string::npos) return Error(Code::kInternal, "no tps in pgbench's output");
+  return std::atof(out.c_str() + at + 6);
 }
 
 Status PrivatePostgres::CreateDatabase(const std::string& name) {

@@ -26,6 +26,11 @@ class PrivatePostgres {
   Status CreateDatabase(const std::string& name);
   // Kills the server with SIGKILL (a crash) and starts it again on the same folder.
   Status CrashAndRestart();
+  // PostgreSQL's own benchmark on this server, as the peer of what Meridian does on it:
+  // creates `database`, loads it (`pgbench -i -s scale`), then runs `pgbench -N` (one
+  // durable transaction of three writes and a read per call) with `clients` for `seconds`.
+  // Returns the transactions per second pgbench reports.
+  Result<double> Pgbench(const std::string& database, int scale, int clients, int seconds);
   pid_t pid() const { return pid_; }
 
  private:
