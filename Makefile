@@ -11,7 +11,7 @@ BENCH_RATE ?= 150000
 BENCH_CONNECTIONS ?= 64
 BENCH_DURATION_S ?= 10
 
-.PHONY: all deps console build run test test-sanitize fuzz bench bench-crypto bench-migration format clean
+.PHONY: all deps console build run test test-sanitize fuzz bench bench-crypto bench-migration bench-postgres format clean
 
 all: build
 
@@ -66,6 +66,12 @@ bench: build
 	scripts/bench-flash-report --binary $(BUILD)/src/meridian --rate $(BENCH_RATE) \
 	  --connections $(BENCH_CONNECTIONS) --duration-s $(BENCH_DURATION_S)
 	scripts/bench-migration-report --binary $(BUILD)/src/meridian
+	scripts/bench-postgres-report --binary $(BUILD)/src/meridian
+
+# Issue 8: durable purchases and record writes on PostgreSQL (one and two nodes per region)
+# next to RocksDB and to pgbench on the same server; writes the "PostgreSQL" section.
+bench-postgres: build
+	scripts/bench-postgres-report --binary $(BUILD)/src/meridian
 
 # Online migration (issue 6): users moved per second and fence durations against durable
 # writes of the same bytes; writes the "Migration" section of BENCHMARKS.md.

@@ -157,18 +157,8 @@ Status PrivateCluster::StartRegion(const std::string& region) {
   for (size_t k = 0; k < r->nodes.size(); ++k) {
     if (pids_.count({region, k}) != 0)
       return Error(Code::kConflict, region + " is already running");
-    const std::string log = dir_ + "/" + region + "/" + dev::NodeLogName(k);
-    const std::string exe = opts_.self_exe;
-    const std::string index = std::to_string(k);
-    pid_t pid = fork();
-    if (pid == 0) {
-      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      dup2(fd, STDOUT_FILENO);
-      dup2(fd, STDERR_FILENO);
-      execl(exe.c_str(), exe.c_str(), "node", "--config", config_path_.c_str(), "--region",
-            region.c_str(), "--node", index.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
+    pid_t pid = dev::SpawnNode(opts_.self_exe, config_path_, region, static_cast<int>(k),
+                               dir_ + "/" + region + "/" + dev::NodeLogName(k));
     if (pid < 0) return Error(Code::kInternal, "fork failed");
     pids_[{region, k}] = pid;
     RETURN_IF_ERROR(WaitHealthy(region, k, pid));

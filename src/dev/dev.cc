@@ -118,11 +118,13 @@ Status EnsureKeystores(const config::ClusterConfig& cfg) {
   return made.ok() ? Status::Ok() : made.status();
 }
 
-pid_t Spawn(const std::string& exe, const std::string& config, const std::string& region, int node,
-            const std::string& log_path) {
+}  // namespace
+
+pid_t SpawnNode(const std::string& exe, const std::string& config, const std::string& region,
+                int node, const std::string& log_path) {
   pid_t pid = fork();
   if (pid != 0) return pid;
-  // Child: its own log file, default signal mask, and it dies with the supervisor.
+  // Child: its own log file, default signal mask.
   int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd >= 0) {
     dup2(fd, STDOUT_FILENO);
@@ -136,6 +138,8 @@ pid_t Spawn(const std::string& exe, const std::string& config, const std::string
         "--node", index.c_str(), static_cast<char*>(nullptr));
   _exit(127);
 }
+
+namespace {
 
 // Polls the node's health until it answers, the limit passes, or a child exits.
 bool WaitHealthy(net::HttpClient& client, const std::string& url, std::chrono::seconds limit,
@@ -342,8 +346,8 @@ int RunDev(const DevOptions& opts) {
     std::error_code ec;
     fs::create_directories(r.data_dir, ec);
     for (size_t k = 0; k < r.nodes.size(); ++k) {
-      pid_t pid = Spawn(o.self_exe, cfg_path, r.name, static_cast<int>(k),
-                        r.data_dir + "/" + NodeLogName(k));
+      pid_t pid = SpawnNode(o.self_exe, cfg_path, r.name, static_cast<int>(k),
+                            r.data_dir + "/" + NodeLogName(k));
       if (pid < 0) {
         std::fprintf(stderr, "meridian dev: cannot start the %s node\n", r.name.c_str());
         StopAll(children);

@@ -39,6 +39,10 @@ std::string DatabaseUrl(const DevOptions& opts, const std::string& dir, const st
 
 // The log file of a region's node k, in the region's folder (node.log, node-1.log, ...).
 std::string NodeLogName(size_t k);
+// Starts `exe node --config CONFIG --region REGION --node NODE` with its output appended to
+// `log_path` and the default signal mask; returns its pid (-1 if fork failed).
+pid_t SpawnNode(const std::string& exe, const std::string& config, const std::string& region,
+                int node, const std::string& log_path);
 
 // Writes DIR/cluster.toml (and the secrets, CA and certificates that are missing).
 int WriteCluster(const DevOptions& opts);

@@ -551,6 +551,34 @@ std::optional<Shop::Slot> Shop::TakeSlot(SaleRuntime* rt) {
   return slot;
 }
 
+void Shop::BackOnSale(SaleRuntime* rt, int64_t units) {
+  rt->empty_until_ms = 0;
+  int64_t seen = rt->elsewhere.load();
+  while (seen != INT64_MAX && !rt->elsewhere.compare_exchange_weak(seen, seen + units)) {
+  }
+}
+
+Status Shop::ReturnLeases(SaleRuntime* rt) {
+  std::lock_guard leasing(rt->pull_mu);
+  std::vector<Lease> settled;
+  {
+    std::lock_guard lock(rt->lease_mu);
+    if (rt->lease) rt->used_up.push_back(std::move(*rt->lease));
+    rt->lease.reset();
+    rt->remaining = 0;
+    for (auto it = rt->used_up.begin(); it != rt->used_up.end();) {
+      if (it->pending->load() > 0) {
+        ++it;  // closed by the upkeep once its purchases are settled
+      } else {
+        settled.push_back(std::move(*it));
+        it = rt->used_up.erase(it);
+      }
+    }
+  }
+  for (const auto& l : settled) RETURN_IF_ERROR(CloseLease(rt->sale.id, l.id, l.value));
+  return Status::Ok();
+}
+
 Result<int64_t> Shop::FreeInOtherLeases(SaleRuntime* rt) {
   std::string mine;
   {
@@ -560,7 +588,9 @@ Result<int64_t> Shop::FreeInOtherLeases(SaleRuntime* rt) {
   ASSIGN_OR_RETURN(auto leases, OpenLeases(rt->sale.id));
   int64_t free = 0;
   for (const auto& l : leases) {
-    if (l.id != mine) free += std::max<int64_t>(0, l.units - l.taken);
+    // This node's own leases hold no spare units: the current one is empty, and the used-up
+    // ones' slots are sold or in flight (a failed slot comes back when the lease closes).
+    if (l.id != mine && l.node != settings_.node) free += std::max<int64_t>(0, l.units - l.taken);
   }
   return free;
 }
@@ -945,6 +975,9 @@ Status Shop::ExpireOne(const Due& due) {
     b.Expect(Space::kCommerce, count_key, count_raw);
     RETURN_IF_ERROR(AddToPool(due.sale_id, 1, &b));  // durable first, then back on sale
     Status st = audit_.Commit(std::move(b), {OrderEntry("order.expire", due.user_id, *order)});
+    if (st.ok()) {
+      if (SaleRuntime* rt = Runtime(due.sale_id)) BackOnSale(rt, 1);
+    }
     if (st.code() != Code::kConflict) return st;  // else the pool or the order moved: again
   }
   return Error(Code::kUnavailable, "the reservation could not be expired yet");
@@ -1033,6 +1066,15 @@ Result<int64_t> Shop::Donate(const std::string& sale_id, const std::string& to, 
     // once they are gone, everything may go to where the demand is.
     const bool local_demand = clock_.NowMs() - rt->last_demand_ms.load() < 2000;
     ASSIGN_OR_RETURN(int64_t pool, Pool(sale_id));
+    if (pool < units && attempt == 0) {
+      // Units on leases may be asked for: this node's go back to the pool now, the other
+      // nodes' within a second.
+      RETURN_IF_ERROR(ReturnLeases(rt));
+      storage::WriteBatch ask;
+      ask.Put(Space::kMeta, ReleaseKey(sale_id), std::to_string(clock_.NowMs()));
+      (void)store_.Write(ask);
+      ASSIGN_OR_RETURN(pool, Pool(sale_id));
+    }
     const int64_t grant = std::min(units, local_demand ? pool / 2 : pool);
     if (grant <= 0) return int64_t{0};
     storage::WriteBatch b;
@@ -1063,7 +1105,7 @@ Status Shop::ApplyGrant(const std::string& sale_id, const std::string& from, int
     b.Expect(Space::kMeta, key, std::nullopt);
     Status st = store_.Write(b);
     if (st.code() != Code::kConflict) {
-      if (st.ok()) rt->elsewhere += units;
+      if (st.ok()) BackOnSale(rt, units);
       return st;
     }
   }

@@ -277,6 +277,11 @@ class Shop {
   // A slot of this node's lease, or nullopt when it has none left. The caller decrements
   // the slot's `pending` once its purchase is settled.
   std::optional<Slot> TakeSlot(SaleRuntime* rt);
+  // Units just returned to the pool (an expiry, a grant): "sold out" from memory no more.
+  void BackOnSale(SaleRuntime* rt, int64_t units);
+  // Hands this node's leases of the sale back to the pool (those with purchases still in
+  // flight once they are settled).
+  Status ReturnLeases(SaleRuntime* rt);
   // Free slots of the other nodes' open leases of the sale.
   Result<int64_t> FreeInOtherLeases(SaleRuntime* rt);
   // Leases units for this node: units now free here.

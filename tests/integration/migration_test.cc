@@ -146,6 +146,16 @@ class MigrationTest : public ::testing::Test {
       });
     }
   }
+  // The current policy, writers on every user, and a migration of beijing's misplaced users
+  // started through oregon: its id.
+  std::string MoveWhileWriting(Writers& w, std::vector<TestUser>& users) {
+    EXPECT_EQ(Admin("beijing", "PUT", "/v1/admin/policy", R"({"builtin":"current"})").status, 200);
+    StartWriters(w, users, 2);
+    auto started = Admin("oregon", "POST", "/v1/admin/migrations",
+                         R"({"from":"beijing","cohort":"misplaced"})");
+    EXPECT_EQ(started.status, 202) << started.body;
+    return JsonOf(started).value("id", "");
+  }
   void StopWriters(Writers& w) {
     w.stop = true;
     for (auto& t : w.threads) t.join();
@@ -301,13 +311,8 @@ TEST_F(MigrationTest, PolicyChangeAndMigrationMoveMisplacedUsersWhileTheyWrite) 
 TEST_F(MigrationTest, KillsOfCoordinatorSourceAndDestinationLoseNothing) {
   StartCluster(15);
   auto users = RegisterUsers(8);
-  ASSERT_EQ(Admin("beijing", "PUT", "/v1/admin/policy", R"({"builtin":"current"})").status, 200);
   Writers w;
-  StartWriters(w, users, 2);
-  auto started =
-      Admin("oregon", "POST", "/v1/admin/migrations", R"({"from":"beijing","cohort":"misplaced"})");
-  ASSERT_EQ(started.status, 202) << started.body;
-  const std::string id = JsonOf(started)["id"];
+  const std::string id = MoveWhileWriting(w, users);
   // Seeded kill times: coordinator (beijing), destinations, at random moments.
   std::mt19937 rng(20261125);
   const std::vector<std::string> victims = {"beijing",   "oregon",  "singapore", "beijing",
@@ -373,13 +378,8 @@ TEST_F(MigrationTest, ACutToOneDestinationPausesItsMovesThenTheyResume) {
 TEST_F(MigrationTest, WithTwoNodesPerRegionKillingTheRunnerLosesNothing) {
   StartCluster(20, "", 2);
   auto users = RegisterUsers(8);
-  ASSERT_EQ(Admin("beijing", "PUT", "/v1/admin/policy", R"({"builtin":"current"})").status, 200);
   Writers w;
-  StartWriters(w, users, 2);
-  auto started =
-      Admin("oregon", "POST", "/v1/admin/migrations", R"({"from":"beijing","cohort":"misplaced"})");
-  ASSERT_EQ(started.status, 202) << started.body;
-  const std::string id = JsonOf(started)["id"];
+  const std::string id = MoveWhileWriting(w, users);
   auto log_of = [&](const std::string& region, int node) {
     return config::ReadFileOr(c_->dir() + "/" + region + "/" + dev::NodeLogName(node));
   };

@@ -65,6 +65,22 @@ class ShopTest : public ::testing::Test {
     h.emplace_back("idempotency-key", key);
     return c_->Call(via, "POST", "/v1/sales/" + sale + "/purchase", "", h);
   }
+  // Every acknowledged order is there, once, for its buyer; returns every order found.
+  std::set<std::string> CheckAcknowledgedOrders(
+      const std::vector<TestUser>& buyers, const std::map<std::string, std::string>& acknowledged) {
+    std::set<std::string> found;
+    for (const auto& b : buyers) {
+      auto r = c_->Call("singapore", "GET", "/v1/me/orders", "", Bearer(b.token));
+      EXPECT_EQ(r.status, 200) << r.body;
+      auto orders = JsonOf(r).value("orders", Json::array());
+      EXPECT_LE(orders.size(), 1u) << "more than one order for one buyer";
+      for (const auto& o : orders) found.insert(o["order_id"].get<std::string>());
+    }
+    for (const auto& [order, user] : acknowledged) {
+      EXPECT_TRUE(found.count(order)) << "acknowledged order " << order << " was lost";
+    }
+    return found;
+  }
   Json Stats(const std::string& sale) {
     auto r = Admin("GET", "/v1/admin/sales/" + sale + "/stats");
     EXPECT_EQ(r.status, 200) << r.body;
@@ -311,17 +327,7 @@ TEST_F(ShopTest, AcknowledgedOrdersSurviveKill9) {
   }
   ASSERT_FALSE(acknowledged.empty());
   // Every acknowledged order is there, once, for its buyer; the accounting holds.
-  std::set<std::string> found;
-  for (const auto& b : buyers) {
-    auto r = c_->Call("singapore", "GET", "/v1/me/orders", "", Bearer(b.token));
-    ASSERT_EQ(r.status, 200) << r.body;
-    auto orders = JsonOf(r)["orders"];
-    EXPECT_LE(orders.size(), 1u) << "duplicate orders for one buyer";
-    for (const auto& o : orders) found.insert(o["order_id"].get<std::string>());
-  }
-  for (const auto& [order, user] : acknowledged) {
-    EXPECT_TRUE(found.count(order)) << "acknowledged order " << order << " was lost";
-  }
+  const std::set<std::string> found = CheckAcknowledgedOrders(buyers, acknowledged);
   Json stats = Stats("crash");
   EXPECT_EQ(stats["sold"].get<int64_t>(), static_cast<int64_t>(found.size()));
   EXPECT_EQ(stats["sold"].get<int64_t>() + stats["remaining"].get<int64_t>(), 400);
@@ -511,18 +517,7 @@ TEST_F(ShopTwoNodesTest, SellExactlyTheStockWhenOneOfTwoNodesIsKilled) {
   }
   EXPECT_EQ(acked.load(), kStock);
   // Every acknowledged order is there, once, for its buyer; nothing more was sold.
-  std::set<std::string> found;
-  for (const auto& b : buyers) {
-    auto r = c_->Call("singapore", "GET", "/v1/me/orders", "", Bearer(b.token));
-    ASSERT_EQ(r.status, 200) << r.body;
-    auto orders = JsonOf(r)["orders"];
-    EXPECT_LE(orders.size(), 1u) << "more than one order for one buyer";
-    for (const auto& o : orders) found.insert(o["order_id"].get<std::string>());
-  }
-  for (const auto& [order, user] : acknowledged) {
-    EXPECT_TRUE(found.count(order)) << "acknowledged order " << order << " was lost";
-  }
-  EXPECT_EQ(found.size(), static_cast<size_t>(kStock));
+  EXPECT_EQ(CheckAcknowledgedOrders(buyers, acknowledged).size(), static_cast<size_t>(kStock));
   Json stats = Stats("twin");
   EXPECT_EQ(stats["sold"], kStock);
   EXPECT_EQ(stats["remaining"], 0);

@@ -121,16 +121,8 @@ void TestCluster::StartNode(const std::string& region, int node) {
   ASSERT_EQ(pids_.count({region, node}), 0u) << region << " #" << node << " is already running";
   fs::create_directories(dir_ + "/" + region);
   std::string log = dir_ + "/" + region + "/" + dev::NodeLogName(node);
-  const std::string index = std::to_string(node);
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    dup2(fd, STDOUT_FILENO);
-    dup2(fd, STDERR_FILENO);
-    execl(MERIDIAN_BIN, MERIDIAN_BIN, "node", "--config", config_path_.c_str(), "--region",
-          region.c_str(), "--node", index.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
+  pid_t pid = dev::SpawnNode(MERIDIAN_BIN, config_path_, region, node, log);
+  ASSERT_GT(pid, 0) << "fork failed";
   pids_[{region, node}] = pid;
   auto deadline = std::chrono::steady_clock::now() + 20s;
   while (std::chrono::steady_clock::now() < deadline) {
