@@ -624,10 +624,14 @@ Result<int64_t> Shop::LeaseMore(SaleRuntime* rt) {
     Status st = store_.Write(b);
     if (st.code() == Code::kConflict) continue;  // another node took from the pool: again
     RETURN_IF_ERROR(st);
+    {
+      // The units are on sale here before "elsewhere" drops: the sold-out check, which reads
+      // both without a lock, never sees neither.
+      std::lock_guard lock(rt->lease_mu);
+      rt->lease = std::move(lease);
+      rt->remaining = units;
+    }
     rt->elsewhere = pool - units;
-    std::lock_guard lock(rt->lease_mu);
-    rt->lease = std::move(lease);
-    rt->remaining = units;
     return units;
   }
   return Error(Code::kUnavailable, "the sale's stock is busy; retry");
@@ -813,8 +817,10 @@ void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
     // and when the pool is empty pull units from the other regions, once, before
     // answering sold out.
     std::optional<Slot> slot;
+    // Others may take the slots of a lease another buyer just made: try again while the
+    // pool gives units (sold out is said only when it gives none).
     for (int attempt = 0; !(slot = TakeSlot(rt)); ++attempt) {
-      if (attempt > 0) return Error(Code::kSoldOut, "sold out");
+      if (attempt >= 64) return Error(Code::kUnavailable, "the sale is busy; retry shortly");
       if (clock_.NowMs() < rt->elsewhere_until_ms.load()) {
         return Error(Code::kUnavailable, "the last units are on another node; retry shortly");
       }
