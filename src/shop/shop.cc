@@ -559,7 +559,10 @@ void Shop::BackOnSale(SaleRuntime* rt, int64_t units) {
 }
 
 Status Shop::ReturnLeases(SaleRuntime* rt) {
-  std::lock_guard leasing(rt->pull_mu);
+  // Not while this node is itself leasing or pulling (it may be waiting on the very region
+  // that asks): then its lease is being replaced anyway.
+  std::unique_lock leasing(rt->pull_mu, std::try_to_lock);
+  if (!leasing.owns_lock()) return Status::Ok();
   std::vector<Lease> settled;
   {
     std::lock_guard lock(rt->lease_mu);

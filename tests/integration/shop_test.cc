@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <random>
 #include <set>
 #include <thread>
@@ -58,6 +59,23 @@ class ShopTest : public ::testing::Test {
     TestUser u{country, phone, phone, home, "", ""};
     RegisterVia(*c_, "california", u);
     return u;
+  }
+  // `n` users registered in parallel; `who(i)` gives user i's country and number.
+  std::vector<TestUser> NewUsers(int n,
+                                 const std::function<std::pair<std::string, int>(int)>& who) {
+    std::vector<TestUser> users(static_cast<size_t>(n));
+    std::atomic<int> next{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+      threads.emplace_back([&] {
+        for (int i = next++; i < n; i = next++) {
+          auto [country, number] = who(i);
+          users[static_cast<size_t>(i)] = NewUser(country, number);
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    return users;
   }
   net::HttpResponse Buy(const TestUser& u, const std::string& sale, const std::string& key,
                         const std::string& via = "california") {
@@ -163,19 +181,9 @@ TEST_F(ShopTest, ExactlyTheStockIsSoldToConcurrentBuyers) {
   ASSERT_EQ(CreateSale("rush", 600, {{"singapore", 300}, {"oregon", 200}, {"beijing", 100}}).status,
             201);
   // A thousand buyers, most of them in India, registered in parallel.
-  std::vector<TestUser> buyers(1000);
-  {
-    std::atomic<int> reg{0};
-    std::vector<std::thread> regs;
-    for (int t = 0; t < 8; ++t) {
-      regs.emplace_back([&] {
-        for (int i = reg++; i < 1000; i = reg++) {
-          buyers[i] = NewUser(i < 700 ? "IN" : i < 900 ? "US" : "CN", 1000 + i);
-        }
-      });
-    }
-    for (auto& t : regs) t.join();
-  }
+  auto buyers = NewUsers(1000, [](int i) {
+    return std::pair<std::string, int>(i < 700 ? "IN" : i < 900 ? "US" : "CN", 1000 + i);
+  });
   std::mutex mu;
   std::map<std::string, std::set<std::string>> orders_by_region;
   std::atomic<int> sold_out{0}, other{0};
@@ -448,19 +456,7 @@ TEST_F(ShopTwoNodesTest, SellExactlyTheStockWhenOneOfTwoNodesIsKilled) {
   ASSERT_EQ(
       CreateSale("twin", kStock, {{"singapore", kStock}, {"oregon", 0}, {"beijing", 0}}).status,
       201);
-  std::vector<TestUser> buyers(320);
-  {
-    std::atomic<int> reg{0};
-    std::vector<std::thread> regs;
-    for (int t = 0; t < 8; ++t) {
-      regs.emplace_back([&] {
-        for (int i = reg++; i < static_cast<int>(buyers.size()); i = reg++) {
-          buyers[i] = NewUser("IN", 3000 + i);
-        }
-      });
-    }
-    for (auto& t : regs) t.join();
-  }
+  auto buyers = NewUsers(320, [](int i) { return std::pair<std::string, int>("IN", 3000 + i); });
   std::mutex mu;
   std::map<std::string, std::string> acknowledged;  // order id -> user id
   std::atomic<int> acked{0}, unreachable{0};
