@@ -1,5 +1,7 @@
 #include "crypto/crypto.h"
 
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
 #include <sodium.h>
 
 #include <charconv>
@@ -14,7 +16,9 @@ Status Init() {
   return Status::Ok();
 }
 
-std::string HmacSha256(std::string_view key, std::string_view message) {
+namespace {
+// libsodium's HMAC-SHA256: the fallback should OpenSSL's ever fail.
+std::string SodiumHmacSha256(std::string_view key, std::string_view message) {
   crypto_auth_hmacsha256_state st;
   crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(key.data()), key.size());
   crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(message.data()),
@@ -22,6 +26,68 @@ std::string HmacSha256(std::string_view key, std::string_view message) {
   std::string out(crypto_auth_hmacsha256_BYTES, '\0');
   crypto_auth_hmacsha256_final(&st, reinterpret_cast<unsigned char*>(out.data()));
   sodium_memzero(&st, sizeof st);
+  return out;
+}
+
+// OpenSSL's HMAC keeps the keyed state in its context, so a thread keeps one context per key
+// it uses (a node has a handful: token and pseudonym keys): each MAC is then a re-init and
+// one short SHA-256 (with the CPU's SHA instructions), not a key schedule.
+class MacContexts {
+ public:
+  ~MacContexts() {
+    for (auto& e : entries_) {
+      EVP_MAC_CTX_free(e.ctx);
+      sodium_memzero(e.key.data(), e.key.size());
+    }
+  }
+  // The context keyed with `key`, ready for a new message; nullptr if OpenSSL fails.
+  EVP_MAC_CTX* For(std::string_view key) {
+    for (auto& e : entries_) {
+      if (e.key == key) return EVP_MAC_init(e.ctx, nullptr, 0, nullptr) == 1 ? e.ctx : nullptr;
+    }
+    static EVP_MAC* const kHmac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    if (kHmac == nullptr) return nullptr;
+    EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(kHmac);
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                           OSSL_PARAM_construct_end()};
+    static const unsigned char kEmpty = 0;  // OpenSSL wants a key pointer even for no bytes
+    const auto* bytes = key.empty() ? &kEmpty : reinterpret_cast<const unsigned char*>(key.data());
+    if (ctx == nullptr || EVP_MAC_init(ctx, bytes, key.size(), params) != 1) {
+      EVP_MAC_CTX_free(ctx);
+      return nullptr;
+    }
+    if (entries_.size() >= kMaxKeys) {  // the oldest goes
+      EVP_MAC_CTX_free(entries_.front().ctx);
+      sodium_memzero(entries_.front().key.data(), entries_.front().key.size());
+      entries_.erase(entries_.begin());
+    }
+    entries_.push_back({std::string(key), ctx});
+    return ctx;
+  }
+
+ private:
+  static constexpr size_t kMaxKeys = 8;
+  struct Entry {
+    std::string key;
+    EVP_MAC_CTX* ctx;
+  };
+  std::vector<Entry> entries_;
+};
+}  // namespace
+
+std::string HmacSha256(std::string_view key, std::string_view message) {
+  thread_local MacContexts contexts;
+  EVP_MAC_CTX* ctx = contexts.For(key);
+  std::string out(crypto_auth_hmacsha256_BYTES, '\0');
+  size_t len = 0;
+  if (ctx == nullptr ||
+      EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(message.data()), message.size()) !=
+          1 ||
+      EVP_MAC_final(ctx, reinterpret_cast<unsigned char*>(out.data()), &len, out.size()) != 1 ||
+      len != out.size()) {
+    return SodiumHmacSha256(key, message);
+  }
   return out;
 }
 

@@ -4,6 +4,7 @@
 #include <future>
 
 #include "common/json.h"
+#include "net/beast.h"
 
 namespace meridian::net {
 namespace {
@@ -69,6 +70,30 @@ HttpResponse HttpResponse::FromStatus(const Status& status) {
     r.SetHeader("retry-after", "1");
   }
   return r;
+}
+
+std::string SerializeResponse(const HttpResponse& r, bool keep_alive) {
+  const auto reason = http::obsolete_reason(static_cast<http::status>(r.status));
+  const bool bodiless = (r.status >= 100 && r.status < 200) || r.status == 204 || r.status == 304;
+  std::string out;
+  out.reserve(128 + r.body.size() + r.headers.size() * 48);
+  out.append("HTTP/1.1 ").append(std::to_string(r.status)).append(" ");
+  out.append(reason.data(), reason.size()).append("\r\n");
+  for (const auto& [name, value] : r.headers) {
+    if (name == "content-length" || name == "transfer-encoding" || name == "connection" ||
+        name == "server" || name.find_first_of("\r\n:") != std::string::npos ||
+        value.find_first_of("\r\n") != std::string::npos) {
+      continue;
+    }
+    out.append(name).append(": ").append(value).append("\r\n");
+  }
+  out.append("server: meridian\r\n");
+  if (!bodiless)
+    out.append("content-length: ").append(std::to_string(r.body.size())).append("\r\n");
+  if (!keep_alive) out.append("connection: close\r\n");
+  out.append("\r\n");
+  if (!bodiless) out.append(r.body);
+  return out;
 }
 
 Result<HttpResponse> HttpClient::SendSync(ClientCall call) {

@@ -47,6 +47,12 @@ struct HttpResponse {
   static HttpResponse FromStatus(const Status& status);
 };
 
+// The response's bytes on the wire (HTTP/1.1), in one buffer so that it leaves in one send:
+// the status line, its headers (framing headers and any with CR or LF are dropped: framing is
+// decided here), Server, Content-Length (none for 1xx, 204 and 304), Connection: close unless
+// the connection stays open, then the body.
+std::string SerializeResponse(const HttpResponse& response, bool keep_alive);
+
 // Called exactly once per request, from any thread.
 using Respond = std::function<void(HttpResponse)>;
 

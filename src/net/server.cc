@@ -168,19 +168,13 @@ class Session : public SessionBase {
   }
 
   void Write(HttpResponse r, bool allow_keep_alive) {
-    res_ = {};
-    res_.result(static_cast<unsigned>(r.status));
-    res_.version(11);
-    for (auto& [k, v] : r.headers) res_.set(k, v);
-    res_.set(http::field::server, "meridian");
-    res_.body() = std::move(r.body);
-    res_.keep_alive(allow_keep_alive && keep_alive_ && !sh_.draining);
-    res_.prepare_payload();
+    keep_open_ = allow_keep_alive && keep_alive_ && !sh_.draining;
+    out_ = SerializeResponse(r, keep_open_);
     Lowest().expires_after(sh_.opts.read_timeout);
-    http::async_write(Self().Stream(), res_,
+    asio::async_write(Self().Stream(), asio::buffer(out_),
                       [self = Self().shared_from_this()](beast::error_code ec, size_t) {
                         if (ec) return self->CloseNow();
-                        if (!self->res_.keep_alive()) {
+                        if (!self->keep_open_) {
                           return self->linger_ ? self->LingerThenClose() : self->CloseNow();
                         }
                         self->DoRead();
@@ -190,7 +184,8 @@ class Session : public SessionBase {
   Shared& sh_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  http::response<http::string_body> res_;
+  std::string out_;  // the answer being written
+  bool keep_open_ = true;
   bool reading_ = false;
   bool keep_alive_ = true;
   bool linger_ = false;

@@ -200,25 +200,30 @@ struct Match {
 };
 
 Match MatchRoute(std::string_view path) {
-  auto segs = SplitPath(path);
-  for (const auto& r : Routes()) {
-    auto pat = SplitPath(r.name);
+  // The patterns' segments, split once.
+  static const auto* const kPatterns = [] {
+    auto* p = new std::vector<std::vector<std::string_view>>();
+    for (const auto& r : Routes()) p->push_back(SplitPath(r.name));
+    return p;
+  }();
+  const auto segs = SplitPath(path);
+  const auto& routes = Routes();
+  for (size_t k = 0; k < routes.size(); ++k) {
+    const auto& pat = (*kPatterns)[k];
     if (pat.size() != segs.size()) continue;
-    Match m;
+    auto is_param = [&](size_t i) { return !pat[i].empty() && pat[i].front() == '{'; };
     bool ok = true;
-    for (size_t i = 0; i < pat.size() && ok; ++i) {
-      if (!pat[i].empty() && pat[i].front() == '{') {
-        auto decoded = net::PercentDecode(segs[i]);
-        if (!decoded) m.bad_escape = true;
-        m.params.push_back(decoded.value_or(""));
-      } else {
-        ok = pat[i] == segs[i];
-      }
+    for (size_t i = 0; i < pat.size() && ok; ++i) ok = is_param(i) || pat[i] == segs[i];
+    if (!ok) continue;
+    Match m;
+    m.route = &routes[k];
+    for (size_t i = 0; i < pat.size(); ++i) {
+      if (!is_param(i)) continue;
+      auto decoded = net::PercentDecode(segs[i]);
+      if (!decoded) m.bad_escape = true;
+      m.params.push_back(decoded.value_or(""));
     }
-    if (ok) {
-      m.route = &r;
-      return m;
-    }
+    return m;
   }
   return {};
 }

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <vector>
+
 #include "common/encoding.h"
 #include "crypto/crypto.h"
 
@@ -15,6 +17,26 @@ class CryptoTest : public ::testing::Test {
 TEST_F(CryptoTest, HmacSha256MatchesRfc4231Case2) {
   auto mac = HmacSha256("Jefe", "what do ya want for nothing?");
   EXPECT_EQ(HexEncode(mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+// Keys longer than SHA-256's block are hashed first (RFC 4231 case 6); the empty key works;
+// and a thread's keyed contexts (eight at most, the oldest evicted) never mix keys up.
+TEST_F(CryptoTest, HmacSha256LongEmptyAndManyKeys) {
+  EXPECT_EQ(HexEncode(HmacSha256(std::string(131, '\xaa'),
+                                 "Test Using Larger Than Block-Size Key - Hash Key First")),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+  EXPECT_EQ(HexEncode(HmacSha256("", "")),
+            "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
+  std::vector<std::string> first;
+  for (int i = 0; i < 20; ++i) first.push_back(HmacSha256(std::string(32, char('a' + i)), "m"));
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 19; i >= 0; --i) {
+      EXPECT_EQ(HmacSha256(std::string(32, char('a' + i)), "m"), first[i]) << i;
+    }
+  }
+  for (int i = 1; i < 20; ++i) EXPECT_NE(first[i], first[i - 1]);
+  EXPECT_EQ(HexEncode(HmacSha256("Jefe", "what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 }
 
 TEST_F(CryptoTest, PseudonymIsKeyedAndPerPurpose) {

@@ -106,6 +106,24 @@ TEST_F(HttpTest, ServesRequestsOverKeepAlive) {
   EXPECT_EQ(handler_.calls.load(), 5);
 }
 
+// The wire form: framing decided by the server (a handler's own Content-Length, Connection
+// or header with CR/LF is dropped), no Content-Length or body for 204, close when asked.
+TEST(SerializeResponseTest, FramingIsTheServers) {
+  HttpResponse r = HttpResponse::Json(409, R"({"error":"sold_out"})");
+  r.headers.emplace_back("content-length", "999");
+  r.headers.emplace_back("connection", "upgrade");
+  r.headers.emplace_back("x-evil", "a\r\nset-cookie: x=1");
+  r.headers.emplace_back("retry-after", "1");
+  EXPECT_EQ(SerializeResponse(r, true),
+            "HTTP/1.1 409 Conflict\r\ncontent-type: application/json\r\nretry-after: 1\r\n"
+            "server: meridian\r\ncontent-length: 20\r\n\r\n{\"error\":\"sold_out\"}");
+  HttpResponse empty;
+  empty.status = 204;
+  empty.body = "dropped";
+  EXPECT_EQ(SerializeResponse(empty, false),
+            "HTTP/1.1 204 No Content\r\nserver: meridian\r\nconnection: close\r\n\r\n");
+}
+
 TEST_F(HttpTest, BodyOverTheLimitGets413AndNeverReachesTheHandler) {
   Start();
   auto r = Call("POST", "/small", std::string(65, 'x'));
