@@ -245,11 +245,9 @@ Result<int64_t> Accounts::PutRecord(const Principal& p, std::string_view collect
     // record meanwhile makes this write conflict, and it is numbered again.
     ASSIGN_OR_RETURN(auto stored, store_.Get(Space::kContent, rk));
     int64_t version = 1;
-    auto current = LoadRecord(p, collection, key);
-    if (current.ok()) {
-      version = current->version + 1;
-    } else if (current.status().code() != Code::kNotFound) {
-      return current.status();
+    if (stored) {
+      ASSIGN_OR_RETURN(auto current, OpenRecord(p, rk, *stored));
+      version = current.version + 1;
     }
     Json meta = {{"collection", collection},
                  {"key", key},
@@ -282,8 +280,12 @@ Result<Record> Accounts::LoadRecord(const Principal& p, std::string_view collect
   const std::string rk = RecordKey(p.user_id, collection, key);
   ASSIGN_OR_RETURN(auto stored, store_.Get(Space::kContent, rk));
   if (!stored) return Error(Code::kNotFound, "no such record");
-  ASSIGN_OR_RETURN(auto plain,
-                   codec_.Open({settings_.region, p.user_id, "record", rk, 0}, *stored));
+  return OpenRecord(p, rk, *stored);
+}
+
+Result<Record> Accounts::OpenRecord(const Principal& p, const std::string& rk,
+                                    std::string_view stored) {
+  ASSIGN_OR_RETURN(auto plain, codec_.Open({settings_.region, p.user_id, "record", rk, 0}, stored));
   ASSIGN_OR_RETURN(auto parts, UnframeRecord(plain));
   return Record{parts.first.value("content_type", "application/octet-stream"),
                 std::move(parts.second), parts.first.value("version", int64_t{1})};

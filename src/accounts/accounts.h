@@ -125,6 +125,8 @@ class Accounts {
                         std::string_view key) const;
   Result<Json> LoadProfile(std::string_view uid);
   Result<Record> LoadRecord(const Principal& p, std::string_view collection, std::string_view key);
+  // A stored record's bytes (key `rk`) opened and unframed.
+  Result<Record> OpenRecord(const Principal& p, const std::string& rk, std::string_view stored);
   Result<Json> DeviceList(const Principal& p);
   // Opens every value of `space` under "<uid>/" (codec context `collection`) as JSON.
   Result<std::vector<Json>> OpenAll(storage::Space space, std::string_view uid,
