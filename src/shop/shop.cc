@@ -582,6 +582,13 @@ Status Shop::ReturnLeases(SaleRuntime* rt) {
   return Status::Ok();
 }
 
+void Shop::AskForLeases(const std::string& sale_id) {
+  // Best effort: a lost ask only means the other nodes keep their leases until they idle.
+  storage::WriteBatch ask;
+  ask.Put(Space::kMeta, ReleaseKey(sale_id), std::to_string(clock_.NowMs()));
+  (void)store_.Write(ask);
+}
+
 Result<int64_t> Shop::FreeInOtherLeases(SaleRuntime* rt) {
   std::string mine;
   {
@@ -838,9 +845,7 @@ void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
         // lease back (it does within a second), and the buyer to retry.
         ASSIGN_OR_RETURN(int64_t leased_elsewhere, FreeInOtherLeases(rt));
         if (leased_elsewhere > 0) {
-          storage::WriteBatch ask;
-          ask.Put(Space::kMeta, ReleaseKey(sale_id), std::to_string(clock_.NowMs()));
-          (void)store_.Write(ask);
+          AskForLeases(sale_id);
           rt->elsewhere_until_ms = clock_.NowMs() + 100;  // the next buyers need not look
           return Error(Code::kUnavailable, "the last units are on another node; retry shortly");
         }
@@ -1079,9 +1084,7 @@ Result<int64_t> Shop::Donate(const std::string& sale_id, const std::string& to, 
       // Units on leases may be asked for: this node's go back to the pool now, the other
       // nodes' within a second.
       RETURN_IF_ERROR(ReturnLeases(rt));
-      storage::WriteBatch ask;
-      ask.Put(Space::kMeta, ReleaseKey(sale_id), std::to_string(clock_.NowMs()));
-      (void)store_.Write(ask);
+      AskForLeases(sale_id);
       ASSIGN_OR_RETURN(pool, Pool(sale_id));
     }
     const int64_t grant = std::min(units, local_demand ? pool / 2 : pool);

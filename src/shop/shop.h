@@ -282,6 +282,9 @@ class Shop {
   // Hands this node's leases of the sale back to the pool (those with purchases still in
   // flight once they are settled).
   Status ReturnLeases(SaleRuntime* rt);
+  // Asks this region's other nodes to hand their leases of the sale back (at their next
+  // upkeep).
+  void AskForLeases(const std::string& sale_id);
   // Free slots of the other nodes' open leases of the sale.
   Result<int64_t> FreeInOtherLeases(SaleRuntime* rt);
   // Leases units for this node: units now free here.
