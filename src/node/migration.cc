@@ -397,7 +397,9 @@ Status Migrations::MoveOne(const std::string& id, UserStep& step, int64_t* bytes
     if (reserved) return Error(Code::kUnavailable, "waiting for a reservation to settle");
     ASSIGN_OR_RETURN(auto snapshot, Snapshot(step.user));
     ASSIGN_OR_RETURN(auto country, RequireString(snapshot["account"]["profile"], "country"));
-    if (c_.policies.Current()->HomeFor(country) != step.to) {
+    // A node taking the migration over may not have seen the version its starter adopted yet.
+    if (c_.policies.Current()->HomeFor(country) != step.to &&
+        (!c_.policies.Refresh().ok() || c_.policies.Current()->HomeFor(country) != step.to)) {
       return Error(Code::kConflict, "the policy no longer sends this user there");
     }
     step.epoch = placement->epoch + 1;
