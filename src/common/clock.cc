@@ -1,8 +1,8 @@
 #include "common/clock.h"
 
 #include <chrono>
-#include <ctime>
 
+#include <fmt/compile.h>
 #include <fmt/format.h>
 
 namespace meridian {
@@ -19,11 +19,17 @@ Clock& SystemClock::Instance() {
 }
 
 std::string FormatRfc3339(int64_t unix_ms) {
-  std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1,
-                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, unix_ms % 1000);
+  // Calendar arithmetic, not gmtime_r: glibc's takes a process-wide lock, and orders and log
+  // entries format several times per purchase.
+  using namespace std::chrono;
+  const sys_time<milliseconds> t{milliseconds(unix_ms)};
+  const auto day = floor<days>(t);
+  const year_month_day ymd{day};
+  const hh_mm_ss hms{floor<milliseconds>(t - day)};
+  return fmt::format(FMT_COMPILE("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z"),
+                     static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
+                     static_cast<unsigned>(ymd.day()), hms.hours().count(), hms.minutes().count(),
+                     hms.seconds().count(), hms.subseconds().count());
 }
 
 }  // namespace meridian

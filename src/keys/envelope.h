@@ -11,6 +11,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 
 #include "common/clock.h"
 #include "common/random.h"
@@ -86,7 +88,11 @@ class EnvelopeCodec final : public storage::ValueCodec {
   int64_t cache_ttl_ms_;
   size_t cache_max_;
   std::mutex cache_mu_;
-  std::map<std::string, DekPtr, std::less<>> cache_;
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, DekPtr, NameHash, std::equal_to<>> cache_;
   std::array<std::mutex, 32> stripes_;
   std::mutex purge_mu_;
   std::condition_variable purge_cv_;

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <ctime>
+
 #include <fmt/format.h>
 
 #include "common/clock.h"
@@ -36,6 +38,17 @@ TEST(EncodingTest, RoundTrips) {
 TEST(ClockTest, Rfc3339) {
   EXPECT_EQ(FormatRfc3339(0), "1970-01-01T00:00:00.000Z");
   EXPECT_EQ(FormatRfc3339(1795690423170), "2026-11-26T10:53:43.170Z");
+  EXPECT_EQ(FormatRfc3339(1709251199999), "2024-02-29T23:59:59.999Z");  // leap day
+  EXPECT_EQ(FormatRfc3339(-1), "1969-12-31T23:59:59.999Z");
+  // Against the C library's calendar, over a century of instants.
+  for (int64_t ms = 0; ms < 4'102'444'800'000; ms += 987'654'321'017 / 1000) {
+    std::time_t secs = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    ASSERT_EQ(FormatRfc3339(ms),
+              fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900,
+                          tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms % 1000));
+  }
   ManualClock c(5);
   c.Advance(10);
   EXPECT_EQ(c.NowMs(), 15);

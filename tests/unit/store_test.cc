@@ -71,6 +71,35 @@ TEST(RocksStoreTest, DataSurvivesReopen) {
   EXPECT_EQ(p->token_epoch, 5);
 }
 
+TEST(PlacementTest, DecodesWhatItEncodesAndAnyEquivalentJson) {
+  const Placement cases[] = {{"oregon", "active", 1, 1},
+                             {"singapore", "fenced", 12, 3},
+                             {"beijing", "moved", 9'000'000'000, 0}};
+  for (const Placement& in : cases) {
+    auto out = DecodePlacement(EncodePlacement(in));
+    ASSERT_TRUE(out.has_value()) << EncodePlacement(in);
+    EXPECT_EQ(out->region, in.region);
+    EXPECT_EQ(out->state, in.state);
+    EXPECT_EQ(out->epoch, in.epoch);
+    EXPECT_EQ(out->token_epoch, in.token_epoch);
+  }
+  // Not the canonical bytes, the same meaning: the JSON parser reads them.
+  auto spaced = DecodePlacement(R"({ "state": "active", "region": "o\u0072egon", "epoch": 4 })");
+  ASSERT_TRUE(spaced.has_value());
+  EXPECT_EQ(spaced->region, "oregon");
+  EXPECT_EQ(spaced->epoch, 4);
+  EXPECT_EQ(spaced->token_epoch, 1);
+  // Broken or truncated canonical bytes are refused, never half read.
+  for (std::string_view bad :
+       {R"({"epoch":1,"region":"oregon","state":"active","token_epoch":1)",
+        R"({"epoch":1,"region":"oregon","state":"active","token_epoch":1}x)",
+        R"({"epoch":,"region":"oregon","state":"active","token_epoch":1})",
+        R"({"epoch":1,"region":"oregon,"state":"active","token_epoch":1})",
+        R"({"epoch":"1","region":"oregon","state":"active","token_epoch":1})", "", "{}"}) {
+    EXPECT_FALSE(DecodePlacement(bad).has_value()) << bad;
+  }
+}
+
 class GuardTest : public ::testing::Test {
  protected:
   StorePtr Guarded(const std::string& region, bool edge) {
