@@ -111,8 +111,7 @@ void Migrations::Stop() {
 }
 
 Result<int64_t> Migrations::CountMisplaced() {
-  (void)c_.policies.Refresh();  // a version another node of the region adopted counts
-  auto pol = c_.policies.Current();
+  auto pol = c_.policies.Latest();
   ASSIGN_OR_RETURN(auto users, c_.accounts.UsersWithCountry());
   int64_t n = 0;
   for (const auto& [uid, country] : users) n += pol->HomeFor(country) != c_.region;
@@ -120,8 +119,7 @@ Result<int64_t> Migrations::CountMisplaced() {
 }
 
 Result<Json> Migrations::Plan() {
-  (void)c_.policies.Refresh();  // a version another node of the region adopted counts
-  auto pol = c_.policies.Current();
+  auto pol = c_.policies.Latest();
   ASSIGN_OR_RETURN(auto users, c_.accounts.UsersWithCountry());
   Json destinations = Json::object();
   int64_t total = 0;
@@ -152,8 +150,7 @@ Result<Json> Migrations::Begin(const Json& request) {
     return Error(Code::kInvalidField, "'from' must name the region the users leave");
   }
   if (cohort != "misplaced") return Error(Code::kInvalidField, "'cohort' must be \"misplaced\"");
-  (void)c_.policies.Refresh();  // a version another node of the region adopted counts
-  auto pol = c_.policies.Current();
+  auto pol = c_.policies.Latest();
   ASSIGN_OR_RETURN(auto users, c_.accounts.UsersWithCountry());
   const std::string id = "m-" + c_.region + "-" + SystemRandom::Instance().Hex(6);
   const int64_t now = SystemClock::Instance().NowMs();
@@ -397,9 +394,7 @@ Status Migrations::MoveOne(const std::string& id, UserStep& step, int64_t* bytes
     if (reserved) return Error(Code::kUnavailable, "waiting for a reservation to settle");
     ASSIGN_OR_RETURN(auto snapshot, Snapshot(step.user));
     ASSIGN_OR_RETURN(auto country, RequireString(snapshot["account"]["profile"], "country"));
-    // A node taking the migration over may not have seen the version its starter adopted yet.
-    if (c_.policies.Current()->HomeFor(country) != step.to &&
-        (!c_.policies.Refresh().ok() || c_.policies.Current()->HomeFor(country) != step.to)) {
+    if (c_.policies.Latest()->HomeFor(country) != step.to) {
       return Error(Code::kConflict, "the policy no longer sends this user there");
     }
     step.epoch = placement->epoch + 1;
@@ -621,7 +616,7 @@ Result<Json> Migrations::Receive(const std::string& from, const Json& body) {
   const Json account = field(snapshot, "account");
   const Json orders = field(snapshot, "orders");
   const std::string country = field(account, "profile").value("country", "");
-  if (c_.policies.Current()->HomeFor(country) != c_.region) {
+  if (c_.policies.Latest()->HomeFor(country) != c_.region) {
     return Error(Code::kResidencyViolation, "the policy does not home this user here");
   }
   ASSIGN_OR_RETURN(auto placement, c_.accounts.PlacementOf(user));

@@ -81,6 +81,12 @@ std::shared_ptr<const policy::Policy> PolicyService::Current() {
   return current_;
 }
 
+std::shared_ptr<const policy::Policy> PolicyService::Latest() {
+  if (store_.Shared()) (void)Refresh();  // unreadable: the copy in hand is the best known
+  std::lock_guard lock(mu_);
+  return current_;
+}
+
 Status PolicyService::Refresh() {
   ASSIGN_OR_RETURN(auto stored, store_.Get(Space::kMeta, std::string(kStoredPolicyKey)));
   if (!stored) return Status::Ok();

@@ -31,6 +31,9 @@ class PolicyService {
   // Over a database the region's nodes share, at most half a second behind a version
   // another node adopted (Refresh() reads it at once).
   std::shared_ptr<const policy::Policy> Current();
+  // The latest version any node of the region adopted, read now: for decisions a stale
+  // copy would get wrong for good (where a user registers, moves or is received).
+  std::shared_ptr<const policy::Policy> Latest();
   Status Refresh();
   std::string CurrentSource() const;
 

@@ -616,7 +616,7 @@ class Router final : public net::Handler {
     if (auto st = accounts::ValidateCountry(*country); !st.ok()) {
       return HttpResponse::FromStatus(st);
     }
-    const std::string home = c_.policies.Current()->HomeFor(*country);
+    const std::string home = c_.policies.Latest()->HomeFor(*country);
     if (home != c_.self.name || c_.accounts == nullptr) return RedirectHome(req, home);
     auto parsed = accounts::ParseRegister(*body);
     if (!parsed.ok()) return HttpResponse::FromStatus(parsed.status());
