@@ -1,5 +1,6 @@
 #include "common/clock.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include <fmt/compile.h>
@@ -22,6 +23,8 @@ std::string FormatRfc3339(int64_t unix_ms) {
   // Calendar arithmetic, not gmtime_r: glibc's takes a process-wide lock, and orders and log
   // entries format several times per purchase.
   using namespace std::chrono;
+  // RFC 3339 has four-digit years: 0001-01-01 to 9999-12-31 (also keeps the arithmetic in range).
+  unix_ms = std::clamp<int64_t>(unix_ms, -62'135'596'800'000, 253'402'300'799'999);
   const sys_time<milliseconds> t{milliseconds(unix_ms)};
   const auto day = floor<days>(t);
   const year_month_day ymd{day};

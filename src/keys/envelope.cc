@@ -151,9 +151,29 @@ Result<EnvelopeCodec::DekPtr> EnvelopeCodec::LoadDek(std::string_view user_id, b
   dek.prepared = std::make_unique<crypto::AesGcmKey>(dek.key);
   DekPtr shared = std::move(fresh);
   std::lock_guard lock(cache_mu_);
-  if (cache_.size() >= cache_max_) cache_.erase(cache_.begin());
+  if (cache_.size() >= cache_max_) EvictOne(now);
   cache_[std::string(user_id)] = shared;
   return shared;
+}
+
+void EnvelopeCodec::EvictOne(int64_t now) {
+  // Expired keys go first (swept at most once a second: a sweep reads every entry).
+  if (now - swept_ms_ >= 1000) {
+    swept_ms_ = now;
+    std::erase_if(cache_, [&](const auto& kv) { return kv.second->expires_ms <= now; });
+    if (cache_.size() < cache_max_) return;
+  }
+  // Else the first key of the next non-empty bucket, round robin: not begin(), where a new
+  // key often lands, which would keep evicting the newest and never the oldest.
+  const size_t buckets = cache_.bucket_count();
+  for (size_t tried = 0; tried < buckets; ++tried) {
+    const size_t b = evict_cursor_++ % buckets;
+    if (cache_.bucket_size(b) > 0) {
+      const std::string victim = cache_.begin(b)->first;  // a copy: the node goes away
+      cache_.erase(victim);
+      return;
+    }
+  }
 }
 
 Result<std::string> EnvelopeCodec::Seal(const storage::CodecContext& ctx,

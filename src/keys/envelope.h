@@ -88,6 +88,10 @@ class EnvelopeCodec final : public storage::ValueCodec {
   int64_t cache_ttl_ms_;
   size_t cache_max_;
   std::mutex cache_mu_;
+  // Under cache_mu_: makes room for one key in a full cache.
+  void EvictOne(int64_t now);
+  int64_t swept_ms_ = 0;
+  size_t evict_cursor_ = 0;
   struct NameHash {
     using is_transparent = void;
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }

@@ -79,13 +79,18 @@ std::optional<Placement> DecodeCanonicalPlacement(std::string_view in) {
   };
   auto number = [&](int64_t* out) {
     auto [end, ec] = std::from_chars(in.data(), in.data() + in.size(), *out);
-    if (ec != std::errc() || end == in.data() || *in.data() == '-') return false;
+    // As JSON reads it: no sign, no leading zero.
+    const bool leading_zero = in.size() > 1 && in[0] == '0' && in[1] >= '0' && in[1] <= '9';
+    if (ec != std::errc() || end == in.data() || in[0] == '-' || leading_zero) return false;
     in.remove_prefix(static_cast<size_t>(end - in.data()));
     return true;
   };
   auto plain_string = [&](std::string* out) {  // up to its closing quote, no escapes
     size_t q = in.find_first_of("\"\\");
-    if (q == std::string_view::npos || in[q] != '"') return false;
+    if (q == std::string_view::npos || in[q] != '"' || q > 4096) return false;
+    for (char c : in.substr(0, q)) {
+      if (static_cast<unsigned char>(c) < 0x20) return false;  // not JSON: the parser decides
+    }
     out->assign(in.substr(0, q));
     in.remove_prefix(q + 1);
     return true;

@@ -40,6 +40,9 @@ TEST(ClockTest, Rfc3339) {
   EXPECT_EQ(FormatRfc3339(1795690423170), "2026-11-26T10:53:43.170Z");
   EXPECT_EQ(FormatRfc3339(1709251199999), "2024-02-29T23:59:59.999Z");  // leap day
   EXPECT_EQ(FormatRfc3339(-1), "1969-12-31T23:59:59.999Z");
+  // Outside four-digit years: the nearest instant that has them.
+  EXPECT_EQ(FormatRfc3339(INT64_MIN), "0001-01-01T00:00:00.000Z");
+  EXPECT_EQ(FormatRfc3339(INT64_MAX), "9999-12-31T23:59:59.999Z");
   // Against the C library's calendar, over a century of instants.
   for (int64_t ms = 0; ms < 4'102'444'800'000; ms += 987'654'321'017 / 1000) {
     std::time_t secs = static_cast<std::time_t>(ms / 1000);

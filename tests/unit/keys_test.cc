@@ -106,6 +106,46 @@ TEST_F(KeysTest, EnvelopeRoundTripHidesThePlaintext) {
   EXPECT_NE(*codec_->Seal(Ctx("u1"), "x"), *codec_->Seal(Ctx("u1"), "x"));
 }
 
+// Counts the data-key rows read, to see which keys the cache kept.
+class CountingKeyReads final : public storage::Store {
+ public:
+  explicit CountingKeyReads(storage::Store& db) : db_(db) {}
+  Result<std::optional<std::string>> Get(storage::Space s, std::string_view k) override {
+    if (s == storage::Space::kKeys) ++key_reads;
+    return db_.Get(s, k);
+  }
+  Status Write(const storage::WriteBatch& b) override { return db_.Write(b); }
+  Status Scan(storage::Space s, std::string_view p, const storage::ScanFn& fn) override {
+    return db_.Scan(s, p, fn);
+  }
+  Status Purge(storage::Space s) override { return db_.Purge(s); }
+  int key_reads = 0;
+
+ private:
+  storage::Store& db_;
+};
+
+TEST_F(KeysTest, AFullKeyCacheDropsExpiredKeysBeforeLiveOnes) {
+  CountingKeyReads counted(*store_);
+  EnvelopeCodec codec(*keys_, counted, random_, clock_, /*cache_ttl_ms=*/60'000, /*cache_max=*/8);
+  auto seal_all = [&](int from, int to) {
+    for (int i = from; i < to; ++i) {
+      ASSERT_TRUE(codec.Seal(Ctx("u" + std::to_string(i)), "x").ok());
+    }
+  };
+  seal_all(0, 8);  // the cache is full
+  const int created = counted.key_reads;
+  seal_all(0, 8);
+  EXPECT_EQ(counted.key_reads, created);  // every key from the cache
+  clock_.Advance(61'000);                 // all eight expire
+  seal_all(8, 16);                        // eight new users take their places
+  const int after = counted.key_reads;
+  seal_all(8, 16);
+  EXPECT_EQ(counted.key_reads, after);  // none of the new keys was evicted
+  seal_all(0, 1);                       // an expired key is read again
+  EXPECT_EQ(counted.key_reads, after + 1);
+}
+
 TEST_F(KeysTest, CiphertextMovedToAnotherRowUserOrRegionDoesNotOpen) {
   auto sealed = *codec_->Seal(Ctx("u1", "u1/a"), "secret");
   ASSERT_TRUE(codec_->Seal(Ctx("u2", "u2/a"), "other").ok());

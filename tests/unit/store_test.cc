@@ -95,7 +95,9 @@ TEST(PlacementTest, DecodesWhatItEncodesAndAnyEquivalentJson) {
         R"({"epoch":1,"region":"oregon","state":"active","token_epoch":1}x)",
         R"({"epoch":,"region":"oregon","state":"active","token_epoch":1})",
         R"({"epoch":1,"region":"oregon,"state":"active","token_epoch":1})",
-        R"({"epoch":"1","region":"oregon","state":"active","token_epoch":1})", "", "{}"}) {
+        R"({"epoch":"1","region":"oregon","state":"active","token_epoch":1})",
+        R"({"epoch":01,"region":"oregon","state":"active","token_epoch":1})",
+        "{\"epoch\":1,\"region\":\"ore\ngon\",\"state\":\"active\",\"token_epoch\":1}", "", "{}"}) {
     EXPECT_FALSE(DecodePlacement(bad).has_value()) << bad;
   }
 }
