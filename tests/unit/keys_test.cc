@@ -10,6 +10,7 @@
 #include "keys/envelope.h"
 #include "keys/keys.h"
 #include "storage/store.h"
+#include "test_support.h"
 
 namespace meridian::keys {
 namespace {
@@ -107,22 +108,14 @@ TEST_F(KeysTest, EnvelopeRoundTripHidesThePlaintext) {
 }
 
 // Counts the data-key rows read, to see which keys the cache kept.
-class CountingKeyReads final : public storage::Store {
+class CountingKeyReads final : public testing::ForwardingStore {
  public:
-  explicit CountingKeyReads(storage::Store& db) : db_(db) {}
+  using ForwardingStore::ForwardingStore;
   Result<std::optional<std::string>> Get(storage::Space s, std::string_view k) override {
     if (s == storage::Space::kKeys) ++key_reads;
-    return db_.Get(s, k);
+    return ForwardingStore::Get(s, k);
   }
-  Status Write(const storage::WriteBatch& b) override { return db_.Write(b); }
-  Status Scan(storage::Space s, std::string_view p, const storage::ScanFn& fn) override {
-    return db_.Scan(s, p, fn);
-  }
-  Status Purge(storage::Space s) override { return db_.Purge(s); }
   int key_reads = 0;
-
- private:
-  storage::Store& db_;
 };
 
 TEST_F(KeysTest, AFullKeyCacheDropsExpiredKeysBeforeLiveOnes) {

@@ -2,42 +2,27 @@
 // one node adopts decides at once, on the other node, where users register, move and land.
 #include <gtest/gtest.h>
 
-#include <filesystem>
-
 #include "audit/log.h"
-#include "common/random.h"
 #include "crypto/crypto.h"
 #include "node/policy_service.h"
+#include "test_support.h"
 
 namespace meridian::node {
 namespace {
-namespace fs = std::filesystem;
 
 // A second node's view of one database: the same real RocksDB, reporting itself shared as a
 // PostgreSQL store does (the policy service then reads what other nodes stored).
-class SharedView final : public storage::Store {
+class SharedView final : public testing::ForwardingStore {
  public:
-  explicit SharedView(storage::Store& db) : db_(db) {}
-  Result<std::optional<std::string>> Get(storage::Space s, std::string_view k) override {
-    return db_.Get(s, k);
-  }
-  Status Write(const storage::WriteBatch& b) override { return db_.Write(b); }
-  Status Scan(storage::Space s, std::string_view p, const storage::ScanFn& fn) override {
-    return db_.Scan(s, p, fn);
-  }
-  Status Purge(storage::Space s) override { return db_.Purge(s); }
+  using ForwardingStore::ForwardingStore;
   bool Shared() const override { return true; }
-
- private:
-  storage::Store& db_;
 };
 
 TEST(PolicyServiceTest, LatestIsWhatAnotherNodeOfTheRegionAdoptedJustNow) {
   ASSERT_TRUE(crypto::Init().ok());
-  const fs::path dir =
-      fs::temp_directory_path() / ("meridian-policy-" + SystemRandom::Instance().Hex(6));
+  testing::TempDir dir;
   {
-    auto db = storage::OpenRocksDb(dir.string());
+    auto db = storage::OpenRocksDb(dir.str());
     ASSERT_TRUE(db.ok());
     SharedView first(**db), second(**db);
     config::ClusterConfig cfg;
@@ -79,7 +64,6 @@ TEST(PolicyServiceTest, LatestIsWhatAnotherNodeOfTheRegionAdoptedJustNow) {
     EXPECT_EQ(older.status().code(), Code::kConflict);
     EXPECT_EQ(a.Latest()->version(), 2);
   }
-  fs::remove_all(dir);
 }
 
 }  // namespace

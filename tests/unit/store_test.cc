@@ -6,23 +6,12 @@
 
 #include "common/random.h"
 #include "storage/store.h"
+#include "test_support.h"
 
 namespace meridian::storage {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    path_ = std::filesystem::temp_directory_path() /
-            ("meridian-store-" + SystemRandom::Instance().Hex(6));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string str() const { return path_.string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using testing::TempDir;
 
 TEST(RocksStoreTest, PutGetScanDelete) {
   TempDir dir;
