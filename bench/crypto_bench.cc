@@ -393,7 +393,7 @@ class BigLog {
     const std::string names_key(32, 'k');
     constexpr uint64_t kPerCommit = 10'000;
     for (uint64_t i = 0; i < kBigLogEntries; i += kPerCommit) {
-      std::vector<Json> entries;
+      std::vector<audit::EntryText> entries;
       for (uint64_t j = i; j < i + kPerCommit; ++j) {
         entries.push_back(audit::MakeEntry(
             "record.write", kRegion, audit::SubjectPseudonym(names_key, std::to_string(j % 5000)),

@@ -210,9 +210,10 @@ Result<Principal> Accounts::Authenticate(std::string_view token) {
   return Principal{claims.user_id, claims.region};
 }
 
-Json Accounts::Entry(std::string_view op, std::string_view uid, Json details) const {
+audit::EntryText Accounts::Entry(std::string_view op, std::string_view uid,
+                                 const Json& details) const {
   return audit::MakeEntry(op, settings_.region, audit::SubjectPseudonym(keys_.names_key, uid),
-                          clock_.NowMs(), std::move(details));
+                          clock_.NowMs(), details);
 }
 
 Status Accounts::Log(std::string_view op, std::string_view uid, Json details) {

@@ -134,7 +134,8 @@ class Accounts {
   // Deletes the user's records, devices, profile and phone directory entry into `batch`.
   Result<std::pair<int64_t, int64_t>> DeleteRows(std::string_view uid, storage::WriteBatch* batch);
   // The log entry of an operation on a user's data: pseudonymous, no personal values.
-  Json Entry(std::string_view op, std::string_view uid, Json details = Json::object()) const;
+  audit::EntryText Entry(std::string_view op, std::string_view uid,
+                         const Json& details = Json::object()) const;
   Status Log(std::string_view op, std::string_view uid, Json details = Json::object());
   Issued IssueFor(const std::string& uid, int64_t token_epoch);
 

@@ -44,12 +44,14 @@ std::string SubjectPseudonym(std::string_view names_key, std::string_view user_i
   return crypto::Pseudonym(names_key, "user", user_id).substr(0, 32);
 }
 
-Json MakeEntry(std::string_view op, std::string_view region, std::string_view subject,
-               int64_t at_ms, Json details) {
-  Json e = {{"op", op}, {"region", region}, {"at", FormatRfc3339(at_ms)}};
-  if (!subject.empty()) e["subject"] = subject;
-  if (!details.empty()) e["details"] = std::move(details);
-  return e;
+EntryText MakeEntry(std::string_view op, std::string_view region, std::string_view subject,
+                    int64_t at_ms, std::string_view details_json) {
+  JsonObjectWriter w;
+  w.String("at", FormatRfc3339(at_ms));
+  if (!details_json.empty() && details_json != "{}") w.Raw("details", details_json);
+  w.String("op", op).String("region", region);
+  if (!subject.empty()) w.String("subject", subject);
+  return EntryText(w.Finish());
 }
 
 AuditLog::AuditLog(storage::Store& store, std::string region, const Clock& clock, SignFn sign,
@@ -88,7 +90,7 @@ Status AuditLog::Start() {
   return Status::Ok();
 }
 
-Status AuditSink::Commit(storage::WriteBatch batch, std::vector<Json> entries,
+Status AuditSink::Commit(storage::WriteBatch batch, std::vector<EntryText> entries,
                          uint64_t* first_index) {
   auto [st, first] = Await<std::pair<Status, uint64_t>>([&](auto done) {
     CommitAsync(std::move(batch), std::move(entries), [done](Status s, uint64_t i) {
@@ -109,12 +111,13 @@ AuditLog::~AuditLog() {
   if (completer_.joinable()) completer_.join();
 }
 
-void AuditLog::CommitAsync(storage::WriteBatch batch, std::vector<Json> entries, CommitDone done) {
-  // Serialising and hashing the entries is the caller's work, done in parallel: the writer
-  // only links the hashes into the tree.
+void AuditLog::CommitAsync(storage::WriteBatch batch, std::vector<EntryText> entries,
+                           CommitDone done) {
+  // Hashing the entries is the caller's work, done in parallel: the writer only links the
+  // hashes into the tree.
   Pending p{std::move(batch), {}, {}, std::move(done)};
-  for (const Json& e : entries) {
-    p.leaves.push_back(DumpJson(e));
+  for (EntryText& e : entries) {
+    p.leaves.push_back(std::move(e.bytes));
     p.leaf_hashes.push_back(LeafHash(p.leaves.back()));
   }
   {

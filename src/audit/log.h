@@ -30,10 +30,24 @@ namespace meridian::audit {
 // The subject of a user's log entries: a keyed pseudonym of the user id (names key,
 // purpose "user"), never the id itself, so entries can be published.
 std::string SubjectPseudonym(std::string_view names_key, std::string_view user_id);
-// A log entry (canonical JSON once dumped): what happened, where, to whom (pseudonym or
-// empty for region-wide operations such as key rotation), when, and non-personal details.
-Json MakeEntry(std::string_view op, std::string_view region, std::string_view subject,
-               int64_t at_ms, Json details = Json::object());
+// A log entry's canonical bytes (what its leaf hash covers): a JSON document dumped, or
+// text already in that form (MakeEntry).
+struct EntryText {
+  EntryText(const Json& entry) : bytes(DumpJson(entry)) {}  // NOLINT: a document converts
+  explicit EntryText(std::string canonical) : bytes(std::move(canonical)) {}
+  std::string bytes;
+};
+
+// A log entry: what happened, where, to whom (pseudonym or empty for region-wide operations
+// such as key rotation), when, and non-personal details (a JSON object in DumpJson's form,
+// or empty for none).
+EntryText MakeEntry(std::string_view op, std::string_view region, std::string_view subject,
+                    int64_t at_ms, std::string_view details_json = {});
+inline EntryText MakeEntry(std::string_view op, std::string_view region, std::string_view subject,
+                           int64_t at_ms, const Json& details) {
+  const std::string text = details.empty() ? std::string() : DumpJson(details);
+  return MakeEntry(op, region, subject, at_ms, std::string_view(text));
+}
 
 // Where operations that must be logged commit their writes.
 class AuditSink {
@@ -44,11 +58,11 @@ class AuditSink {
   // Writes `batch` and appends `entries` (canonical JSON, no personal data) atomically,
   // then calls `done`, possibly on another thread. `done` must not block on the sink.
   // When the batch's expectations do not hold, nothing is written and `done` gets kConflict.
-  virtual void CommitAsync(storage::WriteBatch batch, std::vector<Json> entries,
+  virtual void CommitAsync(storage::WriteBatch batch, std::vector<EntryText> entries,
                            CommitDone done) = 0;
   // The same, waiting for the outcome. `first_index`, when given, receives the log index
   // of the first entry.
-  Status Commit(storage::WriteBatch batch, std::vector<Json> entries,
+  Status Commit(storage::WriteBatch batch, std::vector<EntryText> entries,
                 uint64_t* first_index = nullptr);
 };
 
@@ -56,7 +70,7 @@ class AuditSink {
 class UnauditedSink final : public AuditSink {
  public:
   explicit UnauditedSink(storage::Store& store) : store_(store) {}
-  void CommitAsync(storage::WriteBatch batch, std::vector<Json>, CommitDone done) override {
+  void CommitAsync(storage::WriteBatch batch, std::vector<EntryText>, CommitDone done) override {
     done(batch.empty() ? Status::Ok() : store_.Write(batch), 0);
   }
 
@@ -74,7 +88,8 @@ class AuditLog final : public AuditSink {
   ~AuditLog() override;  // writes what is queued, then stops the writer
   Status Start();        // reads the size and the right edge of the tree, starts the writer
 
-  void CommitAsync(storage::WriteBatch batch, std::vector<Json> entries, CommitDone done) override;
+  void CommitAsync(storage::WriteBatch batch, std::vector<EntryText> entries,
+                   CommitDone done) override;
   // Returns once everything queued before the call is written and its callers called back.
   void Flush();
 

@@ -1,5 +1,8 @@
 #include "common/json.h"
 
+#include <cassert>
+#include <charconv>
+
 #include <fmt/format.h>
 
 namespace meridian {
@@ -42,6 +45,55 @@ Result<std::optional<int64_t>> OptionalInt(const Json& obj, std::string_view fie
 
 std::string DumpJson(const Json& value) {
   return value.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+namespace {
+// A JSON string as DumpJson writes it. Printable ASCII without quote or backslash is copied;
+// anything else (escapes, UTF-8, invalid bytes to replace) goes through nlohmann itself.
+void AppendJsonString(std::string& out, std::string_view s) {
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u > 0x7e || c == '"' || c == '\\') {
+      out += DumpJson(Json(std::string(s)));
+      return;
+    }
+  }
+  out.push_back('"');
+  out.append(s);
+  out.push_back('"');
+}
+}  // namespace
+
+void JsonObjectWriter::Key(std::string_view key) {
+  assert(out_.size() == 1 || last_key_ < key);  // sorted, as DumpJson writes them
+  last_key_ = key;
+  if (out_.size() > 1) out_.push_back(',');
+  AppendJsonString(out_, key);
+  out_.push_back(':');
+}
+
+JsonObjectWriter& JsonObjectWriter::String(std::string_view key, std::string_view value) {
+  Key(key);
+  AppendJsonString(out_, value);
+  return *this;
+}
+
+JsonObjectWriter& JsonObjectWriter::Int(std::string_view key, int64_t value) {
+  Key(key);
+  char buf[24];
+  out_.append(buf, std::to_chars(buf, buf + sizeof buf, value).ptr);
+  return *this;
+}
+
+JsonObjectWriter& JsonObjectWriter::Raw(std::string_view key, std::string_view json) {
+  Key(key);
+  out_.append(json);
+  return *this;
+}
+
+std::string JsonObjectWriter::Finish() {
+  out_.push_back('}');
+  return std::move(out_);
 }
 
 std::string ErrorBody(const Status& status) {

@@ -1214,11 +1214,7 @@ class Router final : public net::Handler {
 
   static HttpResponse PurchaseAnswer(Result<shop::Shop::Purchased> r) {
     if (!r.ok()) return HttpResponse::FromStatus(r.status());
-    Json body = shop::OrderJson(r->order);
-    return JsonOk(r->created ? 201 : 200, {{"order_id", body["order_id"]},
-                                           {"sale_id", body["sale_id"]},
-                                           {"state", body["state"]},
-                                           {"pay_by", body["pay_by"]}});
+    return HttpResponse::Json(r->created ? 201 : 200, shop::PurchaseAnswerText(r->order));
   }
 
   static net::HttpRequest OutgoingCopy(const HttpRequest& req) {

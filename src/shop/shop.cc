@@ -239,6 +239,26 @@ Json OrderJson(const Order& o) {
           {"pay_by", FormatRfc3339(o.pay_by_ms)}};
 }
 
+std::string OrderText(const Order& o) {
+  return JsonObjectWriter()
+      .String("created_at", FormatRfc3339(o.created_ms))
+      .String("order_id", o.order_id)
+      .String("pay_by", FormatRfc3339(o.pay_by_ms))
+      .String("sale_id", o.sale_id)
+      .String("sku", o.sku)
+      .String("state", o.state)
+      .Finish();
+}
+
+std::string PurchaseAnswerText(const Order& o) {
+  return JsonObjectWriter()
+      .String("order_id", o.order_id)
+      .String("pay_by", FormatRfc3339(o.pay_by_ms))
+      .String("sale_id", o.sale_id)
+      .String("state", o.state)
+      .Finish();
+}
+
 Shop::Shop(storage::Store& store, storage::ValueCodec& codec, audit::AuditSink& audit,
            const Clock& clock, Random& random, std::string names_key, std::string idempotency_key,
            ShopSettings settings)
@@ -251,9 +271,12 @@ Shop::Shop(storage::Store& store, storage::ValueCodec& codec, audit::AuditSink& 
       idempotency_key_(std::move(idempotency_key)),
       settings_(std::move(settings)) {}
 
-Json Shop::OrderEntry(std::string_view op, const std::string& user_id, const Order& o) const {
-  return audit::MakeEntry(op, settings_.region, audit::SubjectPseudonym(names_key_, user_id),
-                          clock_.NowMs(), {{"order_id", o.order_id}, {"sale_id", o.sale_id}});
+audit::EntryText Shop::OrderEntry(std::string_view op, const std::string& user_id,
+                                  const Order& o) const {
+  return audit::MakeEntry(
+      op, settings_.region, audit::SubjectPseudonym(names_key_, user_id), clock_.NowMs(),
+      std::string_view(
+          JsonObjectWriter().String("order_id", o.order_id).String("sale_id", o.sale_id).Finish()));
 }
 
 Shop::~Shop() { Stop(); }
@@ -875,7 +898,7 @@ void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
     batch.Expect(Space::kCommerce, idem_key, std::nullopt);
     batch.Put(Space::kCommerce, CountKey(user_id, sale_id), std::to_string(count + 1));
     batch.Expect(Space::kCommerce, CountKey(user_id, sale_id), count_raw);
-    Json entry = OrderEntry("order.create", user_id, o);
+    audit::EntryText entry = OrderEntry("order.create", user_id, o);
     audit_.CommitAsync(std::move(batch), {std::move(entry)},
                        [this, rt, slot = std::move(*slot), user_id, o = std::move(o), hold, done](
                            Status st, uint64_t) mutable {
@@ -919,7 +942,7 @@ void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
 storage::WriteBatch Shop::OrderUpdate(const std::string& user_id, const Order& o,
                                       Result<std::string>* sealed) {
   const std::string key = OrderKey(user_id, o.order_id);
-  *sealed = codec_.Seal({settings_.region, user_id, "order", key, 0}, DumpJson(OrderJson(o)));
+  *sealed = codec_.Seal({settings_.region, user_id, "order", key, 0}, OrderText(o));
   storage::WriteBatch b;
   if (sealed->ok()) b.Put(Space::kCommerce, key, **sealed);
   return b;

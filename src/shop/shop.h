@@ -98,6 +98,10 @@ struct Order {
   int64_t pay_by_ms = 0;
 };
 Json OrderJson(const Order& o);
+// DumpJson(OrderJson(o)) without building the document (the purchase path seals it).
+std::string OrderText(const Order& o);
+// The answer to a purchase: order_id, sale_id, state and pay_by of OrderJson.
+std::string PurchaseAnswerText(const Order& o);
 // The inverse of OrderJson (stored orders, moved accounts); invalid_field when malformed.
 Result<Order> OrderFromJson(const Json& j);
 
@@ -302,7 +306,8 @@ class Shop {
                                   Result<std::string>* sealed);
   Status ExpireOne(const Due& due);
   // One log entry about a user's order.
-  Json OrderEntry(std::string_view op, const std::string& user_id, const Order& o) const;
+  audit::EntryText OrderEntry(std::string_view op, const std::string& user_id,
+                              const Order& o) const;
   void SweepLoop();
 
   storage::Store& store_;

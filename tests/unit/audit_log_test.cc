@@ -119,6 +119,23 @@ TEST_F(AuditLogTest, AsyncCommitsAreCalledBackOnceDurableInOrderAndDrainedAtClos
   EXPECT_EQ(log_->size(), static_cast<uint64_t>(kCommits + 50));
 }
 
+TEST(AuditEntryTest, MakeEntryWritesTheCanonicalJsonOfTheEntry) {
+  // The leaf bytes are what verifiers hash: the same as the document's DumpJson, with the
+  // subject and details left out when empty.
+  const int64_t at = 1'795'604'023'170;
+  const Json details = {{"order_id", "o_1"}, {"sale_id", "s \"1\""}};
+  EXPECT_EQ(MakeEntry("order.create", "singapore", "ab12", at, details).bytes,
+            DumpJson(Json{{"op", "order.create"},
+                          {"region", "singapore"},
+                          {"at", FormatRfc3339(at)},
+                          {"subject", "ab12"},
+                          {"details", details}}));
+  EXPECT_EQ(MakeEntry("key.rotate", "oregon", "", at).bytes,
+            DumpJson(Json{{"op", "key.rotate"}, {"region", "oregon"}, {"at", FormatRfc3339(at)}}));
+  EXPECT_EQ(MakeEntry("x", "oregon", "", at, Json::object()).bytes,
+            MakeEntry("x", "oregon", "", at).bytes);
+}
+
 TEST(AuditLogNotStartedTest, ACommitBeforeStartIsRefusedAndWritesNothing) {
   ASSERT_TRUE(crypto::Init().ok());
   const fs::path dir =

@@ -6,6 +6,7 @@
 
 #include "common/clock.h"
 #include "common/encoding.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "net/http.h"
@@ -55,6 +56,33 @@ TEST(ClockTest, Rfc3339) {
   ManualClock c(5);
   c.Advance(10);
   EXPECT_EQ(c.NowMs(), 15);
+}
+
+TEST(JsonObjectWriterTest, WritesWhatDumpJsonWritesForTheSameObject) {
+  // Values the fast path copies and values it hands to nlohmann (escapes, UTF-8, bytes that
+  // are not UTF-8, DEL): either way the bytes are DumpJson's.
+  const std::vector<std::string> values = {"",
+                                           "o_0123456789ab",
+                                           "2026-11-26T09:00:00.000Z",
+                                           "a \"quoted\" word",
+                                           "back\\slash",
+                                           "tab\tnew\nline\x01\x1f",
+                                           "caf\xc3\xa9 \xe5\x8c\x97\xe4\xba\xac",
+                                           "bad \xff\xfe utf-8",
+                                           "del\x7f",
+                                           std::string("nul\0inside", 11)};
+  for (const auto& v : values) {
+    const std::string text =
+        JsonObjectWriter().String("a", v).Int("b", -42).String("c", v).Finish();
+    EXPECT_EQ(text, DumpJson(Json{{"a", v}, {"b", -42}, {"c", v}})) << v;
+  }
+  for (int64_t n : {int64_t{0}, int64_t{7}, INT64_MIN, INT64_MAX}) {
+    EXPECT_EQ(JsonObjectWriter().Int("n", n).Finish(), DumpJson(Json{{"n", n}}));
+  }
+  EXPECT_EQ(JsonObjectWriter().Finish(), "{}");
+  const Json nested = {{"x", "y"}, {"z", 1}};
+  EXPECT_EQ(JsonObjectWriter().String("a", "b").Raw("n", DumpJson(nested)).Finish(),
+            DumpJson(Json{{"a", "b"}, {"n", nested}}));
 }
 
 TEST(RedactedTest, FormatsAsRedacted) {

@@ -16,6 +16,29 @@ TEST(ShopParseTest, Rfc3339) {
   }
 }
 
+TEST(ShopParseTest, OrderTextIsTheOrdersJsonAndReadsBack) {
+  // The purchase path seals OrderText and answers with PurchaseAnswerText; every other path
+  // reads and writes OrderJson: the bytes must be the same.
+  for (const Order& o :
+       {Order{"o_0123456789ab", "flash-1", "mi4", "reserved", 1795604023170, 1795604923170},
+        Order{"o_x", "s.2", "sku_9-a", "paid", 0, 86'400'000},
+        Order{"o_y", "s3", "odd \"sku\"\n\xff", "expired", -1, 253402300799999}}) {
+    const std::string text = OrderText(o);
+    EXPECT_EQ(text, DumpJson(OrderJson(o)));
+    auto parsed = ParseJsonObject(text);
+    ASSERT_TRUE(parsed.ok());
+    auto back = OrderFromJson(*parsed);
+    ASSERT_TRUE(back.ok()) << back.status().ToString();
+    EXPECT_EQ(back->order_id, o.order_id);
+    EXPECT_EQ(back->pay_by_ms, o.pay_by_ms);
+    const Json full = OrderJson(o);
+    EXPECT_EQ(PurchaseAnswerText(o), DumpJson(Json{{"order_id", full["order_id"]},
+                                                   {"sale_id", full["sale_id"]},
+                                                   {"state", full["state"]},
+                                                   {"pay_by", full["pay_by"]}}));
+  }
+}
+
 TEST(ShopParseTest, SaleValidationAndEvenSplit) {
   const std::vector<std::string> homes = {"beijing", "oregon", "singapore"};
   auto base = [] {
