@@ -1,5 +1,8 @@
 #include "common/random.h"
 
+#include <climits>
+
+#include <openssl/rand.h>
 #include <sodium.h>
 
 #include "common/encoding.h"
@@ -14,7 +17,12 @@ std::string Random::Bytes(size_t n) {
 
 std::string Random::Hex(size_t n) { return HexEncode(Bytes(n)); }
 
-void SystemRandom::Fill(std::span<uint8_t> out) { randombytes_buf(out.data(), out.size()); }
+void SystemRandom::Fill(std::span<uint8_t> out) {
+  // OpenSSL's per-thread DRBG (seeded and reseeded from the kernel, fork-safe): no system call
+  // per draw, where libsodium's randombytes_buf makes one (two per purchase: id and nonce).
+  if (out.size() <= INT_MAX && RAND_bytes(out.data(), static_cast<int>(out.size())) == 1) return;
+  randombytes_buf(out.data(), out.size());
+}
 
 Random& SystemRandom::Instance() {
   static SystemRandom r;

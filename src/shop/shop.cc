@@ -11,6 +11,15 @@
 
 namespace meridian::shop {
 namespace {
+uint64_t NextInstance() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1);
+}
+
+struct NameHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
 using storage::Space;
 
 constexpr char kReserved = 'r';
@@ -269,7 +278,8 @@ Shop::Shop(storage::Store& store, storage::ValueCodec& codec, audit::AuditSink& 
       random_(random),
       names_key_(std::move(names_key)),
       idempotency_key_(std::move(idempotency_key)),
-      settings_(std::move(settings)) {}
+      settings_(std::move(settings)),
+      instance_(NextInstance()) {}
 
 audit::EntryText Shop::OrderEntry(std::string_view op, const std::string& user_id,
                                   const Order& o) const {
@@ -432,14 +442,31 @@ std::optional<Sale> Shop::FindSale(std::string_view id) {
   return rt->sale;
 }
 
-bool Shop::SoldOutHere(std::string_view sale_id) const {
-  auto* rt = Runtime(sale_id);
-  if (rt == nullptr || rt->remaining.load(std::memory_order_relaxed) > 0 ||
+Shop::SaleRuntime* Shop::RuntimeSeenByThisThread(std::string_view sale_id) const {
+  struct Seen {
+    uint64_t shop = 0;
+    std::unordered_map<std::string, SaleRuntime*, NameHash, std::equal_to<>> sales;
+  };
+  thread_local Seen seen;
+  if (seen.shop != instance_) {  // another shop's (a test process holds several)
+    seen.shop = instance_;
+    seen.sales.clear();
+  }
+  if (auto it = seen.sales.find(sale_id); it != seen.sales.end()) return it->second;
+  SaleRuntime* rt = Runtime(sale_id);
+  if (rt != nullptr && seen.sales.size() < 1024) seen.sales.emplace(sale_id, rt);
+  return rt;
+}
+
+bool Shop::SoldOutNow(std::string_view sale_id, int64_t now_ms) const {
+  auto* rt = RuntimeSeenByThisThread(sale_id);
+  if (rt == nullptr || now_ms < rt->sale.starts_at_ms || now_ms >= rt->sale.ends_at_ms ||
+      rt->remaining.load(std::memory_order_relaxed) > 0 ||
       rt->peer_remaining.load(std::memory_order_relaxed) > 0) {
     return false;
   }
   return rt->elsewhere.load(std::memory_order_relaxed) <= 0 ||
-         clock_.NowMs() < rt->empty_until_ms.load(std::memory_order_relaxed);
+         now_ms < rt->empty_until_ms.load(std::memory_order_relaxed);
 }
 
 void Shop::SetPeerRemaining(std::string_view sale_id, int64_t units) {
@@ -800,7 +827,7 @@ void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
   if (!settings_.home) return done(Error(Code::kWrongRegion, "purchases run in home regions"));
   SaleRuntime* rt = LoadRuntime(sale_id);
   if (rt == nullptr) return done(Error(Code::kNotFound, "no such sale"));
-  if (idempotency_key.empty() || idempotency_key.size() > 128) {
+  if (!IsValidIdempotencyKey(idempotency_key)) {
     return done(
         Error(Code::kInvalidField, "an Idempotency-Key header of 1 to 128 bytes is required"));
   }

@@ -105,6 +105,11 @@ std::string PurchaseAnswerText(const Order& o);
 // The inverse of OrderJson (stored orders, moved accounts); invalid_field when malformed.
 Result<Order> OrderFromJson(const Json& j);
 
+// An Idempotency-Key a purchase accepts: 1 to 128 bytes.
+inline bool IsValidIdempotencyKey(std::string_view key) {
+  return !key.empty() && key.size() <= 128;
+}
+
 struct ShopSettings {
   std::string region;
   bool home = true;                 // only home regions hold quota and orders
@@ -137,9 +142,10 @@ class Shop {
   // Also a sale another node of the region created since this one started.
   std::optional<Sale> FindSale(std::string_view id);
 
-  // Memory only: true when this region has no unit of the sale left and, as last heard,
-  // neither has any other region (nor is any unit in flight).
-  bool SoldOutHere(std::string_view sale_id) const;
+  // Memory only, without a lock shared with other threads: true when the sale is open at
+  // `now_ms`, this region has no unit of it left and, as last heard, neither has any other
+  // region (nor is any unit in flight). The event loops answer "sold out" with it.
+  bool SoldOutNow(std::string_view sale_id, int64_t now_ms) const;
   // What the other regions last reported as remaining (with units in flight).
   void SetPeerRemaining(std::string_view sale_id, int64_t units);
   std::vector<std::string> OpenSales() const;
@@ -277,7 +283,10 @@ class Shop {
   };
   Result<std::vector<OpenLease>> OpenLeases(const std::string& sale_id);
   SaleRuntime* Runtime(std::string_view sale_id) const;  // memory only
-  SaleRuntime* LoadRuntime(std::string_view sale_id);    // or the sale as stored
+  // The same without the catalog's lock: what this thread found before (a sale is never
+  // removed, so its runtime lives as long as the shop), else Runtime().
+  SaleRuntime* RuntimeSeenByThisThread(std::string_view sale_id) const;
+  SaleRuntime* LoadRuntime(std::string_view sale_id);  // or the sale as stored
   // A slot of this node's lease, or nullopt when it has none left. The caller decrements
   // the slot's `pending` once its purchase is settled.
   std::optional<Slot> TakeSlot(SaleRuntime* rt);
@@ -323,6 +332,7 @@ class Shop {
   std::map<std::string, Product, std::less<>> products_;
   std::map<std::string, std::unique_ptr<SaleRuntime>, std::less<>> sales_;
 
+  const uint64_t instance_;  // tells this shop's entries in a thread's memory from another's
   std::array<UserStripe, 64> stripes_;
   int64_t last_heartbeat_ms_ = 0;
   std::atomic<int64_t> in_flight_{0};

@@ -291,6 +291,38 @@ TEST_F(ShopTest, ExpiredReservationsReturnAndAreResoldExactly) {
   EXPECT_EQ(stats["remaining"], 0);
 }
 
+TEST_F(ShopTest, SoldOutFromMemoryStillChecksTokenAndIdempotencyKey) {
+  ASSERT_EQ(CreateSale("gone", 1, {{"singapore", 1}, {"oregon", 0}, {"beijing", 0}}).status, 201);
+  TestUser a = NewUser("IN", 21), b = NewUser("IN", 22);
+  ASSERT_EQ(Buy(a, "gone", "a").status, 201);
+  // The first refusals learn that no region has units left; the next come from memory on
+  // the event loop, directly and through the edge region.
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(ErrorCodeOf(Buy(b, "gone", "b" + std::to_string(i))), "sold_out");
+    EXPECT_EQ(ErrorCodeOf(Buy(b, "gone", "s" + std::to_string(i), "singapore")), "sold_out");
+  }
+  // What the worker would refuse is refused the same way: a token with a broken MAC, a
+  // missing Idempotency-Key, the admin's token.
+  TestUser forged = b;
+  forged.token.back() = forged.token.back() == 'A' ? 'B' : 'A';
+  auto r = Buy(forged, "gone", "f", "singapore");
+  EXPECT_EQ(r.status, 401) << r.body;
+  EXPECT_EQ(ErrorCodeOf(r), "unauthenticated");
+  r = c_->Call("singapore", "POST", "/v1/sales/gone/purchase", "", Bearer(b.token));
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(ErrorCodeOf(r), "invalid_field");
+  auto h = Bearer(c_->admin_token());
+  h.emplace_back("idempotency-key", "adm");
+  r = c_->Call("singapore", "POST", "/v1/sales/gone/purchase", "", h);
+  EXPECT_TRUE(r.status == 401 || r.status == 403) << r.status << " " << r.body;
+  // The buyer who won still gets their order back with their key.
+  r = Buy(a, "gone", "a", "singapore");
+  EXPECT_EQ(r.status, 200) << r.body;
+  Json stats = Stats("gone");
+  EXPECT_EQ(stats["sold"], 1);
+  EXPECT_EQ(stats["remaining"], 0);
+}
+
 TEST_F(ShopTest, AcknowledgedOrdersSurviveKill9) {
   ASSERT_EQ(CreateSale("crash", 400, {{"singapore", 400}, {"oregon", 0}, {"beijing", 0}}).status,
             201);

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include <vector>
 
 #include "common/encoding.h"
@@ -78,6 +80,41 @@ TEST_F(CryptoTest, TamperedTokenIsRefused) {
   for (const char* junk : {"", "mt1.", "mt1.a.b.c", "Bearer", "mt2.abc.def"}) {
     EXPECT_FALSE(VerifyToken(junk, key_, 0).ok()) << junk;
   }
+}
+
+TEST_F(CryptoTest, AVerifiedTokenIsStillCheckedForExpiryKeyAndEveryByte) {
+  // A token verified once is remembered by the thread: the memory must not let through
+  // what the full check refuses.
+  const std::string other_key(32, 'x');
+  auto t = IssueToken({"u_1", "oregon", 1, 10'000}, key_);
+  ASSERT_TRUE(VerifyToken(t, key_, 5'000).ok());
+  ASSERT_TRUE(VerifyToken(t, key_, 5'000).ok());
+  EXPECT_EQ(VerifyToken(t, key_, 10'000).status().code(), Code::kUnauthenticated);  // expired
+  EXPECT_EQ(VerifyToken(t, other_key, 5'000).status().code(), Code::kUnauthenticated);
+  std::string flipped = t;
+  flipped.back() = flipped.back() == 'A' ? 'B' : 'A';
+  EXPECT_EQ(VerifyToken(flipped, key_, 5'000).status().code(), Code::kUnauthenticated);
+  EXPECT_EQ(VerifyToken(t.substr(0, t.size() - 1), key_, 5'000).status().code(),
+            Code::kUnauthenticated);
+  // Claims passed in from elsewhere do not become the token's.
+  TokenClaims wrong{"u_2", "oregon", 1, 10'000};
+  auto t2 = IssueToken({"u_3", "oregon", 1, 10'000}, key_);
+  ASSERT_TRUE(VerifyToken(t2, wrong, key_, 5'000).ok());
+  EXPECT_EQ(PeekToken(t2)->user_id, "u_3");
+  EXPECT_EQ(VerifyToken(t2, key_, 5'000)->user_id, "u_3");
+  // More tokens than the memory holds: every one still verifies, and the first one too.
+  for (int i = 0; i < 5'000; ++i) {
+    auto ti = IssueToken({"u_" + std::to_string(i), "oregon", 1, 10'000}, key_);
+    ASSERT_TRUE(VerifyToken(ti, key_, 5'000).ok());
+  }
+  auto again = VerifyToken(t, key_, 5'000);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->user_id, "u_1");
+  // Another thread has its own memory and checks from scratch.
+  std::thread([&] {
+    EXPECT_EQ(VerifyToken(t, other_key, 5'000).status().code(), Code::kUnauthenticated);
+    EXPECT_TRUE(VerifyToken(t, key_, 5'000).ok());
+  }).join();
 }
 
 TEST_F(CryptoTest, PasswordHashVerifies) {
