@@ -1,8 +1,5 @@
 #include "common/random.h"
 
-#include <climits>
-
-#include <openssl/rand.h>
 #include <sodium.h>
 
 #include "common/encoding.h"
@@ -18,9 +15,8 @@ std::string Random::Bytes(size_t n) {
 std::string Random::Hex(size_t n) { return HexEncode(Bytes(n)); }
 
 void SystemRandom::Fill(std::span<uint8_t> out) {
-  // OpenSSL's per-thread DRBG (seeded and reseeded from the kernel, fork-safe): no system call
-  // per draw, where libsodium's randombytes_buf makes one (two per purchase: id and nonce).
-  if (out.size() <= INT_MAX && RAND_bytes(out.data(), static_cast<int>(out.size())) == 1) return;
+  // The kernel's generator (getrandom): measured cheaper per purchase than OpenSSL 3's DRBG,
+  // whose every draw re-initialises its cipher context.
   randombytes_buf(out.data(), out.size());
 }
 

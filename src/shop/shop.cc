@@ -904,7 +904,9 @@ void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
       }
     }
 
-    Order o{"o_" + random_.Hex(12),
+    // Time first: the region's ledger, keyed by order id, grows at its end (a memtable insert
+    // next to the last one, not a search), and ids still carry 56 random bits.
+    Order o{fmt::format("o_{:011x}{}", std::max<int64_t>(now, 0), random_.Hex(7)),
             sale_id,
             rt->sale.sku,
             "reserved",

@@ -4,6 +4,7 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/memtablerep.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/slice_transform.h>
@@ -26,6 +27,22 @@ Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   // The engine's message may quote keys; keys hold no personal data, but keep it short.
   return Error(Code::kUnavailable, fmt::format("storage {} failed: {}", what, s.ToString()));
 }
+
+// Orders, idempotency entries and purchase counts ("<user>/...") are read and written one
+// user at a time, and a purchase inserts three of them at random places: in a memtable hashed
+// by user each lands in its user's small skip list instead of a search of one large one.
+bool HashedByUser(Space s) { return s == Space::kCommerce; }
+
+class UserPrefix final : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "meridian.UserPrefix"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    std::string_view k(key.data(), key.size());
+    const size_t slash = k.find('/');
+    return {key.data(), slash == std::string_view::npos ? k.size() : slash + 1};
+  }
+  bool InDomain(const rocksdb::Slice&) const override { return true; }
+};
 
 class RocksStore final : public Store {
  public:
@@ -70,7 +87,15 @@ class RocksStore final : public Store {
   }
 
   Status Scan(Space space, std::string_view prefix, const ScanFn& fn) override {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), Handle(space)));
+    rocksdb::ReadOptions ro;
+    // A user's keys in a space hashed by user (UserPrefix) are read within the user's bucket;
+    // any other scan (a whole space, in tests and tools) in key order across buckets.
+    if (HashedByUser(space) && prefix.find('/') != std::string_view::npos) {
+      ro.prefix_same_as_start = true;
+    } else {
+      ro.total_order_seek = true;
+    }
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, Handle(space)));
     for (it->Seek(ToSlice(prefix)); it->Valid(); it->Next()) {
       std::string_view k(it->key().data(), it->key().size());
       if (k.substr(0, prefix.size()) != prefix) break;
@@ -97,8 +122,9 @@ class RocksStore final : public Store {
 };
 
 // Keys appended in order under one prefix (the audit log's entries and tree nodes, a lease's
-// slots) are inserted into the memtable from the previous insert with that prefix instead of
-// a search from the top of the skip list: in a purchase's write these are most of the keys.
+// slots, a sale's ledger of time-ordered order ids) are inserted into the memtable from the
+// previous insert with that prefix instead of a search from the top of the skip list: in a
+// purchase's write these are most of the keys.
 class AppendPrefixes final : public rocksdb::SliceTransform {
  public:
   const char* Name() const override { return "meridian.AppendPrefixes"; }
@@ -107,7 +133,7 @@ class AppendPrefixes final : public rocksdb::SliceTransform {
     return {key.data(), k.rfind('/') + 1};
   }
   bool InDomain(const rocksdb::Slice& key) const override {
-    return key.starts_with("audit/") || key.starts_with("unit/");
+    return key.starts_with("audit/") || key.starts_with("unit/") || key.starts_with("ledger/");
   }
 };
 
@@ -119,6 +145,8 @@ Result<StorePtr> OpenRocksDb(const std::string& dir) {
   opts.create_missing_column_families = true;
   opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   opts.keep_log_file_num = 2;
+  // The hashed memtable (UserPrefix) takes one inserter at a time; writes are grouped anyway.
+  opts.allow_concurrent_memtable_write = false;
   // Most point reads on the hot paths miss (no idempotency entry yet, no purchase count
   // yet): Bloom filters on the tables and on the memtable answer those without a search.
   rocksdb::BlockBasedTableOptions table;
@@ -130,9 +158,15 @@ Result<StorePtr> OpenRocksDb(const std::string& dir) {
   cf.memtable_whole_key_filtering = true;
   cf.memtable_insert_with_hint_prefix_extractor = std::make_shared<AppendPrefixes>();
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  rocksdb::ColumnFamilyOptions by_user = cf;
+  by_user.prefix_extractor = std::make_shared<UserPrefix>();
+  by_user.memtable_factory.reset(rocksdb::NewHashSkipListRepFactory(1 << 18));
+  by_user.memtable_insert_with_hint_prefix_extractor.reset();
   for (int i = 0; i < kSpaceCount; ++i) {
-    std::string name(SpaceName(static_cast<Space>(i)));
-    cfs.emplace_back(i == 0 ? rocksdb::kDefaultColumnFamilyName : name, cf);
+    const auto space = static_cast<Space>(i);
+    std::string name(SpaceName(space));
+    cfs.emplace_back(i == 0 ? rocksdb::kDefaultColumnFamilyName : name,
+                     HashedByUser(space) ? by_user : cf);
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
