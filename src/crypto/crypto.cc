@@ -217,24 +217,41 @@ class VerifiedTokens {
     thread_local VerifiedTokens cache;
     return cache;
   }
-  // The claims of `token` if this thread verified it (under `key`, unless key is empty).
+  ~VerifiedTokens() { Clear(); }
+  // The claims of `token` if this thread verified it (under `key`, when one is given).
   const TokenClaims* Find(std::string_view token, std::optional<std::string_view> key) const {
     auto it = map_.find(token);
     if (it == map_.end()) return nullptr;
-    if (key && !ConstantTimeEquals(*key, it->second.key)) return nullptr;
+    if (key && !ConstantTimeEquals(*key, keys_[it->second.key])) return nullptr;
     return &it->second.claims;
   }
   void Add(std::string_view token, std::string_view key, const TokenClaims& claims) {
-    if (map_.size() >= kMax) map_.clear();
-    map_.insert_or_assign(std::string(token), Entry{claims, std::string(key)});
+    // One copy of each key (a node has one token key, two across a rotation), not one a token.
+    size_t k = 0;
+    while (k < keys_.size() && !ConstantTimeEquals(keys_[k], key)) ++k;
+    if (map_.size() >= kMax || (k == keys_.size() && keys_.size() >= kMaxKeys)) {
+      Clear();
+      k = 0;
+    }
+    if (k == keys_.size()) keys_.emplace_back(key);
+    map_.insert_or_assign(std::string(token), Entry{claims, k});
   }
 
  private:
   static constexpr size_t kMax = 4096;
+  static constexpr size_t kMaxKeys = 4;
+  // Bearer tokens and keys are credentials: wiped before their memory goes back.
+  void Clear() {
+    for (auto& [token, entry] : map_) {
+      sodium_memzero(const_cast<char*>(token.data()), token.size());
+    }
+    map_.clear();
+    for (auto& k : keys_) sodium_memzero(k.data(), k.size());
+    keys_.clear();
+  }
   struct Entry {
     TokenClaims claims;
-    std::string key;
-    ~Entry() { sodium_memzero(key.data(), key.size()); }
+    size_t key = 0;  // in keys_
   };
   struct Hash {
     using is_transparent = void;
@@ -247,6 +264,7 @@ class VerifiedTokens {
     }
   };
   std::unordered_map<std::string, Entry, Hash, Equal> map_;
+  std::vector<std::string> keys_;
 };
 
 std::optional<TokenClaims> ParseToken(std::string_view token) {

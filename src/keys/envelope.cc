@@ -150,17 +150,24 @@ Result<EnvelopeCodec::DekPtr> EnvelopeCodec::LoadDek(std::string_view user_id, b
   dek.expires_ms = now + cache_ttl_ms_;
   dek.prepared = std::make_unique<crypto::AesGcmKey>(dek.key);
   DekPtr shared = std::move(fresh);
-  std::lock_guard lock(cache_mu_);
-  if (cache_.size() >= cache_max_) EvictOne(now);
-  cache_[std::string(user_id)] = shared;
+  std::vector<DekPtr> evicted;  // wiped and freed once the lock is released
+  {
+    std::lock_guard lock(cache_mu_);
+    if (cache_.size() >= cache_max_) EvictOne(now, &evicted);
+    cache_[std::string(user_id)] = shared;
+  }
   return shared;
 }
 
-void EnvelopeCodec::EvictOne(int64_t now) {
+void EnvelopeCodec::EvictOne(int64_t now, std::vector<DekPtr>* evicted) {
   // Expired keys go first (swept at most once a second: a sweep reads every entry).
   if (now - swept_ms_ >= 1000) {
     swept_ms_ = now;
-    std::erase_if(cache_, [&](const auto& kv) { return kv.second->expires_ms <= now; });
+    std::erase_if(cache_, [&](auto& kv) {
+      if (kv.second->expires_ms > now) return false;
+      evicted->push_back(std::move(kv.second));
+      return true;
+    });
     if (cache_.size() < cache_max_) return;
   }
   // Else the first key of the next non-empty bucket, round robin: not begin(), where a new
@@ -169,7 +176,8 @@ void EnvelopeCodec::EvictOne(int64_t now) {
   for (size_t tried = 0; tried < buckets; ++tried) {
     const size_t b = evict_cursor_++ % buckets;
     if (cache_.bucket_size(b) > 0) {
-      const std::string victim = cache_.begin(b)->first;  // a copy: the node goes away
+      auto victim = cache_.find(cache_.begin(b)->first);
+      evicted->push_back(std::move(victim->second));
       cache_.erase(victim);
       return;
     }

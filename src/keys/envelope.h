@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/random.h"
@@ -91,8 +92,9 @@ class EnvelopeCodec final : public storage::ValueCodec {
   int64_t cache_ttl_ms_;
   size_t cache_max_;
   std::mutex cache_mu_;
-  // Under cache_mu_: makes room for one key in a full cache.
-  void EvictOne(int64_t now);
+  // Under cache_mu_: makes room for one key in a full cache, handing the keys it drops to
+  // `evicted` (to be released outside the lock).
+  void EvictOne(int64_t now, std::vector<DekPtr>* evicted);
   int64_t swept_ms_ = 0;
   size_t evict_cursor_ = 0;
   struct NameHash {

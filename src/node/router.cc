@@ -1189,7 +1189,7 @@ class Router final : public net::Handler {
       // (A request the worker would refuse for its own faults goes there for that answer.)
       const int64_t now = SystemClock::Instance().NowMs();
       if (shop::IsValidIdempotencyKey(req.Header("idempotency-key")) &&
-          c_.shop.SoldOutNow(params[0], now) &&
+          c_.shop.SoldOutNow(params[0], claims->user_id, now) &&
           crypto::VerifyToken(token, *claims, c_.keys.TokenKey(), now).ok()) {
         static const HttpResponse kSoldOut =
             HttpResponse::FromStatus(Error(Code::kSoldOut, "sold out"));

@@ -342,6 +342,12 @@ Status Shop::Start() {
     return true;
   }));
   for (const auto& s : sales) RETURN_IF_ERROR(PutSale(s));
+  // Who has orders, idempotency entries or counts here ("<user>/..."): their purchases must
+  // reach the stored entries, never the sold-out answer from memory.
+  RETURN_IF_ERROR(store_.Scan(Space::kCommerce, "", [&](std::string_view k, auto) {
+    buyers_.Add(k.substr(0, k.find('/')));
+    return true;
+  }));
   // Leases this node held before a restart go back to the pool before it sells again.
   if (settings_.home) RETURN_IF_ERROR(MaintainLeases());
   std::lock_guard lock(sweep_mu_);
@@ -458,7 +464,29 @@ Shop::SaleRuntime* Shop::RuntimeSeenByThisThread(std::string_view sale_id) const
   return rt;
 }
 
-bool Shop::SoldOutNow(std::string_view sale_id, int64_t now_ms) const {
+template <typename Fn>
+void Shop::Buyers::ForEachBit(std::string_view user_id, Fn fn) {
+  // Four bits by double hashing of one 64-bit hash.
+  const uint64_t h = std::hash<std::string_view>{}(user_id);
+  const uint64_t step = (h >> 32) | 1;
+  for (uint64_t i = 0; i < 4; ++i) {
+    const uint64_t bit = (h + i * step) % (kWords * 64);
+    fn(static_cast<size_t>(bit / 64), uint64_t{1} << (bit % 64));
+  }
+}
+
+void Shop::Buyers::Add(std::string_view user_id) {
+  ForEachBit(user_id, [&](size_t w, uint64_t mask) { words_[w].fetch_or(mask); });
+}
+
+bool Shop::Buyers::MayContain(std::string_view user_id) const {
+  bool all = true;
+  ForEachBit(user_id, [&](size_t w, uint64_t mask) { all = all && (words_[w].load() & mask); });
+  return all;
+}
+
+bool Shop::SoldOutNow(std::string_view sale_id, std::string_view user_id, int64_t now_ms) const {
+  if (store_.Shared() || buyers_.MayContain(user_id)) return false;
   auto* rt = RuntimeSeenByThisThread(sale_id);
   if (rt == nullptr || now_ms < rt->sale.starts_at_ms || now_ms >= rt->sale.ends_at_ms ||
       rt->remaining.load(std::memory_order_relaxed) > 0 ||
@@ -838,6 +866,8 @@ void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
     in_flight_.fetch_sub(1);
     return done(Error(Code::kOverloaded, "too many purchases in progress"));
   }
+  // From now on this user's purchases go the slow way: a retry must find this one's order.
+  buyers_.Add(user_id);
   // Held until the answer: the user's slot and the in-flight count.
   struct Hold {
     UserLock user;
@@ -1269,6 +1299,7 @@ Status Shop::ImportUser(const std::string& user_id, const Json& snapshot) {
     }
     b.Put(Space::kCommerce, user_id + "/" + k, v.get<std::string>());
   }
+  buyers_.Add(user_id);  // before the entries exist, so no answer from memory skips them
   if (b.empty()) return Status::Ok();
   return store_.Write(b);
 }

@@ -144,8 +144,11 @@ class Shop {
 
   // Memory only, without a lock shared with other threads: true when the sale is open at
   // `now_ms`, this region has no unit of it left and, as last heard, neither has any other
-  // region (nor is any unit in flight). The event loops answer "sold out" with it.
-  bool SoldOutNow(std::string_view sale_id, int64_t now_ms) const;
+  // region (nor is any unit in flight), and "sold out" is all `user_id` can hear: they never
+  // tried to buy here, so no order, idempotency entry or purchase count of theirs can change
+  // the answer. (Over a database shared with other nodes that takes a read: always false.)
+  // The event loops answer "sold out" with it.
+  bool SoldOutNow(std::string_view sale_id, std::string_view user_id, int64_t now_ms) const;
   // What the other regions last reported as remaining (with units in flight).
   void SetPeerRemaining(std::string_view sale_id, int64_t units);
   std::vector<std::string> OpenSales() const;
@@ -333,6 +336,22 @@ class Shop {
   std::map<std::string, std::unique_ptr<SaleRuntime>, std::less<>> sales_;
 
   const uint64_t instance_;  // tells this shop's entries in a thread's memory from another's
+  // Users who tried to buy here or have orders here: a Bloom filter of atomic words (no lock;
+  // a false "maybe" only sends a request the slow way, a "no" is always right). Filled at
+  // start from the stored orders, when a purchase starts and when a user moves in.
+  class Buyers {
+   public:
+    Buyers() : words_(new std::atomic<uint64_t>[kWords]()) {}
+    void Add(std::string_view user_id);
+    bool MayContain(std::string_view user_id) const;
+
+   private:
+    static constexpr size_t kWords = size_t{1} << 16;  // 4 Mbit: about 1% false "maybe" at 400k
+    template <typename Fn>
+    static void ForEachBit(std::string_view user_id, Fn fn);
+    std::unique_ptr<std::atomic<uint64_t>[]> words_;
+  };
+  Buyers buyers_;
   std::array<UserStripe, 64> stripes_;
   int64_t last_heartbeat_ms_ = 0;
   std::atomic<int64_t> in_flight_{0};

@@ -110,6 +110,20 @@ TEST_F(CryptoTest, AVerifiedTokenIsStillCheckedForExpiryKeyAndEveryByte) {
   auto again = VerifyToken(t, key_, 5'000);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->user_id, "u_1");
+  // Tokens under several keys (a rotation, or more keys than the memory keeps): each is
+  // accepted under its own key only.
+  std::vector<std::pair<std::string, std::string>> keyed;
+  for (char c = 'a'; c < 'g'; ++c) {
+    const std::string k(32, c);
+    keyed.emplace_back(k, IssueToken({std::string("k_") + c, "oregon", 1, 10'000}, k));
+  }
+  for (int round = 0; round < 2; ++round) {
+    for (size_t i = 0; i < keyed.size(); ++i) {
+      const auto& [k, tok] = keyed[i];
+      EXPECT_TRUE(VerifyToken(tok, k, 5'000).ok()) << i;
+      EXPECT_FALSE(VerifyToken(tok, keyed[(i + 1) % keyed.size()].first, 5'000).ok()) << i;
+    }
+  }
   // Another thread has its own memory and checks from scratch.
   std::thread([&] {
     EXPECT_EQ(VerifyToken(t, other_key, 5'000).status().code(), Code::kUnauthenticated);
