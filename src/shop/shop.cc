@@ -486,15 +486,20 @@ bool Shop::Buyers::MayContain(std::string_view user_id) const {
 }
 
 bool Shop::SoldOutNow(std::string_view sale_id, std::string_view user_id, int64_t now_ms) const {
-  if (store_.Shared() || buyers_.MayContain(user_id)) return false;
+  if (store_.Shared()) return false;
   auto* rt = RuntimeSeenByThisThread(sale_id);
+  // The counter first (acquire), the buyers after: a purchase adds its buyer before it takes
+  // a unit, so a zero left by that purchase comes with its buyer's bits.
   if (rt == nullptr || now_ms < rt->sale.starts_at_ms || now_ms >= rt->sale.ends_at_ms ||
-      rt->remaining.load(std::memory_order_relaxed) > 0 ||
+      rt->remaining.load(std::memory_order_acquire) > 0 ||
       rt->peer_remaining.load(std::memory_order_relaxed) > 0) {
     return false;
   }
-  return rt->elsewhere.load(std::memory_order_relaxed) <= 0 ||
-         now_ms < rt->empty_until_ms.load(std::memory_order_relaxed);
+  if (rt->elsewhere.load(std::memory_order_relaxed) > 0 &&
+      now_ms >= rt->empty_until_ms.load(std::memory_order_relaxed)) {
+    return false;
+  }
+  return !buyers_.MayContain(user_id);
 }
 
 void Shop::SetPeerRemaining(std::string_view sale_id, int64_t units) {
@@ -866,8 +871,6 @@ void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
     in_flight_.fetch_sub(1);
     return done(Error(Code::kOverloaded, "too many purchases in progress"));
   }
-  // From now on this user's purchases go the slow way: a retry must find this one's order.
-  buyers_.Add(user_id);
   // Held until the answer: the user's slot and the in-flight count.
   struct Hold {
     UserLock user;
@@ -909,7 +912,17 @@ void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
     std::optional<Slot> slot;
     // Others may take the slots of a lease another buyer just made: try again while the
     // pool gives units (sold out is said only when it gives none).
-    for (int attempt = 0; !(slot = TakeSlot(rt)); ++attempt) {
+    // A buyer who may get a unit is among the buyers (SoldOutNow) before the unit is taken,
+    // so a retry that finds none left here goes the slow way and meets this purchase; one
+    // who finds nothing to take is not added (the sold-out answers stay in memory).
+    auto take = [&] {
+      const bool some = rt->remaining.load() > 0;
+      if (some) buyers_.Add(user_id);
+      auto taken = TakeSlot(rt);
+      if (taken && !some) buyers_.Add(user_id);
+      return taken;
+    };
+    for (int attempt = 0; !(slot = take()); ++attempt) {
       if (attempt >= 64) return Error(Code::kUnavailable, "the sale is busy; retry shortly");
       if (clock_.NowMs() < rt->elsewhere_until_ms.load()) {
         return Error(Code::kUnavailable, "the last units are on another node; retry shortly");

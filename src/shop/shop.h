@@ -144,9 +144,9 @@ class Shop {
 
   // Memory only, without a lock shared with other threads: true when the sale is open at
   // `now_ms`, this region has no unit of it left and, as last heard, neither has any other
-  // region (nor is any unit in flight), and "sold out" is all `user_id` can hear: they never
-  // tried to buy here, so no order, idempotency entry or purchase count of theirs can change
-  // the answer. (Over a database shared with other nodes that takes a read: always false.)
+  // region (nor is any unit in flight), and "sold out" is all `user_id` can hear: no order,
+  // idempotency entry or purchase count of theirs is stored here and no purchase of theirs
+  // may be taking a unit. (Over a database shared with other nodes that takes a read: false.)
   // The event loops answer "sold out" with it.
   bool SoldOutNow(std::string_view sale_id, std::string_view user_id, int64_t now_ms) const;
   // What the other regions last reported as remaining (with units in flight).
@@ -336,9 +336,10 @@ class Shop {
   std::map<std::string, std::unique_ptr<SaleRuntime>, std::less<>> sales_;
 
   const uint64_t instance_;  // tells this shop's entries in a thread's memory from another's
-  // Users who tried to buy here or have orders here: a Bloom filter of atomic words (no lock;
-  // a false "maybe" only sends a request the slow way, a "no" is always right). Filled at
-  // start from the stored orders, when a purchase starts and when a user moves in.
+  // Users with orders here, or a purchase that may get a unit: a Bloom filter of atomic
+  // words (no lock; a false "maybe" only sends a request the slow way, a "no" is always
+  // right). Filled at start from the stored orders, before a purchase takes a unit and when
+  // a user moves in.
   class Buyers {
    public:
     Buyers() : words_(new std::atomic<uint64_t>[kWords]()) {}
