@@ -48,7 +48,7 @@ EntryText MakeEntry(std::string_view op, std::string_view region, std::string_vi
                     int64_t at_ms, std::string_view details_json) {
   JsonObjectWriter w;
   w.String("at", FormatRfc3339(at_ms));
-  if (!details_json.empty() && details_json != "{}") w.Raw("details", details_json);
+  if (!details_json.empty()) w.Raw("details", details_json);
   w.String("op", op).String("region", region);
   if (!subject.empty()) w.String("subject", subject);
   return EntryText(w.Finish());

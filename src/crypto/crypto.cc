@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/encoding.h"
+#include "common/string_hash.h"
 
 namespace meridian::crypto {
 
@@ -253,17 +254,13 @@ class VerifiedTokens {
     TokenClaims claims;
     size_t key = 0;  // in keys_
   };
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
   struct Equal {
     using is_transparent = void;
     bool operator()(std::string_view a, std::string_view b) const {
       return ConstantTimeEquals(a, b);
     }
   };
-  std::unordered_map<std::string, Entry, Hash, Equal> map_;
+  std::unordered_map<std::string, Entry, StringHash, Equal> map_;
   std::vector<std::string> keys_;
 };
 
@@ -281,39 +278,34 @@ std::optional<TokenClaims> PeekToken(std::string_view token) {
   return ParseToken(token);
 }
 
-namespace {
-// `own`: `claims` were read from this token (else the caller's copy, not to be remembered).
-Status CheckToken(std::string_view token, const TokenClaims& claims, bool own, std::string_view key,
-                  int64_t now_ms) {
+Result<TokenClaims> VerifyToken(std::string_view token, std::string_view key, int64_t now_ms) {
   VerifiedTokens& verified = VerifiedTokens::OfThisThread();
-  if (verified.Find(token, key) == nullptr) {
-    size_t dot = token.rfind('.');
-    if (dot == std::string_view::npos) return Error(Code::kUnauthenticated, "malformed token");
+  std::optional<TokenClaims> claims;
+  if (const TokenClaims* c = verified.Find(token, key)) {
+    claims = *c;
+  } else {
+    claims = ParseToken(token);
+    const size_t dot = token.rfind('.');
+    if (!claims || dot == std::string_view::npos) {
+      return Error(Code::kUnauthenticated, "malformed token");
+    }
     auto mac = Base64UrlDecode(token.substr(dot + 1));
     if (!mac || !ConstantTimeEquals(*mac, HmacSha256(key, token.substr(0, dot)))) {
       return Error(Code::kUnauthenticated, "invalid token");
     }
-    if (own) {
-      verified.Add(token, key, claims);
-    } else if (auto parsed = ParseToken(token)) {
-      verified.Add(token, key, *parsed);
-    }
+    verified.Add(token, key, *claims);
   }
-  if (claims.expires_ms <= now_ms) return Error(Code::kUnauthenticated, "token expired");
-  return Status::Ok();
+  if (claims->expires_ms <= now_ms) return Error(Code::kUnauthenticated, "token expired");
+  return std::move(*claims);
 }
-}  // namespace
 
 Status VerifyToken(std::string_view token, const TokenClaims& peeked, std::string_view key,
                    int64_t now_ms) {
-  return CheckToken(token, peeked, /*own=*/false, key, now_ms);
-}
-
-Result<TokenClaims> VerifyToken(std::string_view token, std::string_view key, int64_t now_ms) {
-  auto claims = PeekToken(token);
-  if (!claims) return Error(Code::kUnauthenticated, "malformed token");
-  RETURN_IF_ERROR(CheckToken(token, *claims, /*own=*/true, key, now_ms));
-  return std::move(*claims);
+  // The token's own claims are what is checked and remembered; the caller's copy decides
+  // expiry too, as it always did.
+  RETURN_IF_ERROR(VerifyToken(token, key, now_ms).status());
+  if (peeked.expires_ms <= now_ms) return Error(Code::kUnauthenticated, "token expired");
+  return Status::Ok();
 }
 
 }  // namespace meridian::crypto

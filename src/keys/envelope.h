@@ -17,6 +17,7 @@
 
 #include "common/clock.h"
 #include "common/random.h"
+#include "common/string_hash.h"
 #include "crypto/crypto.h"
 #include "keys/keys.h"
 #include "storage/codec.h"
@@ -97,11 +98,7 @@ class EnvelopeCodec final : public storage::ValueCodec {
   void EvictOne(int64_t now, std::vector<DekPtr>* evicted);
   int64_t swept_ms_ = 0;
   size_t evict_cursor_ = 0;
-  struct NameHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-  std::unordered_map<std::string, DekPtr, NameHash, std::equal_to<>> cache_;
+  StringMap<DekPtr> cache_;
   std::array<std::mutex, 32> stripes_;
   std::mutex purge_mu_;
   std::condition_variable purge_cv_;

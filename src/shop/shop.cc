@@ -7,6 +7,7 @@
 
 #include "common/await.h"
 #include "common/log.h"
+#include "common/string_hash.h"
 #include "crypto/crypto.h"
 
 namespace meridian::shop {
@@ -16,10 +17,6 @@ uint64_t NextInstance() {
   return next.fetch_add(1);
 }
 
-struct NameHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
 using storage::Space;
 
 constexpr char kReserved = 'r';
@@ -451,7 +448,7 @@ std::optional<Sale> Shop::FindSale(std::string_view id) {
 Shop::SaleRuntime* Shop::RuntimeSeenByThisThread(std::string_view sale_id) const {
   struct Seen {
     uint64_t shop = 0;
-    std::unordered_map<std::string, SaleRuntime*, NameHash, std::equal_to<>> sales;
+    StringMap<SaleRuntime*> sales;
   };
   thread_local Seen seen;
   if (seen.shop != instance_) {  // another shop's (a test process holds several)

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "common/json.h"
+#include "common/string_hash.h"
 
 namespace meridian::storage {
 
@@ -209,14 +210,10 @@ class ResidencyGuard final : public Store {
   // write's residency check read a user's placement without a storage read or a lock held
   // across one. A shard's generation keeps a read that raced with a write from caching what
   // the write replaced. (A shared database is read every time: other nodes write it.)
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
   struct PlacementShard {
     std::mutex mu;
     uint64_t generation = 0;
-    std::unordered_map<std::string, std::optional<std::string>, Hash, std::equal_to<>> values;
+    StringMap<std::optional<std::string>> values;
   };
   static constexpr size_t kCachedPerShard = 1 << 15;  // 2 M users in all, then start over
 
