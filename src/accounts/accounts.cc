@@ -179,21 +179,22 @@ Result<Issued> Accounts::Login(const LoginRequest& req) {
   return IssueFor(*uid, placement->token_epoch);
 }
 
-Result<std::optional<storage::Placement>> Accounts::PlacementOf(std::string_view user_id) {
+Result<std::optional<storage::Placement>> Accounts::PlacementOf(std::string_view user_id,
+                                                                Wait wait) {
   if (user_id.empty()) return std::optional<storage::Placement>();
-  ASSIGN_OR_RETURN(auto v, store_.Get(Space::kPlacement, user_id));
+  ASSIGN_OR_RETURN(auto v, store_.Read(Space::kPlacement, user_id, wait));
   if (!v) return std::optional<storage::Placement>();
   auto p = storage::DecodePlacement(*v);
   if (!p) return Error(Code::kIntegrityError, "stored placement is corrupt");
   return std::optional<storage::Placement>(std::move(*p));
 }
 
-Result<Principal> Accounts::Authenticate(std::string_view token) {
+Result<Principal> Accounts::Authenticate(std::string_view token, Wait wait) {
   ASSIGN_OR_RETURN(auto claims, crypto::VerifyToken(token, keys_.token_key, clock_.NowMs()));
   if (claims.region != settings_.region) {
     return Error(Code::kUnauthenticated, "token was issued by another region");
   }
-  ASSIGN_OR_RETURN(auto placement, PlacementOf(claims.user_id));
+  ASSIGN_OR_RETURN(auto placement, PlacementOf(claims.user_id, wait));
   if (placement && placement->state == "fenced") {
     return Error(Code::kFenced, "the account is moving to its home region; retry shortly");
   }

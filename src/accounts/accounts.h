@@ -74,8 +74,9 @@ class Accounts {
 
   Result<Issued> Register(const RegisterRequest& req);
   Result<Issued> Login(const LoginRequest& req);
-  // Verifies a bearer token issued by this region and still valid for the user.
-  Result<Principal> Authenticate(std::string_view token);
+  // Verifies a bearer token issued by this region and still valid for the user. With
+  // Wait::kNever, kWouldBlock when the user's placement is not in memory.
+  Result<Principal> Authenticate(std::string_view token, Wait wait = Wait::kMay);
 
   Result<Json> Me(const Principal& p);
   Result<int64_t> PutRecord(const Principal& p, std::string_view collection, std::string_view key,
@@ -92,7 +93,8 @@ class Accounts {
   // destroys the user's data key. Returns the receipt's content (the caller signs it).
   Result<Json> DeleteUser(const Principal& p);
 
-  Result<std::optional<storage::Placement>> PlacementOf(std::string_view user_id);
+  Result<std::optional<storage::Placement>> PlacementOf(std::string_view user_id,
+                                                        Wait wait = Wait::kMay);
 
   // --- Moving a user to another region (node/migration.h drives these) ---
   // The user's whole account as one canonical document: profile (password hash included),

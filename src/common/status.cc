@@ -63,6 +63,8 @@ CodeInfo Info(Code code) {
       return {"integrity_error", 500};
     case Code::kInternal:
       return {"internal", 500};
+    case Code::kWouldBlock:
+      return {"unavailable", 503};
   }
   return {"internal", 500};
 }

@@ -39,7 +39,16 @@ enum class Code {
   kUnavailable,
   kIntegrityError,
   kInternal,
+  // Internal, never an answer: a call told not to wait (Wait::kNever) would have waited
+  // for a file read, a busy lock or a key unwrap, and did nothing. Its caller retries on a
+  // thread that may wait; should one ever reach a client it reads as 503 unavailable.
+  kWouldBlock,
 };
+
+// Whether a call may wait for a file read, a lock another operation holds or a key unwrap.
+// The event loops call with kNever and hand the work to a worker when it answers
+// kWouldBlock.
+enum class Wait { kMay, kNever };
 
 // The API error code string ("invalid_phone", ...).
 std::string_view CodeName(Code code);

@@ -103,7 +103,8 @@ Status EnvelopeCodec::InstallUserKey(std::string_view user_id, const ExportedKey
   return store_.Write(b);
 }
 
-Result<EnvelopeCodec::DekPtr> EnvelopeCodec::LoadDek(std::string_view user_id, bool create) {
+Result<EnvelopeCodec::DekPtr> EnvelopeCodec::LoadDek(std::string_view user_id, bool create,
+                                                     Wait wait) {
   const int64_t now = clock_.NowMs();
   DekPtr cached;
   {
@@ -114,6 +115,7 @@ Result<EnvelopeCodec::DekPtr> EnvelopeCodec::LoadDek(std::string_view user_id, b
   // Over a database other nodes share, one of them may have shredded the key: the cached
   // copy is used only while the stored row still names it (a read, not an unwrap).
   if (cached && !store_.Shared()) return cached;
+  if (wait == Wait::kNever) return Error(Code::kWouldBlock, "the data key is not in memory");
   std::lock_guard user_lock(StripeFor(user_id));
   ASSIGN_OR_RETURN(auto row, store_.Get(storage::Space::kKeys, user_id));
   if (cached) {
@@ -185,8 +187,8 @@ void EnvelopeCodec::EvictOne(int64_t now, std::vector<DekPtr>* evicted) {
 }
 
 Result<std::string> EnvelopeCodec::Seal(const storage::CodecContext& ctx,
-                                        std::string_view plaintext) {
-  ASSIGN_OR_RETURN(auto dek, LoadDek(ctx.user_id, /*create=*/true));
+                                        std::string_view plaintext, Wait wait) {
+  ASSIGN_OR_RETURN(auto dek, LoadDek(ctx.user_id, /*create=*/true, wait));
   std::string header(kValueMagic);
   header.push_back(static_cast<char>(kAlgAes256Gcm));
   header.push_back(static_cast<char>(ctx.region.size()));

@@ -38,7 +38,9 @@ class EnvelopeCodec final : public storage::ValueCodec {
   EnvelopeCodec(KeyProvider& keys, storage::Store& store, Random& random, const Clock& clock,
                 int64_t cache_ttl_ms = 60'000, size_t cache_max = 100'000);
 
-  Result<std::string> Seal(const storage::CodecContext& ctx, std::string_view plaintext) override;
+  using storage::ValueCodec::Seal;
+  Result<std::string> Seal(const storage::CodecContext& ctx, std::string_view plaintext,
+                           Wait wait) override;
   Result<std::string> Open(const storage::CodecContext& ctx, std::string_view stored) override;
 
   Result<std::string> ShredDeferred(std::string_view user_id) override;
@@ -80,7 +82,8 @@ class EnvelopeCodec final : public storage::ValueCodec {
   // Shared, immutable: a read takes a reference instead of copying the key.
   using DekPtr = std::shared_ptr<const Dek>;
   static void Wipe(std::string& s);
-  Result<DekPtr> LoadDek(std::string_view user_id, bool create);
+  // With Wait::kNever, only a key in memory (else kWouldBlock).
+  Result<DekPtr> LoadDek(std::string_view user_id, bool create, Wait wait = Wait::kMay);
   // The stored form of a data key: magic, KEK version, key id, key wrapped by the KEK.
   Result<std::string> WrappedRow(std::string_view user_id, std::string_view raw_id,
                                  std::string_view key);

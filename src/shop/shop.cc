@@ -288,9 +288,13 @@ audit::EntryText Shop::OrderEntry(std::string_view op, const std::string& user_i
 
 Shop::~Shop() { Stop(); }
 
-Shop::UserLock::UserLock(UserStripe& stripe, std::string user_id)
+Shop::UserLock::UserLock(UserStripe& stripe, std::string user_id, Wait wait)
     : stripe_(&stripe), user_id_(std::move(user_id)) {
   std::unique_lock lock(stripe_->mu);
+  if (wait == Wait::kNever && stripe_->busy.contains(user_id_)) {
+    stripe_ = nullptr;
+    return;
+  }
   stripe_->cv.wait(lock, [&] { return !stripe_->busy.contains(user_id_); });
   stripe_->busy.insert(user_id_);
 }
@@ -304,8 +308,9 @@ Shop::UserLock::~UserLock() {
   stripe_->cv.notify_all();
 }
 
-Shop::UserLock Shop::LockUser(const std::string& user_id) {
-  return UserLock(stripes_[std::hash<std::string_view>{}(user_id) % stripes_.size()], user_id);
+Shop::UserLock Shop::LockUser(const std::string& user_id, Wait wait) {
+  return UserLock(stripes_[std::hash<std::string_view>{}(user_id) % stripes_.size()], user_id,
+                  wait);
 }
 
 Shop::SaleRuntime* Shop::Runtime(std::string_view sale_id) const {
@@ -854,40 +859,66 @@ Result<Shop::Purchased> Shop::Purchase(const std::string& user_id, const std::st
 void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
                          std::string_view idempotency_key,
                          std::function<void(Result<Purchased>)> done) {
-  if (!settings_.home) return done(Error(Code::kWrongRegion, "purchases run in home regions"));
-  SaleRuntime* rt = LoadRuntime(sale_id);
-  if (rt == nullptr) return done(Error(Code::kNotFound, "no such sale"));
+  StartPurchase(user_id, sale_id, idempotency_key, Wait::kMay, done);
+}
+
+bool Shop::PurchaseNow(const std::string& user_id, const std::string& sale_id,
+                       std::string_view idempotency_key,
+                       const std::function<void(Result<Purchased>)>& done) {
+  return StartPurchase(user_id, sale_id, idempotency_key, Wait::kNever, done);
+}
+
+bool Shop::StartPurchase(const std::string& user_id, const std::string& sale_id,
+                         std::string_view idempotency_key, Wait wait,
+                         const std::function<void(Result<Purchased>)>& done) {
+  const bool may_wait = wait == Wait::kMay;
+  if (!settings_.home) {
+    done(Error(Code::kWrongRegion, "purchases run in home regions"));
+    return true;
+  }
+  // Not waiting, only a sale this thread has met (a sale it does not know may need a read).
+  SaleRuntime* rt = may_wait ? LoadRuntime(sale_id) : RuntimeSeenByThisThread(sale_id);
+  if (rt == nullptr) {
+    if (!may_wait) return false;
+    done(Error(Code::kNotFound, "no such sale"));
+    return true;
+  }
   if (!IsValidIdempotencyKey(idempotency_key)) {
-    return done(
-        Error(Code::kInvalidField, "an Idempotency-Key header of 1 to 128 bytes is required"));
+    done(Error(Code::kInvalidField, "an Idempotency-Key header of 1 to 128 bytes is required"));
+    return true;
   }
   const int64_t now = clock_.NowMs();
-  // Bounded work: past the limit the newest arrivals are turned away at once. A purchase
-  // counts until its write is durable.
-  if (in_flight_.fetch_add(1) >= settings_.max_in_flight) {
-    in_flight_.fetch_sub(1);
-    return done(Error(Code::kOverloaded, "too many purchases in progress"));
-  }
   // Held until the answer: the user's slot and the in-flight count.
   struct Hold {
     UserLock user;
     std::atomic<int64_t>& in_flight;
     ~Hold() { in_flight.fetch_sub(1); }
   };
+  // Bounded work: past the limit the newest arrivals are turned away at once. A purchase
+  // counts until its write is durable.
+  if (in_flight_.fetch_add(1) >= settings_.max_in_flight) {
+    in_flight_.fetch_sub(1);
+    done(Error(Code::kOverloaded, "too many purchases in progress"));
+    return true;
+  }
   // Taken before anything is read, so a user's check and write are atomic on this node
   // (across nodes, the write expects what was read).
-  std::shared_ptr<Hold> hold(new Hold{LockUser(user_id), in_flight_});
+  std::shared_ptr<Hold> hold(new Hold{LockUser(user_id, wait), in_flight_});
+  if (!hold->user.held()) return false;  // the buyer's earlier operation is still running
+  // Each step that would wait comes before anything changes (without waiting, it answers
+  // kWouldBlock and the purchase starts again on a worker).
   auto result = [&]() -> Result<std::optional<Purchased>> {
     const std::string idem_key =
         user_id + "/idem/" +
         crypto::Pseudonym(idempotency_key_, "idempotency", idempotency_key).substr(0, 32);
-    ASSIGN_OR_RETURN(auto idem, store_.Get(Space::kCommerce, idem_key));
+    ASSIGN_OR_RETURN(auto idem, store_.Read(Space::kCommerce, idem_key, wait));
     if (idem) {
       size_t nl = idem->find('\n');
       std::string earlier_sale = idem->substr(0, nl);
       if (earlier_sale != sale_id) {
         return Error(Code::kConflict, "this Idempotency-Key was used for another sale");
       }
+      if (!may_wait) return Error(Code::kWouldBlock, "the earlier order is to be read");
       ASSIGN_OR_RETURN(auto order, LoadOrder(user_id, idem->substr(nl + 1)));
       if (!order) return Error(Code::kInternal, "idempotency entry without its order");
       return std::optional<Purchased>(Purchased{*order, false});
@@ -897,11 +928,28 @@ void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
       return Error(Code::kNotOpen, "the sale is not open");
     }
     rt->last_demand_ms.store(now, std::memory_order_relaxed);
-    ASSIGN_OR_RETURN(auto count_raw, store_.Get(Space::kCommerce, CountKey(user_id, sale_id)));
+    ASSIGN_OR_RETURN(auto count_raw,
+                     store_.Read(Space::kCommerce, CountKey(user_id, sale_id), wait));
     int64_t count = 0;
     if (count_raw) ParseInt(*count_raw, &count);
     if (count >= rt->sale.per_user_limit) {
       return Error(Code::kLimitReached, "the per-user limit of this sale is reached");
+    }
+    // Time first: the region's ledger, keyed by order id, grows at its end (a memtable insert
+    // next to the last one, not a search), and ids still carry 56 random bits.
+    Order o{fmt::format("o_{:011x}{}", std::max<int64_t>(now, 0), random_.Hex(7)),
+            sale_id,
+            rt->sale.sku,
+            "reserved",
+            now,
+            now + rt->sale.payment_window_s * 1000};
+    Result<std::string> sealed = std::string();
+    storage::WriteBatch batch;
+    // Without waiting the order is sealed before a unit is taken: a data key not in memory
+    // leaves nothing to give back. (Waiting, a buyer who finds none left seals nothing.)
+    if (!may_wait) {
+      batch = OrderUpdate(user_id, o, &sealed, wait);
+      RETURN_IF_ERROR(sealed.status());
     }
     // Take a slot of this node's lease. Out of slots, lease more from the region's pool,
     // and when the pool is empty pull units from the other regions, once, before
@@ -920,6 +968,7 @@ void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
       return taken;
     };
     for (int attempt = 0; !(slot = take()); ++attempt) {
+      if (!may_wait) return Error(Code::kWouldBlock, "no unit in this node's lease");
       if (attempt >= 64) return Error(Code::kUnavailable, "the sale is busy; retry shortly");
       if (clock_.NowMs() < rt->elsewhere_until_ms.load()) {
         return Error(Code::kUnavailable, "the last units are on another node; retry shortly");
@@ -943,20 +992,12 @@ void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
         return Error(Code::kSoldOut, "sold out");
       }
     }
-
-    // Time first: the region's ledger, keyed by order id, grows at its end (a memtable insert
-    // next to the last one, not a search), and ids still carry 56 random bits.
-    Order o{fmt::format("o_{:011x}{}", std::max<int64_t>(now, 0), random_.Hex(7)),
-            sale_id,
-            rt->sale.sku,
-            "reserved",
-            now,
-            now + rt->sale.payment_window_s * 1000};
-    Result<std::string> sealed = std::string();
-    storage::WriteBatch batch = OrderUpdate(user_id, o, &sealed);
-    if (!sealed.ok()) {
-      slot->pending->fetch_sub(1);
-      return sealed.status();  // the slot stays free; its lease returns it
+    if (may_wait) {
+      batch = OrderUpdate(user_id, o, &sealed, wait);
+      if (!sealed.ok()) {
+        slot->pending->fetch_sub(1);
+        return sealed.status();  // the slot stays free; its lease returns it
+      }
     }
     const std::string unit = UnitKey(sale_id, slot->lease_id, slot->index);
     batch.Put(Space::kMeta, unit, o.order_id);
@@ -1000,18 +1041,21 @@ void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
   }();
   if (!result.ok()) {
     hold.reset();
-    return done(result.status());
+    if (result.status().code() == Code::kWouldBlock) return false;  // nothing was changed
+    done(result.status());
+    return true;
   }
   if (result->has_value()) {
     hold.reset();
     done(std::move(**result));
   }
+  return true;
 }
 
 storage::WriteBatch Shop::OrderUpdate(const std::string& user_id, const Order& o,
-                                      Result<std::string>* sealed) {
+                                      Result<std::string>* sealed, Wait wait) {
   const std::string key = OrderKey(user_id, o.order_id);
-  *sealed = codec_.Seal({settings_.region, user_id, "order", key, 0}, OrderText(o));
+  *sealed = codec_.Seal({settings_.region, user_id, "order", key, 0}, OrderText(o), wait);
   storage::WriteBatch b;
   if (sealed->ok()) b.Put(Space::kCommerce, key, **sealed);
   return b;

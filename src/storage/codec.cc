@@ -6,7 +6,8 @@ constexpr std::string_view kTag = "mv0:";
 
 class FramingCodec final : public ValueCodec {
  public:
-  Result<std::string> Seal(const CodecContext&, std::string_view plaintext) override {
+  using ValueCodec::Seal;
+  Result<std::string> Seal(const CodecContext&, std::string_view plaintext, Wait) override {
     std::string out(kTag);
     out.append(plaintext);
     return out;

@@ -25,7 +25,12 @@ struct CodecContext {
 class ValueCodec {
  public:
   virtual ~ValueCodec() = default;
-  virtual Result<std::string> Seal(const CodecContext& ctx, std::string_view plaintext) = 0;
+  Result<std::string> Seal(const CodecContext& ctx, std::string_view plaintext) {
+    return Seal(ctx, plaintext, Wait::kMay);
+  }
+  // With Wait::kNever: kWouldBlock, nothing done, when the user's key is not in memory.
+  virtual Result<std::string> Seal(const CodecContext& ctx, std::string_view plaintext,
+                                   Wait wait) = 0;
   virtual Result<std::string> Open(const CodecContext& ctx, std::string_view stored) = 0;
   // Crypto-shredding: makes every value of the user unreadable for good, the key gone from
   // the engine's files too, before it returns. Returns the id of the destroyed key (""

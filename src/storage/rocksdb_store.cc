@@ -56,9 +56,19 @@ class RocksStore final : public Store {
   }
 
   Result<std::optional<std::string>> Get(Space space, std::string_view key) override {
+    return GetFrom(rocksdb::ReadOptions(), space, key);
+  }
+  Result<std::optional<std::string>> GetNow(Space space, std::string_view key) override {
+    rocksdb::ReadOptions memory_only;
+    memory_only.read_tier = rocksdb::kBlockCacheTier;  // Incomplete where a file read is needed
+    return GetFrom(memory_only, space, key);
+  }
+  Result<std::optional<std::string>> GetFrom(const rocksdb::ReadOptions& ro, Space space,
+                                             std::string_view key) {
     std::string value;
-    auto s = db_->Get(rocksdb::ReadOptions(), Handle(space), ToSlice(key), &value);
+    auto s = db_->Get(ro, Handle(space), ToSlice(key), &value);
     if (s.IsNotFound()) return std::optional<std::string>();
+    if (s.IsIncomplete()) return Error(Code::kWouldBlock, "the value is not in memory");
     RETURN_IF_ERROR(FromRocks(s, "read"));
     return std::optional<std::string>(std::move(value));
   }

@@ -120,6 +120,10 @@ std::optional<Placement> DecodePlacement(std::string_view bytes) {
 
 std::string_view OwnerOf(std::string_view key) { return key.substr(0, key.find('/')); }
 
+Result<std::optional<std::string>> Store::GetNow(Space, std::string_view) {
+  return Error(Code::kWouldBlock, "this store reads only with waiting");
+}
+
 namespace {
 class ResidencyGuard final : public Store {
  public:
@@ -127,8 +131,12 @@ class ResidencyGuard final : public Store {
       : inner_(std::move(inner)), region_(std::move(region)), may_hold_(std::move(may_hold)) {}
 
   Result<std::optional<std::string>> Get(Space space, std::string_view key) override {
-    if (space == Space::kPlacement) return PlacementBytes(key);
+    if (space == Space::kPlacement) return PlacementBytes(key, Wait::kMay);
     return inner_->Get(space, key);
+  }
+  Result<std::optional<std::string>> GetNow(Space space, std::string_view key) override {
+    if (space == Space::kPlacement) return PlacementBytes(key, Wait::kNever);
+    return inner_->GetNow(space, key);
   }
   Status Scan(Space space, std::string_view prefix, const ScanFn& fn) override {
     return inner_->Scan(space, prefix, fn);
@@ -160,7 +168,8 @@ class ResidencyGuard final : public Store {
     }
     for (const auto& op : batch.ops()) {
       if (op.space == Space::kPlacement && Shared() && !read.contains(op.key)) {
-        ASSIGN_OR_RETURN(read[op.key], PlacementBytes(op.key));  // what this write replaces
+        ASSIGN_OR_RETURN(read[op.key],
+                         PlacementBytes(op.key, Wait::kMay));  // what this write replaces
       }
       if (op.is_delete) continue;  // removing data never breaks residency
       policy::DataClass cls = ClassOf(op.space);
@@ -180,7 +189,7 @@ class ResidencyGuard final : public Store {
         std::string_view user = OwnerOf(op.key);
         // A placement in the same batch (a new user) counts; it was checked above.
         if (!placed.contains(user) && !read.contains(user)) {
-          ASSIGN_OR_RETURN(read[user], PlacementBytes(user));
+          ASSIGN_OR_RETURN(read[user], PlacementBytes(user, Wait::kMay));
           RETURN_IF_ERROR(CheckHomedHere(read[user]));
         }
       }
@@ -224,8 +233,8 @@ class ResidencyGuard final : public Store {
   }
   PlacementShard& ShardOf(std::string_view user) { return cache_[ShardIndex(user)]; }
 
-  Result<std::optional<std::string>> PlacementBytes(std::string_view user) {
-    if (Shared()) return inner_->Get(Space::kPlacement, user);
+  Result<std::optional<std::string>> PlacementBytes(std::string_view user, Wait wait) {
+    if (Shared()) return inner_->Read(Space::kPlacement, user, wait);
     PlacementShard& shard = ShardOf(user);
     uint64_t generation;
     {
@@ -233,7 +242,7 @@ class ResidencyGuard final : public Store {
       if (auto it = shard.values.find(user); it != shard.values.end()) return it->second;
       generation = shard.generation;
     }
-    ASSIGN_OR_RETURN(auto stored, inner_->Get(Space::kPlacement, user));
+    ASSIGN_OR_RETURN(auto stored, inner_->Read(Space::kPlacement, user, wait));
     std::lock_guard lock(shard.mu);
     if (shard.generation == generation) {
       if (shard.values.size() >= kCachedPerShard) shard.values.clear();

@@ -76,6 +76,13 @@ class Store {
  public:
   virtual ~Store() = default;
   virtual Result<std::optional<std::string>> Get(Space space, std::string_view key) = 0;
+  // Get from memory only (the engine's memtables and caches): kWouldBlock where the answer
+  // needs a file or network read. The default has no memory to answer from.
+  virtual Result<std::optional<std::string>> GetNow(Space space, std::string_view key);
+  // Get or GetNow, as `wait` allows.
+  Result<std::optional<std::string>> Read(Space space, std::string_view key, Wait wait) {
+    return wait == Wait::kNever ? GetNow(space, key) : Get(space, key);
+  }
   // All or nothing, and durable (synced to disk) when it returns Ok. When one of the
   // batch's expectations does not hold, kConflict and nothing is written.
   virtual Status Write(const WriteBatch& batch) = 0;

@@ -139,6 +139,27 @@ TEST_F(KeysTest, AFullKeyCacheDropsExpiredKeysBeforeLiveOnes) {
   EXPECT_EQ(counted.key_reads, after + 1);
 }
 
+// A seal that may not wait (an event loop's) uses only a data key in memory: for any other
+// user it answers kWouldBlock having read, created and stored nothing.
+TEST_F(KeysTest, ASealThatMayNotWaitUsesOnlyAKeyInMemory) {
+  CountingKeyReads counted(*store_);
+  EnvelopeCodec codec(*keys_, counted, random_, clock_, /*cache_ttl_ms=*/60'000);
+  auto none = codec.Seal(Ctx("u1"), "x", Wait::kNever);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), Code::kWouldBlock);
+  EXPECT_EQ(counted.key_reads, 0);
+  EXPECT_FALSE(store_->Get(storage::Space::kKeys, "u1").value().has_value());  // no key made
+  ASSERT_TRUE(codec.Seal(Ctx("u1"), "x").ok());  // may wait: creates the key
+  const int reads = counted.key_reads;
+  auto sealed = codec.Seal(Ctx("u1"), "y", Wait::kNever);
+  ASSERT_TRUE(sealed.ok()) << sealed.status().ToString();
+  EXPECT_EQ(*codec.Open(Ctx("u1"), *sealed), "y");
+  EXPECT_EQ(counted.key_reads, reads);
+  clock_.Advance(61'000);  // the remembered key expires: it would be read and unwrapped
+  EXPECT_EQ(codec.Seal(Ctx("u1"), "z", Wait::kNever).status().code(), Code::kWouldBlock);
+  EXPECT_EQ(counted.key_reads, reads);
+}
+
 TEST_F(KeysTest, CiphertextMovedToAnotherRowUserOrRegionDoesNotOpen) {
   auto sealed = *codec_->Seal(Ctx("u1", "u1/a"), "secret");
   ASSERT_TRUE(codec_->Seal(Ctx("u2", "u2/a"), "other").ok());

@@ -1,5 +1,13 @@
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <future>
+
+#include "audit/log.h"
+#include "config/cluster.h"
+#include "crypto/crypto.h"
+#include "keys/envelope.h"
+#include "keys/keys.h"
 #include "shop/shop.h"
 
 namespace meridian::shop {
@@ -80,6 +88,136 @@ TEST(ShopParseTest, SaleValidationAndEvenSplit) {
   auto again = ParseSale(SaleJson(*s), homes);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(DumpJson(SaleJson(*again)), DumpJson(SaleJson(*s)));
+}
+
+// A purchase on an event loop (PurchaseNow) runs only when nothing in it waits; otherwise it
+// does nothing at all and the caller hands it to a worker (PurchaseAsync). Over real
+// RocksDB, the region's data keys and its audit log.
+class PurchaseNowTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(crypto::Init().ok());
+    dir_ = std::filesystem::temp_directory_path() /
+           ("meridian-shop-" + SystemRandom::Instance().Hex(6));
+    std::filesystem::create_directories(dir_);
+    auto ks = keys::FileKeystore::Create((dir_ / "ks").string(), "singapore", 32,
+                                         keys::NewClusterKeys(random_), "operator secret",
+                                         /*fast_kdf=*/true, random_, clock_);
+    ASSERT_TRUE(ks.ok()) << ks.status().ToString();
+    keys_ = std::move(ks).value();
+    auto raw = storage::OpenRocksDb((dir_ / "db").string());
+    ASSERT_TRUE(raw.ok());
+    store_ = std::move(raw).value();
+    codec_ = std::make_unique<keys::EnvelopeCodec>(*keys_, *store_, random_, clock_);
+    signing_ = crypto::NewSigningKey();
+    log_ = std::make_unique<audit::AuditLog>(
+        *store_, "singapore", clock_,
+        [this](std::string_view m) { return crypto::SignEd25519(signing_.secret_key, m); },
+        signing_.public_key);
+    ASSERT_TRUE(log_->Start().ok());
+    shop_ = std::make_unique<Shop>(*store_, *codec_, *log_, clock_, random_, "names", "idem",
+                                   ShopSettings{.region = "singapore"});
+    ASSERT_TRUE(shop_->Start().ok());
+    ASSERT_TRUE(shop_->PutProduct({"mi4", "Mi 4", 199900, "INR"}).ok());
+    // A lease takes a quarter of what is left: two units, then one.
+    Sale s{"s1",
+           "mi4",
+           8,
+           1,
+           clock_.NowMs() - 60'000,
+           clock_.NowMs() + 3'600'000,
+           900,
+           {{"singapore", 8}}};
+    ASSERT_TRUE(shop_->PutSale(s).ok());
+  }
+  void TearDown() override {
+    shop_.reset();
+    log_.reset();
+    codec_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  // PurchaseNow's outcome: nullopt when it declined (and then `done` must not have run).
+  std::optional<Result<Shop::Purchased>> Now(const std::string& user, const std::string& key) {
+    auto answer = std::make_shared<std::promise<Result<Shop::Purchased>>>();
+    auto future = answer->get_future();
+    auto calls = std::make_shared<std::atomic<int>>(0);
+    const bool ran = shop_->PurchaseNow(user, "s1", key, [answer, calls](auto r) {
+      ++*calls;
+      answer->set_value(std::move(r));
+    });
+    if (!ran) {
+      EXPECT_EQ(calls->load(), 0) << "a declined purchase answered";
+      return std::nullopt;
+    }
+    return future.get();
+  }
+  int64_t Remaining() { return shop_->Quota("s1").value().remaining; }
+  bool HasDataKey(const std::string& user) {
+    return store_->Get(storage::Space::kKeys, user).value().has_value();
+  }
+
+  std::filesystem::path dir_;
+  SeededRandom random_{11};
+  ManualClock clock_{1'790'000'000'000};
+  std::unique_ptr<keys::FileKeystore> keys_;
+  storage::StorePtr store_;
+  std::unique_ptr<keys::EnvelopeCodec> codec_;
+  crypto::SigningKeyPair signing_;
+  std::unique_ptr<audit::AuditLog> log_;
+  std::unique_ptr<Shop> shop_;
+};
+
+TEST_F(PurchaseNowTest, RunsOnlyWhatNeedNotWaitAndOtherwiseChangesNothing) {
+  // No data key in memory (nor anywhere): declined, no key made, no unit taken.
+  EXPECT_FALSE(Now("u1", "k1").has_value());
+  EXPECT_FALSE(HasDataKey("u1"));
+  EXPECT_EQ(Remaining(), 8);
+  // A purchase that may wait leases the region's units and creates the key.
+  auto first = shop_->Purchase("u1", "s1", "k1");
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_TRUE(first->created);
+  EXPECT_EQ(Remaining(), 7);
+
+  // A buyer whose key is in memory (it sealed its profile at sign-up) buys without waiting.
+  ASSERT_TRUE(codec_->Seal({"singapore", "u2", "profile", "u2/profile", 0}, "{}").ok());
+  auto won = Now("u2", "k2");
+  ASSERT_TRUE(won.has_value());
+  ASSERT_TRUE(won->ok()) << won->status().ToString();
+  EXPECT_TRUE((*won)->created);
+  EXPECT_EQ(Remaining(), 6);
+  auto orders = shop_->OrdersOf("u2");
+  ASSERT_TRUE(orders.ok());
+  ASSERT_EQ(orders->size(), 1u);
+  EXPECT_EQ((*orders)[0].order_id, (*won)->order.order_id);
+
+  // Answers that need no wait come at once: the limit, a missing Idempotency-Key.
+  auto limit = Now("u2", "k2-again");
+  ASSERT_TRUE(limit.has_value());
+  EXPECT_EQ(limit->status().code(), Code::kLimitReached);
+  auto no_key = Now("u2", "");
+  ASSERT_TRUE(no_key.has_value());
+  EXPECT_EQ(no_key->status().code(), Code::kInvalidField);
+  // The same key again needs the earlier order read and opened: declined, then the worker's
+  // purchase returns that order.
+  EXPECT_FALSE(Now("u2", "k2").has_value());
+  auto again = shop_->Purchase("u2", "s1", "k2");
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->created);
+  EXPECT_EQ(again->order.order_id, (*won)->order.order_id);
+
+  // Nothing left in this node's lease: leasing more is a conditional write, so the purchase
+  // is declined, and the one that may wait leases and buys.
+  ASSERT_TRUE(codec_->Seal({"singapore", "u3", "profile", "u3/profile", 0}, "{}").ok());
+  EXPECT_FALSE(Now("u3", "k3").has_value());
+  EXPECT_EQ(Remaining(), 6);
+  auto leased = shop_->Purchase("u3", "s1", "k3");
+  ASSERT_TRUE(leased.ok()) << leased.status().ToString();
+  EXPECT_TRUE(leased->created);
+  auto q = shop_->Quota("s1");
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q->reserved, 3);
+  EXPECT_EQ(q->remaining, 5);
 }
 
 }  // namespace

@@ -115,6 +115,42 @@ TEST(RocksStoreTest, DataSurvivesReopen) {
   EXPECT_EQ(p->token_epoch, 5);
 }
 
+// GetNow answers from memory only: what the memtable holds, what a read brought into the
+// block cache, and kWouldBlock (nothing read from a file) for the rest. Through the
+// residency guard, a remembered placement answers too.
+TEST(RocksStoreTest, GetNowAnswersFromMemoryOnly) {
+  TempDir dir;
+  {
+    auto store = OpenRocksDb(dir.str());
+    ASSERT_TRUE(store.ok());
+    WriteBatch b;
+    b.Put(Space::kCommerce, "u1/count/s1", "1");
+    b.Put(Space::kPlacement, "u1", EncodePlacement({"oregon"}));
+    ASSERT_TRUE((*store)->Write(b).ok());
+    // Still in the memtable: answered, present and absent alike.
+    EXPECT_EQ(*(*store)->GetNow(Space::kCommerce, "u1/count/s1").value(), "1");
+    EXPECT_FALSE((*store)->GetNow(Space::kCommerce, "u1/count/s2").value().has_value());
+  }
+  // Reopened, the values are in table files and nothing is cached.
+  auto opened = OpenRocksDb(dir.str());
+  ASSERT_TRUE(opened.ok());
+  auto store = WithResidencyGuard(std::move(opened).value(), "oregon",
+                                  [](policy::DataClass) { return true; });
+  auto now = store->GetNow(Space::kCommerce, "u1/count/s1");
+  ASSERT_FALSE(now.ok());
+  EXPECT_EQ(now.status().code(), Code::kWouldBlock);
+  EXPECT_EQ(store->Read(Space::kCommerce, "u1/count/s1", Wait::kNever).status().code(),
+            Code::kWouldBlock);
+  EXPECT_EQ(store->GetNow(Space::kPlacement, "u1").status().code(), Code::kWouldBlock);
+  // A read that may wait brings it into memory; then it is answered without waiting.
+  EXPECT_EQ(*store->Read(Space::kCommerce, "u1/count/s1", Wait::kMay).value(), "1");
+  EXPECT_EQ(*store->GetNow(Space::kCommerce, "u1/count/s1").value(), "1");
+  ASSERT_TRUE(store->Get(Space::kPlacement, "u1").ok());
+  auto placed = store->GetNow(Space::kPlacement, "u1");
+  ASSERT_TRUE(placed.ok() && placed->has_value());
+  EXPECT_EQ(DecodePlacement(**placed)->region, "oregon");
+}
+
 TEST(PlacementTest, DecodesWhatItEncodesAndAnyEquivalentJson) {
   const Placement cases[] = {{"oregon", "active", 1, 1},
                              {"singapore", "fenced", 12, 3},

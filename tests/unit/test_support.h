@@ -33,6 +33,9 @@ class ForwardingStore : public storage::Store {
   Result<std::optional<std::string>> Get(storage::Space s, std::string_view k) override {
     return inner_.Get(s, k);
   }
+  Result<std::optional<std::string>> GetNow(storage::Space s, std::string_view k) override {
+    return inner_.GetNow(s, k);
+  }
   Status Write(const storage::WriteBatch& b) override { return inner_.Write(b); }
   Status Scan(storage::Space s, std::string_view p, const storage::ScanFn& fn) override {
     return inner_.Scan(s, p, fn);
