@@ -180,6 +180,8 @@ Result<ClusterConfig> Load(const std::string& path, std::vector<policy::Diagnost
     num("lease_units", k.lease_units, 1, 1'000'000);
     num("lease_idle_ms", k.lease_idle_ms, 100, 3'600'000);
     num("lease_timeout_ms", k.lease_timeout_ms, 500, 600'000);
+    num("data_key_cache_ms", k.data_key_cache_ms, 0, 86'400'000);
+    num("data_key_cache_keys", k.data_key_cache_keys, 1000, 10'000'000);
     if (const toml::node* n = node->get("password_hashing")) {
       auto v = n->value<std::string>();
       if (v == "dev-fast") {

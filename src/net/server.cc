@@ -67,13 +67,42 @@ class Session : public SessionBase {
   Derived& Self() { return static_cast<Derived&>(*this); }
   auto& Lowest() { return beast::get_lowest_layer(Self().Stream()); }
 
+  // One deadline per session, checked by one timer, instead of Beast's per-operation
+  // timeouts: those armed and cancelled a timer for every read and every write (two timer
+  // operations, their allocations and handler bookkeeping per request). The timer wakes
+  // once per deadline period at most and closes the connection when the deadline passed.
+  void SetDeadline(std::chrono::steady_clock::duration d) {
+    deadline_ = std::chrono::steady_clock::now() + d;
+    if (!watchdog_) watchdog_.emplace(Self().Stream().get_executor());
+    if (!watching_ || deadline_ < watchdog_->expiry()) Watch();
+  }
+  void ClearDeadline() { deadline_ = std::chrono::steady_clock::time_point::max(); }
+  void Watch() {
+    watching_ = true;
+    watchdog_->expires_at(deadline_);  // a wait pending is cancelled: its handler returns
+    // Weak: a closed session goes at once, its timer with it.
+    watchdog_->async_wait([weak = weak_from_this()](beast::error_code ec) {
+      auto base = weak.lock();
+      if (ec || !base) return;
+      auto* self = static_cast<Derived*>(base.get());
+      self->watching_ = false;
+      if (std::chrono::steady_clock::now() >= self->deadline_) return self->CloseNow();
+      if (self->deadline_ != std::chrono::steady_clock::time_point::max()) self->Watch();
+    });
+  }
+  void StopWatch() {
+    ClearDeadline();
+    if (watchdog_) watchdog_->cancel();
+    watching_ = false;
+  }
+
   void DoRead() {
     if (sh_.draining) return Self().CloseNow();
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(sh_.opts.max_header_bytes));
     parser_->body_limit(static_cast<uint64_t>(64) << 20);
     reading_ = true;
-    Lowest().expires_after(sh_.opts.read_timeout);
+    SetDeadline(sh_.opts.read_timeout);
     http::async_read_header(
         Self().Stream(), buffer_, *parser_,
         [self = Self().shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
@@ -132,7 +161,7 @@ class Session : public SessionBase {
     keep_alive_ = parser_->get().keep_alive();
     HttpRequest req = FromBeast(parser_->release());
     req.peer_identity = peer_identity_;
-    Lowest().expires_never();  // the handler may take its time; the write gets a deadline
+    ClearDeadline();  // the handler may take its time; the write gets a deadline
     sh_.handler.Handle(std::move(req), [self = Self().shared_from_this()](HttpResponse r) {
       // An answer given on the event loop itself (sold out, say) is written at once; one
       // from another thread is handed to the loop.
@@ -154,7 +183,7 @@ class Session : public SessionBase {
   void LingerThenClose() {
     beast::error_code ec;
     Lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
-    Lowest().expires_after(std::chrono::seconds(2));
+    SetDeadline(std::chrono::seconds(2));
     drain_ = std::make_unique<std::array<char, 16 * 1024>>();
     DrainSome();
   }
@@ -170,7 +199,7 @@ class Session : public SessionBase {
   void Write(HttpResponse r, bool allow_keep_alive) {
     keep_open_ = allow_keep_alive && keep_alive_ && !sh_.draining;
     out_ = SerializeResponse(r, keep_open_);
-    Lowest().expires_after(sh_.opts.read_timeout);
+    SetDeadline(sh_.opts.read_timeout);
     asio::async_write(Self().Stream(), asio::buffer(out_),
                       [self = Self().shared_from_this()](beast::error_code ec, size_t) {
                         if (ec) return self->CloseNow();
@@ -191,6 +220,9 @@ class Session : public SessionBase {
   bool linger_ = false;
   std::string peer_identity_;
   std::unique_ptr<std::array<char, 16 * 1024>> drain_;  // only while lingering
+  std::optional<asio::steady_timer> watchdog_;          // on the session's executor
+  std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
+  bool watching_ = false;  // a wait of the watchdog is pending
 };
 
 class PlainSession final : public Session<PlainSession> {
@@ -205,6 +237,7 @@ class PlainSession final : public Session<PlainSession> {
     DoRead();
   }
   void CloseNow() {
+    StopWatch();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.close();
@@ -225,7 +258,7 @@ class TlsSession final : public Session<TlsSession> {
   void Run() {
     Register();
     reading_ = true;
-    beast::get_lowest_layer(stream_).expires_after(sh_.opts.read_timeout);
+    SetDeadline(sh_.opts.read_timeout);
     stream_.async_handshake(ssl::stream_base::server,
                             [self = shared_from_this()](beast::error_code ec) {
                               if (ec) return self->CloseNow();
@@ -249,6 +282,7 @@ class TlsSession final : public Session<TlsSession> {
   }
 
   void CloseNow() {
+    StopWatch();
     beast::error_code ec;
     beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_both, ec);
     beast::get_lowest_layer(stream_).close();

@@ -201,8 +201,9 @@ int RunNode(const std::string& config_path, const std::string& region, int node_
   auto store = storage::WithResidencyGuard(
       std::move(raw_store).value(), region,
       [role, &pol](policy::DataClass c) { return pol.MayHold(role, c); });
-  keys::EnvelopeCodec codec(key_provider, *store, SystemRandom::Instance(),
-                            SystemClock::Instance());
+  keys::EnvelopeCodec codec(key_provider, *store, SystemRandom::Instance(), SystemClock::Instance(),
+                            cfg->knobs.data_key_cache_ms,
+                            static_cast<size_t>(cfg->knobs.data_key_cache_keys));
   // Keys shredded just before a crash may still sit in the engine's files: purge them.
   if (auto st = codec.PurgeShredded(); !st.ok()) {
     std::fprintf(stderr, "meridian node: %s\n", st.ToString().c_str());

@@ -109,5 +109,22 @@ TEST(ClusterConfigTest, InvalidConfigListsProblemsWithLines) {
   EXPECT_EQ(d[2].line, 7);  // url
 }
 
+TEST(ClusterConfigTest, NodeKnobsOutOfRangeAreReportedWithTheirLines) {
+  auto dir = std::filesystem::temp_directory_path() / "meridian-cfg-knobs-test";
+  std::filesystem::create_directories(dir);
+  auto path = (dir / "cluster.toml").string();
+  std::ofstream(path) << "[cluster]\npolicy = \"current\"\n[node]\ndata_key_cache_ms = -1\n"
+                         "data_key_cache_keys = 10\n";
+  std::vector<Diagnostic> d;
+  auto c = config::Load(path, &d);
+  ASSERT_FALSE(c.ok());
+  std::vector<int> lines;
+  for (const auto& x : d) {
+    if (x.message.find("data_key_cache") != std::string::npos) lines.push_back(x.line);
+  }
+  EXPECT_EQ(lines, (std::vector<int>{4, 5}));
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace meridian::policy
