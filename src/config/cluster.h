@@ -59,7 +59,7 @@ struct NodeKnobs {
   int64_t lease_units = 256;            // most units a node leases from its region's pool
   int64_t lease_idle_ms = 1000;         // an unused lease returns its units after this
   int64_t lease_timeout_ms = 3000;      // a silent node's leases (and migrations) move on
-  // Users' data keys kept unwrapped after use (keys::EnvelopeCodec): a sale's buyers, who
+  // Users' data keys kept unwrapped once unwrapped (keys::EnvelopeCodec): a sale's buyers, who
   // signed in before it opens, seal their orders without a read and an unwrap, on the event
   // loop. About 0.7 KB a key: 200,000 keys ~140 MB at most.
   int64_t data_key_cache_ms = 600'000;

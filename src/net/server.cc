@@ -60,7 +60,14 @@ class Session : public SessionBase {
   asio::any_io_executor Executor() override { return Self().Stream().get_executor(); }
 
   void Drain() override {
-    if (reading_) Self().CloseNow();
+    if (reading_) CloseNow();
+  }
+
+  void CloseNow() {
+    StopWatch();
+    beast::error_code ec;
+    Lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    Lowest().close();
   }
 
  protected:
@@ -97,7 +104,7 @@ class Session : public SessionBase {
   }
 
   void DoRead() {
-    if (sh_.draining) return Self().CloseNow();
+    if (sh_.draining) return CloseNow();
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(sh_.opts.max_header_bytes));
     parser_->body_limit(static_cast<uint64_t>(64) << 20);
@@ -153,7 +160,7 @@ class Session : public SessionBase {
       return Fail(PlainError(Code::kInvalidField, "malformed HTTP request"));
     }
     // Timeouts, resets and a peer that went away: just close.
-    Self().CloseNow();
+    CloseNow();
   }
 
   void OnRequest() {
@@ -236,12 +243,6 @@ class PlainSession final : public Session<PlainSession> {
     Register();
     DoRead();
   }
-  void CloseNow() {
-    StopWatch();
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
-  }
 
  private:
   beast::tcp_stream stream_;
@@ -279,13 +280,6 @@ class TlsSession final : public Session<TlsSession> {
       }
     }
     X509_free(cert);
-  }
-
-  void CloseNow() {
-    StopWatch();
-    beast::error_code ec;
-    beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_both, ec);
-    beast::get_lowest_layer(stream_).close();
   }
 
  private:

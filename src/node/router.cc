@@ -1200,37 +1200,39 @@ class Router final : public net::Handler {
       }
     }
     auto shared_done = std::make_shared<Respond>(std::move(done));
-    if (route.id == RouteId::kPurchase && PurchaseNow(params[0], req, shared_done)) return;
+    // The whole purchase here, on the event loop, when none of it waits: a hand-over to a
+    // worker costs about as much as the purchase.
+    if (route.id == RouteId::kPurchase && Purchase(params[0], req, *shared_done, Wait::kNever)) {
+      return;
+    }
     auto shared_req = std::make_shared<HttpRequest>(std::move(req));
     OnWorkerAsync(std::move(shared_done), [this, id = route.id, params = std::move(params),
                                            shared_req](const Respond& respond) {
+      if (id == RouteId::kPurchase) {
+        Purchase(params[0], *shared_req, respond, Wait::kMay);
+        return;
+      }
       auto principal = c_.accounts->Authenticate(BearerToken(*shared_req));
       if (!principal.ok()) return respond(HttpResponse::FromStatus(principal.status()));
-      if (id == RouteId::kPurchase) {
-        // The worker is free again as soon as the write is queued: the answer leaves from
-        // the audit log's writer once the order is durable.
-        return c_.shop.PurchaseAsync(
-            principal->user_id, params[0], shared_req->Header("idempotency-key"),
-            [respond](Result<shop::Shop::Purchased> r) { respond(PurchaseAnswer(std::move(r))); });
-      }
       respond(UserCall(id, *principal, params, *shared_req));
     });
   }
 
-  // The whole purchase on the event loop when none of it waits (the buyer's placement, entries
-  // and data key in memory, a unit in this node's lease): a hand-over to a worker costs
-  // about as much as the purchase. False: nothing was done, a worker is to run it.
-  bool PurchaseNow(const std::string& sale_id, const HttpRequest& req,
-                   const std::shared_ptr<Respond>& respond) {
-    auto principal = c_.accounts->Authenticate(BearerToken(req), Wait::kNever);
+  // A purchase from the token to the answer, which leaves once the order is durable (the
+  // thread is free as soon as the write is queued). With Wait::kNever it runs only if none of
+  // it waits (the buyer's placement, entries and data key in memory, a unit in this node's
+  // lease); false then: nothing was done and a worker is to run it with Wait::kMay.
+  bool Purchase(const std::string& sale_id, const HttpRequest& req, const Respond& respond,
+                Wait wait) {
+    auto principal = c_.accounts->Authenticate(BearerToken(req), wait);
     if (!principal.ok()) {
-      if (principal.status().code() == Code::kWouldBlock) return false;
-      (*respond)(HttpResponse::FromStatus(principal.status()));
+      if (principal.status().code() == Code::kWouldBlock && wait == Wait::kNever) return false;
+      respond(HttpResponse::FromStatus(principal.status()));
       return true;
     }
-    return c_.shop.PurchaseNow(
-        principal->user_id, sale_id, req.Header("idempotency-key"),
-        [respond](Result<shop::Shop::Purchased> r) { (*respond)(PurchaseAnswer(std::move(r))); });
+    return c_.shop.StartPurchase(
+        principal->user_id, sale_id, req.Header("idempotency-key"), wait,
+        [respond](Result<shop::Shop::Purchased> r) { respond(PurchaseAnswer(std::move(r))); });
   }
 
   static HttpResponse PurchaseAnswer(Result<shop::Shop::Purchased> r) {

@@ -862,12 +862,6 @@ void Shop::PurchaseAsync(const std::string& user_id, const std::string& sale_id,
   StartPurchase(user_id, sale_id, idempotency_key, Wait::kMay, done);
 }
 
-bool Shop::PurchaseNow(const std::string& user_id, const std::string& sale_id,
-                       std::string_view idempotency_key,
-                       const std::function<void(Result<Purchased>)>& done) {
-  return StartPurchase(user_id, sale_id, idempotency_key, Wait::kNever, done);
-}
-
 bool Shop::StartPurchase(const std::string& user_id, const std::string& sale_id,
                          std::string_view idempotency_key, Wait wait,
                          const std::function<void(Result<Purchased>)>& done) {
@@ -945,12 +939,13 @@ bool Shop::StartPurchase(const std::string& user_id, const std::string& sale_id,
             now + rt->sale.payment_window_s * 1000};
     Result<std::string> sealed = std::string();
     storage::WriteBatch batch;
+    auto seal = [&] {
+      batch = OrderUpdate(user_id, o, &sealed, wait);
+      return sealed.status();
+    };
     // Without waiting the order is sealed before a unit is taken: a data key not in memory
     // leaves nothing to give back. (Waiting, a buyer who finds none left seals nothing.)
-    if (!may_wait) {
-      batch = OrderUpdate(user_id, o, &sealed, wait);
-      RETURN_IF_ERROR(sealed.status());
-    }
+    if (!may_wait) RETURN_IF_ERROR(seal());
     // Take a slot of this node's lease. Out of slots, lease more from the region's pool,
     // and when the pool is empty pull units from the other regions, once, before
     // answering sold out.
@@ -993,10 +988,9 @@ bool Shop::StartPurchase(const std::string& user_id, const std::string& sale_id,
       }
     }
     if (may_wait) {
-      batch = OrderUpdate(user_id, o, &sealed, wait);
-      if (!sealed.ok()) {
+      if (Status st = seal(); !st.ok()) {
         slot->pending->fetch_sub(1);
-        return sealed.status();  // the slot stays free; its lease returns it
+        return st;  // the slot stays free; its lease returns it
       }
     }
     const std::string unit = UnitKey(sale_id, slot->lease_id, slot->index);
@@ -1041,7 +1035,7 @@ bool Shop::StartPurchase(const std::string& user_id, const std::string& sale_id,
   }();
   if (!result.ok()) {
     hold.reset();
-    if (result.status().code() == Code::kWouldBlock) return false;  // nothing was changed
+    if (result.status().code() == Code::kWouldBlock && !may_wait) return false;  // unchanged
     done(result.status());
     return true;
   }

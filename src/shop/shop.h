@@ -164,14 +164,13 @@ class Shop {
   // writer thread: the caller's thread is free while the write waits for the disk.
   void PurchaseAsync(const std::string& user_id, const std::string& sale_id,
                      std::string_view idempotency_key, std::function<void(Result<Purchased>)> done);
-  // The same, without waiting (for an event loop): true when it ran, and calls `done` now or
-  // once the order is durable; false, having changed nothing and without calling `done`,
-  // when the purchase would wait (a read or a data key not in memory, the buyer's earlier
-  // operation still running, a new lease or a pull needed, an earlier order to return):
-  // then the caller hands it to PurchaseAsync on a thread that may wait.
-  bool PurchaseNow(const std::string& user_id, const std::string& sale_id,
-                   std::string_view idempotency_key,
-                   const std::function<void(Result<Purchased>)>& done);
+  // The same, returning true. With Wait::kNever (an event loop), false instead, having
+  // changed nothing and without calling `done`, when the purchase would wait (a read or a
+  // data key not in memory, the buyer's earlier operation still running, a new lease or a
+  // pull needed, an earlier order to return): the caller then runs it on a thread that may.
+  bool StartPurchase(const std::string& user_id, const std::string& sale_id,
+                     std::string_view idempotency_key, Wait wait,
+                     const std::function<void(Result<Purchased>)>& done);
   // The same, waiting for the outcome.
   Result<Purchased> Purchase(const std::string& user_id, const std::string& sale_id,
                              std::string_view idempotency_key);
@@ -323,10 +322,6 @@ class Shop {
   // Adds `delta` to the pool in `batch`, expecting the count read (a conflict means retry).
   Status AddToPool(const std::string& sale_id, int64_t delta, storage::WriteBatch* batch);
   UserLock LockUser(const std::string& user_id, Wait wait = Wait::kMay);
-  // PurchaseAsync and PurchaseNow: false only with Wait::kNever, when it would wait.
-  bool StartPurchase(const std::string& user_id, const std::string& sale_id,
-                     std::string_view idempotency_key, Wait wait,
-                     const std::function<void(Result<Purchased>)>& done);
   Result<std::optional<Order>> LoadOrder(const std::string& user_id, const std::string& order_id);
   storage::WriteBatch OrderUpdate(const std::string& user_id, const Order& o,
                                   Result<std::string>* sealed, Wait wait = Wait::kMay);

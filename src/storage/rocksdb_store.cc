@@ -68,7 +68,9 @@ class RocksStore final : public Store {
     std::string value;
     auto s = db_->Get(ro, Handle(space), ToSlice(key), &value);
     if (s.IsNotFound()) return std::optional<std::string>();
-    if (s.IsIncomplete()) return Error(Code::kWouldBlock, "the value is not in memory");
+    if (s.IsIncomplete() && ro.read_tier == rocksdb::kBlockCacheTier) {
+      return Error(Code::kWouldBlock, "the value is not in memory");
+    }
     RETURN_IF_ERROR(FromRocks(s, "read"));
     return std::optional<std::string>(std::move(value));
   }

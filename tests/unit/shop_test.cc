@@ -90,8 +90,8 @@ TEST(ShopParseTest, SaleValidationAndEvenSplit) {
   EXPECT_EQ(DumpJson(SaleJson(*again)), DumpJson(SaleJson(*s)));
 }
 
-// A purchase on an event loop (PurchaseNow) runs only when nothing in it waits; otherwise it
-// does nothing at all and the caller hands it to a worker (PurchaseAsync). Over real
+// A purchase on an event loop (StartPurchase with Wait::kNever) runs only when nothing in it waits;
+// otherwise it does nothing at all and the caller hands it to a worker (PurchaseAsync). Over real
 // RocksDB, the region's data keys and its audit log.
 class PurchaseNowTest : public ::testing::Test {
  protected:
@@ -137,12 +137,13 @@ class PurchaseNowTest : public ::testing::Test {
     store_.reset();
     std::filesystem::remove_all(dir_);
   }
-  // PurchaseNow's outcome: nullopt when it declined (and then `done` must not have run).
+  // The purchase's outcome without waiting: nullopt when it declined (and then `done` must not have
+  // run).
   std::optional<Result<Shop::Purchased>> Now(const std::string& user, const std::string& key) {
     auto answer = std::make_shared<std::promise<Result<Shop::Purchased>>>();
     auto future = answer->get_future();
     auto calls = std::make_shared<std::atomic<int>>(0);
-    const bool ran = shop_->PurchaseNow(user, "s1", key, [answer, calls](auto r) {
+    const bool ran = shop_->StartPurchase(user, "s1", key, Wait::kNever, [answer, calls](auto r) {
       ++*calls;
       answer->set_value(std::move(r));
     });
@@ -179,6 +180,10 @@ TEST_F(PurchaseNowTest, RunsOnlyWhatNeedNotWaitAndOtherwiseChangesNothing) {
   EXPECT_TRUE(first->created);
   EXPECT_EQ(Remaining(), 7);
 
+  // One unit is left in the lease. A buyer without a data key in memory is declined before
+  // a unit is taken (the order is sealed first), so the unit is still there for the next.
+  EXPECT_FALSE(Now("u9", "k9").has_value());
+  EXPECT_FALSE(HasDataKey("u9"));
   // A buyer whose key is in memory (it sealed its profile at sign-up) buys without waiting.
   ASSERT_TRUE(codec_->Seal({"singapore", "u2", "profile", "u2/profile", 0}, "{}").ok());
   auto won = Now("u2", "k2");
