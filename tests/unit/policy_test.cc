@@ -94,15 +94,23 @@ TEST(PolicyTest, IsoCountriesComeFromIsoCodes) {
   EXPECT_FALSE(IsIsoCountry(""));
 }
 
-TEST(ClusterConfigTest, InvalidConfigListsProblemsWithLines) {
-  auto dir = std::filesystem::temp_directory_path() / "meridian-cfg-test";
+// Loads `text` as a cluster config file; its diagnostics go to `d`.
+bool LoadsConfig(const std::string& name, const std::string& text, std::vector<Diagnostic>* d) {
+  auto dir = std::filesystem::temp_directory_path() / name;
   std::filesystem::create_directories(dir);
   auto path = (dir / "cluster.toml").string();
-  std::ofstream(path) << "[cluster]\npolicy = \"current\"\n[[regions]]\nname = \"oregon\"\n"
-                         "role = \"sideways\"\nlisten = \"nowhere\"\nurl = \"ftp://x\"\n";
+  std::ofstream(path) << text;
+  const bool ok = config::Load(path, d).ok();
+  std::filesystem::remove_all(dir);
+  return ok;
+}
+
+TEST(ClusterConfigTest, InvalidConfigListsProblemsWithLines) {
   std::vector<Diagnostic> d;
-  auto c = config::Load(path, &d);
-  ASSERT_FALSE(c.ok());
+  ASSERT_FALSE(LoadsConfig("meridian-cfg-test",
+                           "[cluster]\npolicy = \"current\"\n[[regions]]\nname = \"oregon\"\n"
+                           "role = \"sideways\"\nlisten = \"nowhere\"\nurl = \"ftp://x\"\n",
+                           &d));
   ASSERT_GE(d.size(), 3u);
   EXPECT_EQ(d[0].line, 5);  // role
   EXPECT_EQ(d[1].line, 6);  // listen
@@ -110,20 +118,16 @@ TEST(ClusterConfigTest, InvalidConfigListsProblemsWithLines) {
 }
 
 TEST(ClusterConfigTest, NodeKnobsOutOfRangeAreReportedWithTheirLines) {
-  auto dir = std::filesystem::temp_directory_path() / "meridian-cfg-knobs-test";
-  std::filesystem::create_directories(dir);
-  auto path = (dir / "cluster.toml").string();
-  std::ofstream(path) << "[cluster]\npolicy = \"current\"\n[node]\ndata_key_cache_ms = -1\n"
-                         "data_key_cache_keys = 10\n";
   std::vector<Diagnostic> d;
-  auto c = config::Load(path, &d);
-  ASSERT_FALSE(c.ok());
+  ASSERT_FALSE(LoadsConfig("meridian-cfg-knobs-test",
+                           "[cluster]\npolicy = \"current\"\n[node]\ndata_key_cache_ms = -1\n"
+                           "data_key_cache_keys = 10\n",
+                           &d));
   std::vector<int> lines;
   for (const auto& x : d) {
     if (x.message.find("data_key_cache") != std::string::npos) lines.push_back(x.line);
   }
   EXPECT_EQ(lines, (std::vector<int>{4, 5}));
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
