@@ -347,7 +347,7 @@ Status Shop::Start() {
   // Who has orders, idempotency entries or counts here ("<user>/..."): their purchases must
   // reach the stored entries, never the sold-out answer from memory.
   RETURN_IF_ERROR(store_.Scan(Space::kCommerce, "", [&](std::string_view k, auto) {
-    buyers_.Add(k.substr(0, k.find('/')));
+    buyers_.Add(storage::OwnerOf(k));
     return true;
   }));
   // Leases this node held before a restart go back to the pool before it sells again.

@@ -5,6 +5,7 @@
 
 #include "config/cluster.h"
 #include "policy/policy.h"
+#include "test_support.h"
 
 namespace meridian::policy {
 namespace {
@@ -95,22 +96,19 @@ TEST(PolicyTest, IsoCountriesComeFromIsoCodes) {
 }
 
 // Loads `text` as a cluster config file; its diagnostics go to `d`.
-bool LoadsConfig(const std::string& name, const std::string& text, std::vector<Diagnostic>* d) {
-  auto dir = std::filesystem::temp_directory_path() / name;
-  std::filesystem::create_directories(dir);
-  auto path = (dir / "cluster.toml").string();
+bool LoadsConfig(const std::string& text, std::vector<Diagnostic>* d) {
+  meridian::testing::TempDir dir;
+  const std::string path = dir.str() + "/cluster.toml";
   std::ofstream(path) << text;
-  const bool ok = config::Load(path, d).ok();
-  std::filesystem::remove_all(dir);
-  return ok;
+  return config::Load(path, d).ok();
 }
 
 TEST(ClusterConfigTest, InvalidConfigListsProblemsWithLines) {
   std::vector<Diagnostic> d;
-  ASSERT_FALSE(LoadsConfig("meridian-cfg-test",
-                           "[cluster]\npolicy = \"current\"\n[[regions]]\nname = \"oregon\"\n"
-                           "role = \"sideways\"\nlisten = \"nowhere\"\nurl = \"ftp://x\"\n",
-                           &d));
+  ASSERT_FALSE(
+      LoadsConfig("[cluster]\npolicy = \"current\"\n[[regions]]\nname = \"oregon\"\n"
+                  "role = \"sideways\"\nlisten = \"nowhere\"\nurl = \"ftp://x\"\n",
+                  &d));
   ASSERT_GE(d.size(), 3u);
   EXPECT_EQ(d[0].line, 5);  // role
   EXPECT_EQ(d[1].line, 6);  // listen
@@ -119,10 +117,10 @@ TEST(ClusterConfigTest, InvalidConfigListsProblemsWithLines) {
 
 TEST(ClusterConfigTest, NodeKnobsOutOfRangeAreReportedWithTheirLines) {
   std::vector<Diagnostic> d;
-  ASSERT_FALSE(LoadsConfig("meridian-cfg-knobs-test",
-                           "[cluster]\npolicy = \"current\"\n[node]\ndata_key_cache_ms = -1\n"
-                           "data_key_cache_keys = 10\n",
-                           &d));
+  ASSERT_FALSE(
+      LoadsConfig("[cluster]\npolicy = \"current\"\n[node]\ndata_key_cache_ms = -1\n"
+                  "data_key_cache_keys = 10\n",
+                  &d));
   std::vector<int> lines;
   for (const auto& x : d) {
     if (x.message.find("data_key_cache") != std::string::npos) lines.push_back(x.line);

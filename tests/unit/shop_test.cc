@@ -9,6 +9,7 @@
 #include "keys/envelope.h"
 #include "keys/keys.h"
 #include "shop/shop.h"
+#include "test_support.h"
 
 namespace meridian::shop {
 namespace {
@@ -97,15 +98,12 @@ class PurchaseNowTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(crypto::Init().ok());
-    dir_ = std::filesystem::temp_directory_path() /
-           ("meridian-shop-" + SystemRandom::Instance().Hex(6));
-    std::filesystem::create_directories(dir_);
-    auto ks = keys::FileKeystore::Create((dir_ / "ks").string(), "singapore", 32,
+    auto ks = keys::FileKeystore::Create(dir_.str() + "/ks", "singapore", 32,
                                          keys::NewClusterKeys(random_), "operator secret",
                                          /*fast_kdf=*/true, random_, clock_);
     ASSERT_TRUE(ks.ok()) << ks.status().ToString();
     keys_ = std::move(ks).value();
-    auto raw = storage::OpenRocksDb((dir_ / "db").string());
+    auto raw = storage::OpenRocksDb(dir_.str() + "/db");
     ASSERT_TRUE(raw.ok());
     store_ = std::move(raw).value();
     codec_ = std::make_unique<keys::EnvelopeCodec>(*keys_, *store_, random_, clock_);
@@ -130,13 +128,6 @@ class PurchaseNowTest : public ::testing::Test {
            {{"singapore", 8}}};
     ASSERT_TRUE(shop_->PutSale(s).ok());
   }
-  void TearDown() override {
-    shop_.reset();
-    log_.reset();
-    codec_.reset();
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
   // The purchase's outcome without waiting: nullopt when it declined (and then `done` must not have
   // run).
   std::optional<Result<Shop::Purchased>> Now(const std::string& user, const std::string& key) {
@@ -158,7 +149,8 @@ class PurchaseNowTest : public ::testing::Test {
     return store_->Get(storage::Space::kKeys, user).value().has_value();
   }
 
-  std::filesystem::path dir_;
+  // Destroyed in reverse: the shop first, the folder last.
+  testing::TempDir dir_;
   SeededRandom random_{11};
   ManualClock clock_{1'790'000'000'000};
   std::unique_ptr<keys::FileKeystore> keys_;
