@@ -1,21 +1,13 @@
 #include "audit/merkle.h"
 
-#include <sodium.h>
-
 #include <bit>
+
+#include "crypto/crypto.h"
 
 namespace meridian::audit {
 namespace {
 Hash Sha256(std::string_view prefix, std::string_view a, std::string_view b = {}) {
-  crypto_hash_sha256_state st;
-  crypto_hash_sha256_init(&st);
-  crypto_hash_sha256_update(&st, reinterpret_cast<const unsigned char*>(prefix.data()),
-                            prefix.size());
-  crypto_hash_sha256_update(&st, reinterpret_cast<const unsigned char*>(a.data()), a.size());
-  crypto_hash_sha256_update(&st, reinterpret_cast<const unsigned char*>(b.data()), b.size());
-  Hash out(crypto_hash_sha256_BYTES, '\0');
-  crypto_hash_sha256_final(&st, reinterpret_cast<unsigned char*>(out.data()));
-  return out;
+  return crypto::Sha256({prefix, a, b});
 }
 
 // The largest power of two smaller than n (n > 1).

@@ -31,6 +31,44 @@ Headers CopyHeaders(const Fields& fields) {
   for (const auto& f : fields) h.emplace_back(ToLower(f.name_string()), std::string(f.value()));
   return h;
 }
-// Our request value from a parsed Beast message.
-HttpRequest FromBeast(http::request<http::string_body>&& msg);
+
+// Beast's HTTP/1.1 request parser, writing straight into our request value: no Beast header
+// container built field by field and copied out again. The server and ParseRequest use it.
+class RequestParser final : public http::basic_parser<true> {
+ public:
+  // The request once is_done(); the parser is spent after.
+  HttpRequest Release() { return std::move(req_); }
+  // The request line and headers, once is_header_done().
+  std::string_view Method() const { return req_.method; }
+  std::string_view Path() const { return req_.path; }
+  std::string_view Header(std::string_view lower_name) const { return req_.Header(lower_name); }
+
+ private:
+  void on_request_impl(http::verb, beast::string_view method, beast::string_view target, int,
+                       beast::error_code&) override;
+  void on_response_impl(int, beast::string_view, int, beast::error_code& ec) override {
+    ec = http::error::bad_method;  // never called: this parses requests
+  }
+  void on_field_impl(http::field, beast::string_view name, beast::string_view value,
+                     beast::error_code&) override {
+    req_.headers.emplace_back(ToLower(name), std::string(value));
+  }
+  void on_header_impl(beast::error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
+                         beast::error_code&) override {
+    if (length) req_.body.reserve(*length);  // at most the body limit, checked before
+  }
+  size_t on_body_impl(beast::string_view body, beast::error_code&) override {
+    req_.body.append(body.data(), body.size());
+    return body.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
+  size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, beast::error_code&) override {
+    return on_body_impl(body, unused_);
+  }
+  void on_finish_impl(beast::error_code&) override {}
+
+  HttpRequest req_;
+  beast::error_code unused_;
+};
 }  // namespace meridian::net

@@ -2,21 +2,18 @@
 
 namespace meridian::net {
 
-HttpRequest FromBeast(http::request<http::string_body>&& msg) {
-  HttpRequest req;
-  req.method = std::string(msg.method_string());
-  req.target = std::string(msg.target());
-  size_t q = req.target.find('?');
-  req.path = req.target.substr(0, q);
-  if (q != std::string::npos) req.query = req.target.substr(q + 1);
-  req.headers = CopyHeaders(msg);
-  req.body = std::move(msg.body());
-  return req;
+void RequestParser::on_request_impl(http::verb, beast::string_view method,
+                                    beast::string_view target, int, beast::error_code&) {
+  req_.method.assign(method.data(), method.size());
+  req_.target.assign(target.data(), target.size());
+  const size_t q = req_.target.find('?');
+  req_.path = req_.target.substr(0, q);
+  if (q != std::string::npos) req_.query = req_.target.substr(q + 1);
 }
 
 Result<HttpRequest> ParseRequest(std::string_view bytes, size_t max_header_bytes,
                                  size_t max_body_bytes) {
-  http::request_parser<http::string_body> parser;
+  RequestParser parser;
   parser.eager(true);
   parser.header_limit(static_cast<uint32_t>(max_header_bytes));
   parser.body_limit(max_body_bytes);
@@ -28,7 +25,7 @@ Result<HttpRequest> ParseRequest(std::string_view bytes, size_t max_header_bytes
   if (ec == http::error::header_limit)
     return Error(Code::kHeadersTooLarge, "headers over the limit");
   if (ec || !parser.is_done()) return Error(Code::kInvalidField, "malformed HTTP request");
-  return FromBeast(parser.release());
+  return parser.Release();
 }
 
 }  // namespace meridian::net

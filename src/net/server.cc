@@ -16,6 +16,13 @@ namespace meridian::net {
 namespace {
 
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+// Sockets, acceptors and timers bound to their event loop's own executor type: handlers are
+// dispatched without the type-erased executor's indirections.
+using Executor = asio::io_context::executor_type;
+using Socket = asio::basic_stream_socket<tcp, Executor>;
+using Acceptor = asio::basic_socket_acceptor<tcp, Executor>;
+using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                         asio::wait_traits<std::chrono::steady_clock>, Executor>;
 
 class SessionBase : public std::enable_shared_from_this<SessionBase> {
  public:
@@ -66,8 +73,8 @@ class Session : public SessionBase {
   void CloseNow() {
     StopWatch();
     beast::error_code ec;
-    Lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
-    Lowest().close();
+    Lowest().shutdown(tcp::socket::shutdown_both, ec);
+    Lowest().close(ec);
   }
 
  protected:
@@ -108,43 +115,63 @@ class Session : public SessionBase {
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(sh_.opts.max_header_bytes));
     parser_->body_limit(static_cast<uint64_t>(64) << 20);
+    header_checked_ = false;
     reading_ = true;
     SetDeadline(sh_.opts.read_timeout);
-    http::async_read_header(
-        Self().Stream(), buffer_, *parser_,
-        [self = Self().shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+    Parse();
   }
 
-  void OnHeader(beast::error_code ec) {
-    if (ec) return OnReadError(ec);
-    auto& req = parser_->get();
-    std::string_view target(req.target().data(), req.target().size());
-    std::string_view path = target.substr(0, target.find('?'));
-    size_t limit = sh_.handler.BodyLimit(
-        std::string_view(req.method_string().data(), req.method_string().size()), path);
+  // Feeds what is buffered to the parser and reads more while it needs more: Beast's own
+  // read loop (http::async_read), without its composed operations and their handler layers.
+  void Parse() {
+    while (buffer_.size() > 0) {
+      beast::error_code ec;
+      const size_t used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (ec && ec != http::error::need_more) return OnReadError(ec);
+      if (!header_checked_ && parser_->is_header_done()) {
+        header_checked_ = true;
+        if (!OnHeader()) return;
+      }
+      if (parser_->is_done()) return OnRequest();
+      if (ec || used == 0) break;  // the rest of an element is still to come
+    }
+    constexpr size_t kReadSize = 16 * 1024;
+    Self().Stream().async_read_some(
+        buffer_.prepare(kReadSize),
+        [self = Self().shared_from_this()](beast::error_code ec, size_t n) {
+          if (ec == asio::error::eof && self->parser_->got_some()) {
+            self->parser_->put_eof(ec);  // a request cut short
+            if (!ec) ec = http::error::partial_message;
+          } else if (ec == asio::error::eof) {
+            ec = http::error::end_of_stream;
+          }
+          if (ec) return self->OnReadError(ec);
+          self->buffer_.commit(n);
+          self->Parse();
+        });
+  }
+
+  // The header is in: the route's body limit, and "100 Continue" for a client waiting for it.
+  // False when it answered the request itself.
+  bool OnHeader() {
+    const std::string_view path = parser_->Path();
+    size_t limit = sh_.handler.BodyLimit(parser_->Method(), path);
     if (parser_->content_length() && *parser_->content_length() > limit) {
-      return Fail(PlainError(Code::kTooLarge, "request body is over the limit"));
+      Fail(PlainError(Code::kTooLarge, "request body is over the limit"));
+      return false;
     }
     parser_->body_limit(limit);
-    if (parser_->is_done()) return OnRequest();
-    if (beast::iequals(req[http::field::expect], "100-continue")) {
-      auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, 11);
-      http::async_write(Self().Stream(), *cont,
-                        [self = Self().shared_from_this(), cont](beast::error_code wec, size_t) {
-                          if (wec) return self->CloseNow();
-                          self->ReadBody();
+    if (!parser_->is_done() && beast::iequals(parser_->Header("expect"), "100-continue")) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      asio::async_write(Self().Stream(), asio::buffer(kContinue.data(), kContinue.size()),
+                        [self = Self().shared_from_this()](beast::error_code ec, size_t) {
+                          if (ec) return self->CloseNow();
+                          self->Parse();
                         });
-      return;
+      return false;
     }
-    ReadBody();
-  }
-
-  void ReadBody() {
-    http::async_read(Self().Stream(), buffer_, *parser_,
-                     [self = Self().shared_from_this()](beast::error_code ec, size_t) {
-                       if (ec) return self->OnReadError(ec);
-                       self->OnRequest();
-                     });
+    return true;
   }
 
   void OnReadError(beast::error_code ec) {
@@ -165,14 +192,14 @@ class Session : public SessionBase {
 
   void OnRequest() {
     reading_ = false;
-    keep_alive_ = parser_->get().keep_alive();
-    HttpRequest req = FromBeast(parser_->release());
+    keep_alive_ = parser_->keep_alive();
+    HttpRequest req = parser_->Release();
     req.peer_identity = peer_identity_;
     ClearDeadline();  // the handler may take its time; the write gets a deadline
     sh_.handler.Handle(std::move(req), [self = Self().shared_from_this()](HttpResponse r) {
       // An answer given on the event loop itself (sold out, say) is written at once; one
       // from another thread is handed to the loop.
-      auto exec = self->Executor();
+      auto exec = self->Self().Stream().get_executor();
       asio::dispatch(exec, [self, r = std::move(r)]() mutable { self->Write(std::move(r), true); });
     });
   }
@@ -189,7 +216,7 @@ class Session : public SessionBase {
   // the answer before the client reads it (a "lingering close").
   void LingerThenClose() {
     beast::error_code ec;
-    Lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+    Lowest().shutdown(tcp::socket::shutdown_send, ec);
     SetDeadline(std::chrono::seconds(2));
     drain_ = std::make_unique<std::array<char, 16 * 1024>>();
     DrainSome();
@@ -206,20 +233,33 @@ class Session : public SessionBase {
   void Write(HttpResponse r, bool allow_keep_alive) {
     keep_open_ = allow_keep_alive && keep_alive_ && !sh_.draining;
     out_ = SerializeResponse(r, keep_open_);
+    // Most answers fit the socket's send buffer at once: no write operation, no completion
+    // queued on the loop.
+    const size_t sent = Self().WriteNow(out_);
+    if (sent == out_.size()) return AfterWrite();
     SetDeadline(sh_.opts.read_timeout);
-    asio::async_write(Self().Stream(), asio::buffer(out_),
+    asio::async_write(Self().Stream(), asio::buffer(out_.data() + sent, out_.size() - sent),
                       [self = Self().shared_from_this()](beast::error_code ec, size_t) {
                         if (ec) return self->CloseNow();
-                        if (!self->keep_open_) {
-                          return self->linger_ ? self->LingerThenClose() : self->CloseNow();
-                        }
-                        self->DoRead();
+                        self->AfterWrite();
                       });
+  }
+
+  void AfterWrite() {
+    if (!keep_open_) return linger_ ? LingerThenClose() : CloseNow();
+    // A request already buffered (pipelined) is taken up from the loop, so that answers
+    // given at once never nest on the stack.
+    if (buffer_.size() > 0) {
+      return asio::post(Self().Stream().get_executor(),
+                        [self = Self().shared_from_this()] { self->DoRead(); });
+    }
+    DoRead();
   }
 
   Shared& sh_;
   beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<RequestParser> parser_;
+  bool header_checked_ = false;
   std::string out_;  // the answer being written
   bool keep_open_ = true;
   bool reading_ = false;
@@ -227,32 +267,41 @@ class Session : public SessionBase {
   bool linger_ = false;
   std::string peer_identity_;
   std::unique_ptr<std::array<char, 16 * 1024>> drain_;  // only while lingering
-  std::optional<asio::steady_timer> watchdog_;          // on the session's executor
+  std::optional<Timer> watchdog_;                       // on the session's executor
   std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
   bool watching_ = false;  // a wait of the watchdog is pending
 };
 
 class PlainSession final : public Session<PlainSession> {
  public:
-  PlainSession(Shared& sh, tcp::socket&& socket) : Session(sh), stream_(std::move(socket)) {}
-  beast::tcp_stream& Stream() { return stream_; }
+  PlainSession(Shared& sh, Socket&& socket) : Session(sh), stream_(std::move(socket)) {}
+  Socket& Stream() { return stream_; }
+  // Writes what the socket takes now, without waiting (it is non-blocking).
+  size_t WriteNow(std::string_view bytes) {
+    beast::error_code ec;
+    size_t n = stream_.write_some(asio::buffer(bytes.data(), bytes.size()), ec);
+    return ec ? 0 : n;
+  }
   std::shared_ptr<PlainSession> shared_from_this() {
     return std::static_pointer_cast<PlainSession>(SessionBase::shared_from_this());
   }
   void Run() {
     Register();
+    beast::error_code ec;
+    stream_.non_blocking(true, ec);
     DoRead();
   }
 
  private:
-  beast::tcp_stream stream_;
+  Socket stream_;
 };
 
 class TlsSession final : public Session<TlsSession> {
  public:
-  TlsSession(Shared& sh, tcp::socket&& socket, ssl::context& ctx)
+  TlsSession(Shared& sh, Socket&& socket, ssl::context& ctx)
       : Session(sh), stream_(std::move(socket), ctx) {}
-  beast::ssl_stream<beast::tcp_stream>& Stream() { return stream_; }
+  beast::ssl_stream<Socket>& Stream() { return stream_; }
+  size_t WriteNow(std::string_view) { return 0; }  // TLS records go through the async write
   std::shared_ptr<TlsSession> shared_from_this() {
     return std::static_pointer_cast<TlsSession>(SessionBase::shared_from_this());
   }
@@ -283,7 +332,7 @@ class TlsSession final : public Session<TlsSession> {
   }
 
  private:
-  beast::ssl_stream<beast::tcp_stream> stream_;
+  beast::ssl_stream<Socket> stream_;
 };
 
 class Server final : public HttpServer {
@@ -323,7 +372,7 @@ class Server final : public HttpServer {
     uint16_t port = o.port;
     for (int i = 0; i < std::max(1, o.io_threads); ++i) {
       auto& ctx = contexts_.emplace_back(std::make_unique<asio::io_context>(1));
-      auto& acc = acceptors_.emplace_back(std::make_unique<tcp::acceptor>(*ctx));
+      auto& acc = acceptors_.emplace_back(std::make_unique<Acceptor>(ctx->get_executor()));
       tcp::endpoint ep(addr, port);
       acc->open(ep.protocol(), ec);
       if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
@@ -382,7 +431,7 @@ class Server final : public HttpServer {
 
  private:
   void Accept(size_t i) {
-    acceptors_[i]->async_accept(*contexts_[i], [this, i](beast::error_code ec, tcp::socket s) {
+    acceptors_[i]->async_accept([this, i](beast::error_code ec, Socket s) {
       if (ec) {
         if (ec == asio::error::operation_aborted || sh_.draining) return;
         log::Warn("accept_failed", {{"error", ec.message()}});
@@ -401,7 +450,7 @@ class Server final : public HttpServer {
   Shared sh_;
   std::unique_ptr<ssl::context> tls_;
   std::vector<std::unique_ptr<asio::io_context>> contexts_;
-  std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
+  std::vector<std::unique_ptr<Acceptor>> acceptors_;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
   std::vector<std::thread> threads_;
   uint16_t port_ = 0;

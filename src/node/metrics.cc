@@ -6,26 +6,26 @@
 
 namespace meridian::node {
 
-void Metrics::ObserveRequest(std::string_view route, int status, double seconds) {
+void Metrics::ObserveRequest(std::string_view route, int status, double seconds, bool answer) {
   std::lock_guard lock(mu_);
-  ++requests_[{std::string(route), status}];
-  auto& h = latency_[std::string(route)];
+  auto it = routes_.find(route);
+  if (it == routes_.end()) it = routes_.emplace(std::string(route), Route{}).first;
+  Route& r = it->second;
+  ++r.requests[status];
+  if (answer) ++r.answers[status];
   for (size_t i = 0; i < kBuckets.size(); ++i) {
-    if (seconds <= kBuckets[i]) ++h.counts[i];
+    if (seconds <= kBuckets[i]) ++r.latency.counts[i];
   }
-  ++h.count;
-  h.sum += seconds;
-}
-
-void Metrics::CountAnswer(std::string_view route, int status) {
-  std::lock_guard lock(mu_);
-  ++answers_[{std::string(route), status}];
+  ++r.latency.count;
+  r.latency.sum += seconds;
 }
 
 uint64_t Metrics::Answers(std::string_view route, int status) const {
   std::lock_guard lock(mu_);
-  auto it = answers_.find(std::pair<std::string, int>(route, status));
-  return it == answers_.end() ? 0 : it->second;
+  auto it = routes_.find(route);
+  if (it == routes_.end()) return 0;
+  auto a = it->second.answers.find(status);
+  return a == it->second.answers.end() ? 0 : a->second;
 }
 
 void Metrics::CountForward(std::string_view destination, bool ok) {
@@ -51,13 +51,16 @@ std::string Metrics::Render() const {
   };
   app("# HELP meridian_requests_total HTTP requests answered, by route template and status.\n");
   app("# TYPE meridian_requests_total counter\n");
-  for (const auto& [k, v] : requests_) {
-    app("meridian_requests_total{{region=\"{}\",route=\"{}\",status=\"{}\"}} {}\n", region_,
-        k.first, k.second, v);
+  for (const auto& [route, r] : routes_) {
+    for (const auto& [status, n] : r.requests) {
+      app("meridian_requests_total{{region=\"{}\",route=\"{}\",status=\"{}\"}} {}\n", region_,
+          route, status, n);
+    }
   }
   app("# HELP meridian_request_duration_seconds Time to answer, by route template.\n");
   app("# TYPE meridian_request_duration_seconds histogram\n");
-  for (const auto& [route, h] : latency_) {
+  for (const auto& [route, r] : routes_) {
+    const Histogram& h = r.latency;
     for (size_t i = 0; i < kBuckets.size(); ++i) {
       app("meridian_request_duration_seconds_bucket{{region=\"{}\",route=\"{}\",le=\"{}\"}} {}\n",
           region_, route, kBuckets[i], h.counts[i]);
@@ -71,9 +74,11 @@ std::string Metrics::Render() const {
   }
   app("# HELP meridian_answers_total Answers to clients, counted at the node they reached.\n");
   app("# TYPE meridian_answers_total counter\n");
-  for (const auto& [k, v] : answers_) {
-    app("meridian_answers_total{{region=\"{}\",route=\"{}\",status=\"{}\"}} {}\n", region_, k.first,
-        k.second, v);
+  for (const auto& [route, r] : routes_) {
+    for (const auto& [status, n] : r.answers) {
+      app("meridian_answers_total{{region=\"{}\",route=\"{}\",status=\"{}\"}} {}\n", region_, route,
+          status, n);
+    }
   }
   app("# HELP meridian_forwards_total Requests forwarded to another region, by destination.\n");
   app("# TYPE meridian_forwards_total counter\n");

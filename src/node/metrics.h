@@ -14,11 +14,11 @@ namespace meridian::node {
 class Metrics {
  public:
   explicit Metrics(std::string region) : region_(std::move(region)) {}
-  void ObserveRequest(std::string_view route, int status, double seconds);
-  // Answers to clients, counted once at the node the client reached (a request forwarded
-  // to its home region is counted there as a request, not again as an answer): summed over
-  // the regions, they are the cluster's answers, e.g. purchases and sold-out per second.
-  void CountAnswer(std::string_view route, int status);
+  // A request answered. `answer`: it is also an answer to a client, counted once at the node
+  // the client reached (a request forwarded to its home region is counted there as a
+  // request, not again as an answer): summed over the regions, answers are the cluster's,
+  // e.g. purchases and sold-out per second.
+  void ObserveRequest(std::string_view route, int status, double seconds, bool answer);
   uint64_t Answers(std::string_view route, int status) const;
   void CountForward(std::string_view destination, bool ok);
   void CountRedirect(std::string_view destination);
@@ -35,9 +35,12 @@ class Metrics {
   };
   mutable std::mutex mu_;
   std::string region_;
-  std::map<std::pair<std::string, int>, uint64_t> requests_;
-  std::map<std::string, Histogram> latency_;
-  std::map<std::pair<std::string, int>, uint64_t> answers_;
+  struct Route {
+    std::map<int, uint64_t> requests;  // by status
+    std::map<int, uint64_t> answers;   // by status
+    Histogram latency;
+  };
+  std::map<std::string, Route, std::less<>> routes_;  // one lookup per request
   std::map<std::pair<std::string, std::string>, uint64_t> forwards_;
   std::map<std::string, uint64_t> redirects_;
   std::map<std::string, double> gauges_;

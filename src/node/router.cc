@@ -304,8 +304,7 @@ class Router final : public net::Handler {
     const bool entry = req.Header(kForwardedHeader).empty();
     Respond done = [this, route_name, start, entry, respond = std::move(respond)](HttpResponse r) {
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      c_.metrics.ObserveRequest(route_name, r.status, secs);
-      if (entry) c_.metrics.CountAnswer(route_name, r.status);
+      c_.metrics.ObserveRequest(route_name, r.status, secs, entry);
       respond(std::move(r));
     };
     if (m.route == nullptr) {

@@ -11,7 +11,9 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "common/random.h"
 #include "crypto/crypto.h"
@@ -36,21 +38,30 @@ class EchoHandler final : public Handler {
       }).detach();
       return;
     }
+    if (req.path == "/tag") {
+      return respond(HttpResponse::Json(
+          200, std::string(req.Header("x-tag")) + "|" + req.query + "|" + req.target));
+    }
     HttpResponse r = HttpResponse::Json(200, req.method + " " + req.path + " " + req.body);
     respond(std::move(r));
   }
   std::atomic<int> calls{0};
 };
 
-// A raw client: sends bytes, returns whatever comes back until the peer closes or 3 s pass.
-std::string RawExchange(uint16_t port, const std::string& bytes, bool* closed = nullptr) {
+// A raw client: sends the pieces one by one (`gap` apart), returns whatever comes back until
+// the peer closes or 3 s pass.
+std::string RawExchange(uint16_t port, const std::vector<std::string>& pieces,
+                        std::chrono::milliseconds gap, bool* closed = nullptr) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
   inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
   EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  EXPECT_EQ(::send(fd, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
+  for (const std::string& bytes : pieces) {
+    EXPECT_EQ(::send(fd, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
+    std::this_thread::sleep_for(gap);
+  }
   std::string out;
   auto deadline = std::chrono::steady_clock::now() + 3s;
   bool eof = false;
@@ -68,6 +79,18 @@ std::string RawExchange(uint16_t port, const std::string& bytes, bool* closed = 
   ::close(fd);
   if (closed) *closed = eof;
   return out;
+}
+std::string RawExchange(uint16_t port, const std::string& bytes, bool* closed = nullptr) {
+  return RawExchange(port, std::vector<std::string>{bytes}, 0ms, closed);
+}
+
+size_t Count(const std::string& haystack, std::string_view needle) {
+  size_t n = 0;
+  for (size_t at = haystack.find(needle); at != std::string::npos;
+       at = haystack.find(needle, at + 1)) {
+    ++n;
+  }
+  return n;
 }
 
 class HttpTest : public ::testing::Test {
@@ -122,6 +145,48 @@ TEST(SerializeResponseTest, FramingIsTheServers) {
   empty.body = "dropped";
   EXPECT_EQ(SerializeResponse(empty, false),
             "HTTP/1.1 204 No Content\r\nserver: meridian\r\nconnection: close\r\n\r\n");
+}
+
+// The server reads with its own loop over Beast's parser: requests that arrive together
+// (pipelined), in pieces, chunked or after "100 Continue" each reach the handler whole.
+TEST_F(HttpTest, PipelinedSplitChunkedAndContinuedRequestsArriveWhole) {
+  Start();
+  const std::string get = "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n";
+  auto out =
+      RawExchange(server_->port(),
+                  get + get + "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc" +
+                      "POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                      "Transfer-Encoding: chunked\r\n\r\n3\r\nxyz\r\n2\r\nuv\r\n0\r\n\r\n");
+  EXPECT_EQ(Count(out, "HTTP/1.1 200 OK"), 4u) << out;
+  const size_t first = out.find("GET /echo ");
+  const size_t third = out.find("POST /echo abc");
+  const size_t fourth = out.find("POST /echo xyzuv");
+  EXPECT_NE(first, std::string::npos) << out;
+  EXPECT_LT(first, third);
+  EXPECT_LT(third, fourth);
+  EXPECT_NE(fourth, std::string::npos) << out;
+  EXPECT_EQ(handler_.calls.load(), 4);
+
+  // One byte at a time: names arrive in lowercase, the query and target as sent.
+  const std::string tagged =
+      "GET /tag?a=1&b=2 HTTP/1.1\r\nHost: x\r\nX-Tag: Hello\r\nConnection: close\r\n\r\n";
+  std::vector<std::string> bytes;
+  for (char c : tagged) bytes.emplace_back(1, c);
+  bool closed = false;
+  out = RawExchange(server_->port(), bytes, 1ms, &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(out.rfind("HTTP/1.1 200 OK", 0), 0u) << out;
+  EXPECT_NE(out.find("Hello|a=1&b=2|/tag?a=1&b=2"), std::string::npos) << out;
+
+  // A client that waits for "100 Continue" before its body.
+  out = RawExchange(server_->port(),
+                    {"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                     "Content-Length: 4\r\nConnection: close\r\n\r\n",
+                     "body"},
+                    100ms);
+  EXPECT_EQ(out.rfind("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK", 0), 0u) << out;
+  EXPECT_NE(out.find("POST /echo body"), std::string::npos) << out;
+  EXPECT_EQ(handler_.calls.load(), 6);
 }
 
 TEST_F(HttpTest, BodyOverTheLimitGets413AndNeverReachesTheHandler) {
