@@ -35,11 +35,12 @@ test: build
 
 # The suite under AddressSanitizer and UndefinedBehaviorSanitizer, on the embedded engine
 # (the PostgreSQL run adds no code of ours that the store tests do not reach). Line tables
-# only (-g1): stack traces keep functions and lines, the build is lighter.
+# only (-g1): stack traces keep functions and lines, the build is lighter. Only what the suite
+# runs is built (not the micro-benchmarks).
 test-sanitize: deps console
 	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMERIDIAN_SANITIZE=ON \
 	  -DCMAKE_CXX_FLAGS_DEBUG="-g1"
-	cmake --build build-asan -j$(JOBS)
+	cmake --build build-asan -j$(JOBS) --target meridian unit_tests integration_tests storage_tests
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	  ctest --output-on-failure -j$(JOBS) --timeout 900 -E '^postgres/'

@@ -56,7 +56,7 @@ struct NodeKnobs {
   int migration_parallel = 4;           // users moving at once
   int64_t migration_users_per_s = 200;  // throttle protecting live traffic (0: none)
   int database_connections = 16;        // pool per node, with a database_url
-  int64_t lease_units = 256;            // most units a node leases from its region's pool
+  int64_t lease_units = 2048;           // most units a node leases from its region's pool
   int64_t lease_idle_ms = 1000;         // an unused lease returns its units after this
   int64_t lease_timeout_ms = 3000;      // a silent node's leases (and migrations) move on
   // Users' data keys kept unwrapped once unwrapped (keys::EnvelopeCodec): a sale's buyers, who

@@ -55,7 +55,8 @@ HttpResponse PlainError(Code code, std::string msg) {
   return HttpResponse::FromStatus(Status(code, std::move(msg)));
 }
 
-// CRTP over the stream type: PlainSession and TlsSession differ only in handshake and close.
+// CRTP over the stream type: PlainSession and TlsSession differ in handshake, close, and
+// whether an answer can be written at once.
 template <typename Derived>
 class Session : public SessionBase {
  public:

@@ -116,7 +116,7 @@ struct ShopSettings {
   int64_t max_in_flight = 512;      // purchases being processed at once, past it 429
   int64_t sweep_interval_ms = 200;  // how often expired reservations are looked for
   std::string node = "n0";          // this node among the region's (its leases carry it)
-  int64_t lease_units = 256;        // most units one lease takes from the pool
+  int64_t lease_units = 2048;       // most units one lease takes from the pool
   int64_t lease_idle_ms = 1000;     // an unused lease returns its units after this
   int64_t lease_timeout_ms = 3000;  // a node silent this long loses its leases
 };
