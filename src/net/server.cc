@@ -137,20 +137,22 @@ class Session : public SessionBase {
       if (parser_->is_done()) return OnRequest();
       if (ec || used == 0) break;  // the rest of an element is still to come
     }
-    constexpr size_t kReadSize = 16 * 1024;
-    Self().Stream().async_read_some(
-        buffer_.prepare(kReadSize),
-        [self = Self().shared_from_this()](beast::error_code ec, size_t n) {
-          if (ec == asio::error::eof && self->parser_->got_some()) {
-            self->parser_->put_eof(ec);  // a request cut short
-            if (!ec) ec = http::error::partial_message;
-          } else if (ec == asio::error::eof) {
-            ec = http::error::end_of_stream;
-          }
-          if (ec) return self->OnReadError(ec);
-          self->buffer_.commit(n);
-          self->Parse();
-        });
+    Self().Stream().async_read_some(buffer_.prepare(16 * 1024),
+                                    [self = Self().shared_from_this()](
+                                        beast::error_code ec, size_t n) { self->OnRead(ec, n); });
+  }
+
+  // `n` bytes read into the buffer, or the read's error.
+  void OnRead(beast::error_code ec, size_t n) {
+    if (ec == asio::error::eof && parser_->got_some()) {
+      parser_->put_eof(ec);  // a request cut short
+      if (!ec) ec = http::error::partial_message;
+    } else if (ec == asio::error::eof) {
+      ec = http::error::end_of_stream;
+    }
+    if (ec) return OnReadError(ec);
+    buffer_.commit(n);
+    Parse();
   }
 
   // The header is in: the route's body limit, and "100 Continue" for a client waiting for it.
@@ -248,13 +250,11 @@ class Session : public SessionBase {
 
   void AfterWrite() {
     if (!keep_open_) return linger_ ? LingerThenClose() : CloseNow();
-    // A request already buffered (pipelined) is taken up from the loop, so that answers
-    // given at once never nest on the stack.
-    if (buffer_.size() > 0) {
-      return asio::post(Self().Stream().get_executor(),
-                        [self = Self().shared_from_this()] { self->DoRead(); });
-    }
-    DoRead();
+    // The next request is read from the loop, after the handlers already waiting there: an
+    // answer given at once never nests on the stack (pipelined requests), and the read's
+    // first try, made right after the answer, would rarely find the client's next request.
+    asio::post(Self().Stream().get_executor(),
+               [self = Self().shared_from_this()] { self->DoRead(); });
   }
 
   Shared& sh_;
