@@ -50,11 +50,17 @@ class RequestParser final : public http::basic_parser<true> {
   void on_response_impl(int, beast::string_view, int, beast::error_code& ec) override {
     ec = http::error::bad_method;  // never called: this parses requests
   }
-  void on_field_impl(http::field, beast::string_view name, beast::string_view value,
+  void on_field_impl(http::field field, beast::string_view name, beast::string_view value,
                      beast::error_code&) override {
+    if (is_header_done()) return;  // a chunked body's trailer: never a header of the request
+    if (field == http::field::transfer_encoding) transfer_encoding_ = true;
     req_.headers.emplace_back(ToLower(name), std::string(value));
   }
-  void on_header_impl(beast::error_code&) override {}
+  void on_header_impl(beast::error_code& ec) override {
+    // A Transfer-Encoding other than chunked leaves the body's end unknown: read as bodiless,
+    // its bytes would be taken for the next request (RFC 7230 3.3.3 asks for a 400).
+    if (transfer_encoding_ && !chunked()) ec = http::error::bad_transfer_encoding;
+  }
   void on_body_init_impl(const boost::optional<std::uint64_t>& length,
                          beast::error_code&) override {
     if (length) req_.body.reserve(*length);  // at most the body limit, checked before
@@ -64,12 +70,13 @@ class RequestParser final : public http::basic_parser<true> {
     return body.size();
   }
   void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
-  size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, beast::error_code&) override {
-    return on_body_impl(body, unused_);
+  size_t on_chunk_body_impl(std::uint64_t, beast::string_view body,
+                            beast::error_code& ec) override {
+    return on_body_impl(body, ec);
   }
   void on_finish_impl(beast::error_code&) override {}
 
   HttpRequest req_;
-  beast::error_code unused_;
+  bool transfer_encoding_ = false;
 };
 }  // namespace meridian::net

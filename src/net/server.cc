@@ -113,6 +113,8 @@ class Session : public SessionBase {
 
   void DoRead() {
     if (sh_.draining) return CloseNow();
+    // Not eager: put() stops after the header, so OnHeader sets the route's body limit before
+    // any of the body is parsed (and before RequestParser reserves its length).
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(sh_.opts.max_header_bytes));
     parser_->body_limit(static_cast<uint64_t>(64) << 20);
@@ -121,6 +123,8 @@ class Session : public SessionBase {
     SetDeadline(sh_.opts.read_timeout);
     Parse();
   }
+
+  static constexpr size_t kReadSize = 16 * 1024;
 
   // Feeds what is buffered to the parser and reads more while it needs more: Beast's own
   // read loop (http::async_read), without its composed operations and their handler layers.
@@ -137,7 +141,14 @@ class Session : public SessionBase {
       if (parser_->is_done()) return OnRequest();
       if (ec || used == 0) break;  // the rest of an element is still to come
     }
-    Self().Stream().async_read_some(buffer_.prepare(16 * 1024),
+    // What the parser holds back unparsed is bounded (Beast 1.74 puts no limit on a chunk's
+    // size line or the trailer): past it the request is refused.
+    if (buffer_.size() > sh_.opts.max_header_bytes + kReadSize) {
+      return OnReadError(http::error::bad_chunk);
+    }
+    // Reads grow from 512 bytes as needed (Beast's rule): an idle connection keeps a small
+    // buffer.
+    Self().Stream().async_read_some(buffer_.prepare(beast::read_size(buffer_, kReadSize)),
                                     [self = Self().shared_from_this()](
                                         beast::error_code ec, size_t n) { self->OnRead(ec, n); });
   }
@@ -289,7 +300,8 @@ class PlainSession final : public Session<PlainSession> {
   void Run() {
     Register();
     beast::error_code ec;
-    stream_.non_blocking(true, ec);
+    stream_.non_blocking(true, ec);  // WriteNow must never block the loop
+    if (ec) return CloseNow();
     DoRead();
   }
 

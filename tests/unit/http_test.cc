@@ -189,6 +189,40 @@ TEST_F(HttpTest, PipelinedSplitChunkedAndContinuedRequestsArriveWhole) {
   EXPECT_EQ(handler_.calls.load(), 6);
 }
 
+// Requests the server must refuse or must not misread, each with nothing reaching the handler:
+// a body over the limit after a good request on the same connection, a Transfer-Encoding
+// that is not chunked (its body's end is unknown), a chunk-size line that never ends; and a
+// chunked body's trailer is no header of the request.
+TEST_F(HttpTest, AmbiguousOrEndlessFramingIsRefusedAndTrailersAreNoHeaders) {
+  Start();
+  auto out = RawExchange(server_->port(),
+                         "POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok"
+                         "POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" +
+                             std::string(100, 'z'));
+  EXPECT_EQ(out.rfind("HTTP/1.1 200 OK", 0), 0u) << out;
+  EXPECT_NE(out.find("HTTP/1.1 413"), std::string::npos) << out;
+  EXPECT_EQ(handler_.calls.load(), 1);
+
+  out = RawExchange(server_->port(),
+                    "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"
+                    "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 400", 0), 0u) << out;
+  EXPECT_EQ(Count(out, "HTTP/1.1 "), 1u) << out;
+
+  out = RawExchange(server_->port(),
+                    "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;" +
+                        std::string(40'000, 'e'));
+  EXPECT_EQ(out.rfind("HTTP/1.1 400", 0), 0u) << out.substr(0, 80);
+  EXPECT_EQ(handler_.calls.load(), 1);
+
+  out = RawExchange(server_->port(),
+                    "POST /tag HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                    "Connection: close\r\n\r\n2\r\nhi\r\n0\r\nX-Tag: trailer\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 200 OK", 0), 0u) << out;
+  EXPECT_NE(out.find("\r\n\r\n||/tag"), std::string::npos) << out;  // no x-tag
+  EXPECT_EQ(handler_.calls.load(), 2);
+}
+
 TEST_F(HttpTest, BodyOverTheLimitGets413AndNeverReachesTheHandler) {
   Start();
   auto r = Call("POST", "/small", std::string(65, 'x'));
