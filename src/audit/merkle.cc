@@ -6,10 +6,6 @@
 
 namespace meridian::audit {
 namespace {
-Hash Sha256(std::string_view prefix, std::string_view a, std::string_view b = {}) {
-  return crypto::Sha256({prefix, a, b});
-}
-
 // The largest power of two smaller than n (n > 1).
 uint64_t SplitPoint(uint64_t n) { return std::bit_floor(n - 1); }
 
@@ -56,9 +52,10 @@ Status SubProof(uint64_t m, uint64_t start, uint64_t end, bool b, const SubtreeF
 }
 }  // namespace
 
-Hash LeafHash(std::string_view leaf) { return Sha256(std::string_view("\x00", 1), leaf); }
-Hash NodeHash(std::string_view l, std::string_view r) { return Sha256("\x01", l, r); }
-Hash EmptyRoot() { return Sha256("", ""); }
+// RFC 6962's domain separation: 0x00 before a leaf, 0x01 before two child hashes.
+Hash LeafHash(std::string_view leaf) { return crypto::Sha256({std::string_view("\x00", 1), leaf}); }
+Hash NodeHash(std::string_view l, std::string_view r) { return crypto::Sha256({"\x01", l, r}); }
+Hash EmptyRoot() { return crypto::Sha256({}); }
 
 Result<Hash> RangeHash(uint64_t start, uint64_t end, const SubtreeFn& subtree) {
   const uint64_t n = end - start;
