@@ -3,6 +3,7 @@
 // a burst of writes leaving log and data in agreement.
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <set>
@@ -54,15 +55,24 @@ class AuditTest : public ::testing::Test {
     EXPECT_EQ(body->origin, "meridian/singapore");
     return body.ok() ? *body : audit::CheckpointBody{};
   }
+  // Reads [start, end) a page at a time: the server hands out at most 1000 entries a call,
+  // and a fast machine writes more than that in a burst.
   std::vector<std::string> Leaves(uint64_t start, uint64_t end) {
-    auto r = c_->Call(
-        "singapore", "GET",
-        "/v1/admin/audit/entries?start=" + std::to_string(start) + "&end=" + std::to_string(end),
-        "", Bearer(c_->admin_token()));
-    EXPECT_EQ(r.status, 200) << r.body;
     std::vector<std::string> out;
-    const Json entries = JsonOf(r)["entries"];
-    for (const auto& e : entries) out.push_back(*Base64Decode(e["leaf"].get<std::string>()));
+    for (uint64_t from = start; from < end;) {
+      const uint64_t to = std::min(end, from + 1000);
+      auto r = c_->Call(
+          "singapore", "GET",
+          "/v1/admin/audit/entries?start=" + std::to_string(from) + "&end=" + std::to_string(to),
+          "", Bearer(c_->admin_token()));
+      EXPECT_EQ(r.status, 200) << r.body;
+      if (r.status != 200) break;
+      const Json entries = JsonOf(r)["entries"];
+      EXPECT_EQ(entries.size(), to - from);
+      if (entries.empty()) break;
+      for (const auto& e : entries) out.push_back(*Base64Decode(e["leaf"].get<std::string>()));
+      from += entries.size();
+    }
     return out;
   }
   std::unique_ptr<TestCluster> c_;
