@@ -322,13 +322,9 @@ Result<TokenClaims> VerifyToken(std::string_view token, std::string_view key, in
   return std::move(*claims);
 }
 
-Status VerifyToken(std::string_view token, const TokenClaims& peeked, std::string_view key,
-                   int64_t now_ms) {
-  // The token's own claims are what is checked and remembered; the caller's copy decides
-  // expiry too, as it always did.
-  RETURN_IF_ERROR(VerifyToken(token, key, now_ms).status());
-  if (peeked.expires_ms <= now_ms) return Error(Code::kUnauthenticated, "token expired");
-  return Status::Ok();
+const TokenClaims* RecentlyVerified(std::string_view token, std::string_view key, int64_t now_ms) {
+  const TokenClaims* c = VerifiedTokens::OfThisThread().Find(token, key);
+  return c != nullptr && c->expires_ms > now_ms ? c : nullptr;
 }
 
 }  // namespace meridian::crypto

@@ -45,9 +45,10 @@ std::string IssueToken(const TokenClaims& claims, std::string_view key);
 std::optional<TokenClaims> PeekToken(std::string_view token);
 // Checks format, MAC (constant time) and expiry.
 Result<TokenClaims> VerifyToken(std::string_view token, std::string_view key, int64_t now_ms);
-// The same check for a token whose claims were already read with PeekToken.
-Status VerifyToken(std::string_view token, const TokenClaims& peeked, std::string_view key,
-                   int64_t now_ms);
+// The claims of a token this thread verified under `key` and that has not expired, found
+// with one lookup and no copy; nullptr when the token needs the full check. The pointer is
+// valid until this thread's next token check.
+const TokenClaims* RecentlyVerified(std::string_view token, std::string_view key, int64_t now_ms);
 
 // AES-256-GCM. Seal returns ciphertext || tag; Open fails with integrity_error.
 inline constexpr size_t kGcmNonceSize = 12;

@@ -96,12 +96,21 @@ TEST_F(CryptoTest, AVerifiedTokenIsStillCheckedForExpiryKeyAndEveryByte) {
   EXPECT_EQ(VerifyToken(flipped, key_, 5'000).status().code(), Code::kUnauthenticated);
   EXPECT_EQ(VerifyToken(t.substr(0, t.size() - 1), key_, 5'000).status().code(),
             Code::kUnauthenticated);
-  // Claims passed in from elsewhere do not become the token's.
-  TokenClaims wrong{"u_2", "oregon", 1, 10'000};
+  // The one-lookup form knows only tokens verified here, under that key, not yet expired.
   auto t2 = IssueToken({"u_3", "oregon", 1, 10'000}, key_);
-  ASSERT_TRUE(VerifyToken(t2, wrong, key_, 5'000).ok());
+  EXPECT_EQ(RecentlyVerified(t2, key_, 5'000), nullptr);
   EXPECT_EQ(PeekToken(t2)->user_id, "u_3");
-  EXPECT_EQ(VerifyToken(t2, key_, 5'000)->user_id, "u_3");
+  EXPECT_EQ(RecentlyVerified(t2, key_, 5'000), nullptr);  // peeking verifies nothing
+  ASSERT_TRUE(VerifyToken(t2, key_, 5'000).ok());
+  const TokenClaims* known = RecentlyVerified(t2, key_, 5'000);
+  ASSERT_NE(known, nullptr);
+  EXPECT_EQ(known->user_id, "u_3");
+  EXPECT_EQ(known->region, "oregon");
+  EXPECT_EQ(RecentlyVerified(t2, key_, 10'000), nullptr);
+  EXPECT_EQ(RecentlyVerified(t2, other_key, 5'000), nullptr);
+  std::string flipped2 = t2;
+  flipped2.back() = flipped2.back() == 'A' ? 'B' : 'A';
+  EXPECT_EQ(RecentlyVerified(flipped2, key_, 5'000), nullptr);
   // More tokens than the memory holds: every one still verifies, and the first one too.
   for (int i = 0; i < 5'000; ++i) {
     auto ti = IssueToken({"u_" + std::to_string(i), "oregon", 1, 10'000}, key_);
