@@ -1,5 +1,7 @@
 #include "node/rebalancer.h"
 
+#include <algorithm>
+
 #include "common/log.h"
 #include "common/random.h"
 
@@ -60,30 +62,33 @@ void Rebalancer::Stop() {
 }
 
 int64_t Rebalancer::Pull(const std::string& sale_id) {
-  std::string donor;
-  int64_t best = 0;
+  // Largest spare quota first; a donor that grants nothing (it keeps its last units for its
+  // own buyers, or they are on their way elsewhere) is not the last word: "sold out" follows
+  // only once every region with units was asked.
+  std::vector<std::pair<int64_t, std::string>> donors;
   for (auto& [region, res] :
        inter_.FanOutHomes(Get("/internal/v1/sales/" + sale_id + "/quota?counts=0"))) {
     if (!res.ok() || res->status != 200) continue;
     auto q = ParseJsonObject(res->body);
-    if (q.ok() && q->value("remaining", int64_t{0}) > best) {
-      best = q->value("remaining", int64_t{0});
-      donor = region;
-    }
+    const int64_t remaining = q.ok() ? q->value("remaining", int64_t{0}) : 0;
+    if (remaining > 0) donors.emplace_back(remaining, region);
   }
-  if (donor.empty()) return 0;
-  const std::string tid = "t" + SystemRandom::Instance().Hex(12);
-  auto grant = JsonCall(inter_, donor, "POST", "/internal/v1/sales/" + sale_id + "/grant",
-                        Json{{"to", inter_.self()}, {"units", best}, {"transfer_id", tid}});
-  if (!grant.ok()) return 0;  // the donor re-delivers a grant it made
-  const int64_t units = grant->value("units", int64_t{0});
-  if (units <= 0) return 0;
-  if (!shop_.ApplyGrant(sale_id, donor, units, tid).ok()) return 0;
-  log::Info("stock_received",
-            {{"sale", sale_id}, {"from", donor}, {"units", std::to_string(units)}});
-  (void)JsonCall(inter_, donor, "POST",
-                 "/internal/v1/sales/" + sale_id + "/transfers/" + tid + "/ack", Json());
-  return units;
+  std::sort(donors.begin(), donors.end(), std::greater<>());
+  for (const auto& [remaining, donor] : donors) {
+    const std::string tid = "t" + SystemRandom::Instance().Hex(12);
+    auto grant = JsonCall(inter_, donor, "POST", "/internal/v1/sales/" + sale_id + "/grant",
+                          Json{{"to", inter_.self()}, {"units", remaining}, {"transfer_id", tid}});
+    if (!grant.ok()) continue;  // the donor re-delivers a grant it made
+    const int64_t units = grant->value("units", int64_t{0});
+    if (units <= 0) continue;
+    if (!shop_.ApplyGrant(sale_id, donor, units, tid).ok()) return 0;
+    log::Info("stock_received",
+              {{"sale", sale_id}, {"from", donor}, {"units", std::to_string(units)}});
+    (void)JsonCall(inter_, donor, "POST",
+                   "/internal/v1/sales/" + sale_id + "/transfers/" + tid + "/ack", Json());
+    return units;
+  }
+  return 0;
 }
 
 void Rebalancer::Redeliver() {

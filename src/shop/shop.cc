@@ -1206,8 +1206,9 @@ Result<int64_t> Shop::Donate(const std::string& sale_id, const std::string& to, 
       }
       return granted;
     }
-    // While this region has buyers of its own, it keeps half of its pool (rounded up);
-    // once they are gone, everything may go to where the demand is.
+    // While this region has buyers of its own, it keeps half of its pool (rounded down: the
+    // asker has none, so a last unit goes to it rather than leaving its buyers "sold out"
+    // while it sits here); once they are gone, everything may go to where the demand is.
     const bool local_demand = clock_.NowMs() - rt->last_demand_ms.load() < 2000;
     ASSIGN_OR_RETURN(int64_t pool, Pool(sale_id));
     if (pool < units && attempt == 0) {
@@ -1217,7 +1218,7 @@ Result<int64_t> Shop::Donate(const std::string& sale_id, const std::string& to, 
       AskForLeases(sale_id);
       ASSIGN_OR_RETURN(pool, Pool(sale_id));
     }
-    const int64_t grant = std::min(units, local_demand ? pool / 2 : pool);
+    const int64_t grant = std::min(units, local_demand ? (pool + 1) / 2 : pool);
     if (grant <= 0) return int64_t{0};
     storage::WriteBatch b;
     RETURN_IF_ERROR(AddToPool(sale_id, -grant, &b));  // lowered durably before granting

@@ -411,14 +411,33 @@ TEST_F(ShopTest, StockMovesToWhereTheBuyersAre) {
       ADD_FAILURE() << r.status << " " << r.body;
     }
   }
-  // Oregon keeps half of what it has at each grant, so the last unit or two may stay
-  // there; every other unit went to singapore's buyers.
+  // Oregon has no buyers of its own: every unit went to singapore's, and only the buyers
+  // after the last unit heard "sold out".
   Json stats = Stats("pull");
   EXPECT_EQ(stats["sold"].get<int64_t>(), won);
-  EXPECT_GE(won, 28);
+  EXPECT_EQ(won, 30);
+  EXPECT_EQ(stats["remaining"].get<int64_t>(), 0);
   EXPECT_EQ(stats["sold"].get<int64_t>() + stats["remaining"].get<int64_t>(), 30);
   EXPECT_EQ(stats["per_region"]["singapore"]["sold"].get<int64_t>(), won);
   EXPECT_EQ(won + sold_out, 40);
+}
+
+TEST_F(ShopTest, ALastUnitGoesToARegionWithNoneWhileTheDonorsBuyersShop) {
+  // Oregon's buyers are shopping, so it keeps half of its pool at a grant; but the asker
+  // has nothing left, so a last unit moves instead of its buyers hearing "sold out" while
+  // the unit sits in oregon.
+  ASSERT_EQ(CreateSale("last", 3, {{"singapore", 0}, {"oregon", 3}, {"beijing", 0}}).status, 201);
+  const TestUser us = NewUser("US", 950);
+  std::vector<TestUser> india;
+  for (int i = 0; i < 3; ++i) india.push_back(NewUser("IN", 950 + i));
+  ASSERT_EQ(Buy(us, "last", "k-us").status, 201);  // demand in oregon from now on
+  std::vector<int> statuses;
+  for (const auto& b : india) statuses.push_back(Buy(b, "last", "k" + b.user_id).status);
+  EXPECT_EQ(statuses, (std::vector<int>{201, 201, 409}));
+  Json stats = Stats("last");
+  EXPECT_EQ(stats["sold"].get<int64_t>(), 3);
+  EXPECT_EQ(stats["remaining"].get<int64_t>(), 0);
+  EXPECT_EQ(stats["per_region"]["singapore"]["sold"].get<int64_t>(), 2);
 }
 
 TEST_F(ShopTest, TransfersSurviveKillingDonorAndReceiver) {
