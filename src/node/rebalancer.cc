@@ -61,10 +61,9 @@ void Rebalancer::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-int64_t Rebalancer::Pull(const std::string& sale_id) {
-  // Largest spare quota first; a donor that grants nothing (it keeps its last units for its
-  // own buyers, or they are on their way elsewhere) is not the last word: "sold out" follows
-  // only once every region with units was asked.
+int64_t Rebalancer::Pull(const std::string& sale_id, bool asker_out) {
+  // Largest spare quota first; a donor that grants nothing (its units are on its nodes'
+  // leases, went to another asker meanwhile, or it did not answer) is not the last word.
   std::vector<std::pair<int64_t, std::string>> donors;
   for (auto& [region, res] :
        inter_.FanOutHomes(Get("/internal/v1/sales/" + sale_id + "/quota?counts=0"))) {
@@ -77,18 +76,22 @@ int64_t Rebalancer::Pull(const std::string& sale_id) {
   for (const auto& [remaining, donor] : donors) {
     const std::string tid = "t" + SystemRandom::Instance().Hex(12);
     auto grant = JsonCall(inter_, donor, "POST", "/internal/v1/sales/" + sale_id + "/grant",
-                          Json{{"to", inter_.self()}, {"units", remaining}, {"transfer_id", tid}});
+                          Json{{"to", inter_.self()},
+                               {"units", remaining},
+                               {"transfer_id", tid},
+                               {"asker_out", asker_out}});
     if (!grant.ok()) continue;  // the donor re-delivers a grant it made
     const int64_t units = grant->value("units", int64_t{0});
     if (units <= 0) continue;
-    if (!shop_.ApplyGrant(sale_id, donor, units, tid).ok()) return 0;
+    // Not applied now: the donor re-delivers it, and the buyer hears "retry", not "sold out".
+    if (!shop_.ApplyGrant(sale_id, donor, units, tid).ok()) return shop::kUnitsElsewhere;
     log::Info("stock_received",
               {{"sale", sale_id}, {"from", donor}, {"units", std::to_string(units)}});
     (void)JsonCall(inter_, donor, "POST",
                    "/internal/v1/sales/" + sale_id + "/transfers/" + tid + "/ack", Json());
     return units;
   }
-  return 0;
+  return donors.empty() ? 0 : shop::kUnitsElsewhere;
 }
 
 void Rebalancer::Redeliver() {
@@ -138,7 +141,7 @@ void Rebalancer::Loop() {
     cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_; });
     if (stop_) break;
     lock.unlock();
-    for (const auto& sale_id : shop_.SalesNeedingStock()) Pull(sale_id);
+    for (const auto& sale_id : shop_.SalesNeedingStock()) Pull(sale_id, false);
     if (tick % 3 == 0) RefreshPeers();
     if (tick % 5 == 0) Redeliver();
     ++tick;

@@ -25,8 +25,11 @@ class Rebalancer {
   ~Rebalancer();
   void Start();
   void Stop();
-  // Pulls units of a sale from the region with the most to spare; returns units received.
-  int64_t Pull(const std::string& sale_id);
+  // Pulls units of a sale from the regions with units, the most first, until one grants:
+  // for a buyer who found none (`asker_out`, the shop's PullFn) or a region under its
+  // low-water mark. Returns units received, 0 when no region has any, or
+  // shop::kUnitsElsewhere when some region reported units but none came.
+  int64_t Pull(const std::string& sale_id, bool asker_out);
 
  private:
   void Loop();

@@ -961,7 +961,7 @@ class Router final : public net::Handler {
     const std::string& sale_id = params[0];
     if (id == RouteId::kInternalGrant) {
       auto units = c_.shop.Donate(sale_id, j.value("to", ""), j.value("units", int64_t{0}),
-                                  j.value("transfer_id", ""));
+                                  j.value("transfer_id", ""), j.value("asker_out", false));
       return units.ok() ? JsonOk(200, {{"units", *units}})
                         : HttpResponse::FromStatus(units.status());
     }
@@ -1182,8 +1182,12 @@ class Router final : public net::Handler {
   void UserRequest(const Route& route, std::vector<std::string> params, HttpRequest&& req,
                    Respond done) {
     std::string_view token = BearerToken(req);
-    if (route.id == RouteId::kPurchase && SoldOutFromMemory(params[0], token, req)) {
-      return done(SoldOutAnswer());
+    if (route.id == RouteId::kPurchase) {
+      // The admin's token is no user token: a purchase with it is forbidden, not unknown.
+      if (IsAdmin(req)) {
+        return done(HttpResponse::FromStatus(Error(Code::kForbidden, "admins do not shop")));
+      }
+      if (SoldOutFromMemory(params[0], token, req)) return done(SoldOutAnswer());
     }
     auto claims = crypto::PeekToken(token);
     if (!claims) {
@@ -1206,9 +1210,6 @@ class Router final : public net::Handler {
       return done(HttpResponse::FromStatus(Error(Code::kUnauthenticated, "invalid token")));
     }
     if (route.id == RouteId::kPurchase) {
-      if (IsAdmin(req)) {
-        return done(HttpResponse::FromStatus(Error(Code::kForbidden, "admins do not shop")));
-      }
       // A token not met lately: its MAC is checked here (no storage read) before sold out is
       // said from memory.
       const int64_t now = SystemClock::Instance().NowMs();

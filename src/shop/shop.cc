@@ -971,8 +971,14 @@ bool Shop::StartPurchase(const std::string& user_id, const std::string& sale_id,
       std::lock_guard pull_lock(rt->pull_mu);  // the first buyer leases, the others wait
       if (rt->remaining.load() > 0) continue;
       ASSIGN_OR_RETURN(int64_t units, LeaseMore(rt));
-      if (units <= 0 && pull_ && pull_(sale_id) > 0) {
+      const int64_t pulled = units <= 0 && pull_ ? pull_(sale_id) : 0;
+      if (pulled > 0) {
         ASSIGN_OR_RETURN(units, LeaseMore(rt));
+        if (units <= 0) continue;  // taken by other buyers meanwhile: look again
+      }
+      if (pulled == kUnitsElsewhere) {
+        rt->elsewhere_until_ms = clock_.NowMs() + 100;  // the next buyers need not ask
+        return Error(Code::kUnavailable, "the last units are in another region; retry shortly");
       }
       if (units <= 0) {
         // Units on another node's lease are not sold out: that node is asked to hand its
@@ -1189,7 +1195,7 @@ Result<std::vector<Order>> Shop::OrdersOf(const std::string& user_id) {
 }
 
 Result<int64_t> Shop::Donate(const std::string& sale_id, const std::string& to, int64_t units,
-                             const std::string& tid) {
+                             const std::string& tid, bool asker_out) {
   SaleRuntime* rt = LoadRuntime(sale_id);
   if (rt == nullptr) return Error(Code::kNotFound, "no such sale");
   if (!IsSafeId(tid) || !IsSafeId(to) || units <= 0) {
@@ -1206,9 +1212,10 @@ Result<int64_t> Shop::Donate(const std::string& sale_id, const std::string& to, 
       }
       return granted;
     }
-    // While this region has buyers of its own, it keeps half of its pool (rounded down: the
-    // asker has none, so a last unit goes to it rather than leaving its buyers "sold out"
-    // while it sits here); once they are gone, everything may go to where the demand is.
+    // While this region has buyers of its own, it keeps half of its pool; once they are
+    // gone, everything may go to where the demand is. An asker that is out gets the odd
+    // unit (its buyer would hear "sold out"); a low-water top-up does not (a last unit would
+    // swing back and forth between two regions that both have buyers).
     const bool local_demand = clock_.NowMs() - rt->last_demand_ms.load() < 2000;
     ASSIGN_OR_RETURN(int64_t pool, Pool(sale_id));
     if (pool < units && attempt == 0) {
@@ -1218,7 +1225,8 @@ Result<int64_t> Shop::Donate(const std::string& sale_id, const std::string& to, 
       AskForLeases(sale_id);
       ASSIGN_OR_RETURN(pool, Pool(sale_id));
     }
-    const int64_t grant = std::min(units, local_demand ? (pool + 1) / 2 : pool);
+    const int64_t kept = local_demand ? (asker_out ? pool / 2 : (pool + 1) / 2) : 0;
+    const int64_t grant = std::min(units, pool - kept);
     if (grant <= 0) return int64_t{0};
     storage::WriteBatch b;
     RETURN_IF_ERROR(AddToPool(sale_id, -grant, &b));  // lowered durably before granting
