@@ -200,6 +200,8 @@ TEST_F(ShopTest, ExactlyTheStockIsSoldToConcurrentBuyers) {
         for (int attempt = 0; attempt < 2; ++attempt) {
           auto r = Buy(b, "rush", "key-" + b.user_id, entries[(i + t + attempt) % 4]);
           for (int retry = 0; retry < 100 && r.status == 503; ++retry) {
+            EXPECT_EQ(ErrorCodeOf(r), "unavailable") << r.body;
+            EXPECT_FALSE(r.Header("retry-after").empty());
             ++retried;
             std::this_thread::sleep_for(std::chrono::milliseconds(20));
             r = Buy(b, "rush", "key-" + b.user_id, entries[(i + t + attempt) % 4]);
