@@ -61,16 +61,41 @@ void Rebalancer::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-int64_t Rebalancer::Pull(const std::string& sale_id, bool asker_out) {
-  // Largest spare quota first; a donor that grants nothing (its units are on its nodes'
-  // leases, went to another asker meanwhile, or it did not answer) is not the last word.
-  std::vector<std::pair<int64_t, std::string>> donors;
+Rebalancer::QuotaViews Rebalancer::Views(const std::string& sale_id) {
+  QuotaViews views;
   for (auto& [region, res] :
        inter_.FanOutHomes(Get("/internal/v1/sales/" + sale_id + "/quota?counts=0"))) {
-    if (!res.ok() || res->status != 200) continue;
-    auto q = ParseJsonObject(res->body);
-    const int64_t remaining = q.ok() ? q->value("remaining", int64_t{0}) : 0;
-    if (remaining > 0) donors.emplace_back(remaining, region);
+    auto q = res.ok() && res->status == 200 ? ParseJsonObject(res->body)
+                                            : Result<Json>(Error(Code::kUnavailable, ""));
+    if (q.ok()) {
+      views.by_region[region] = *std::move(q);
+    } else {
+      views.complete = false;
+    }
+  }
+  auto own = shop_.Quota(sale_id, false);
+  if (!own.ok()) {
+    views.complete = false;
+    return views;
+  }
+  Json mine = {{"remaining", own->remaining}};
+  Json out = Json::object();
+  for (const auto& [tid, n] : own->unacked_out) out[tid] = n;
+  mine["unacked_out"] = out;
+  mine["applied_in"] = own->applied_in;
+  views.by_region[inter_.self()] = mine;
+  return views;
+}
+
+int64_t Rebalancer::Pull(const std::string& sale_id, bool asker_out) {
+  // Largest spare quota first; a donor that grants nothing (it keeps its units for its own
+  // buyers, they are on its nodes' leases, went to another asker meanwhile, or it did not
+  // answer) is not the last word.
+  const QuotaViews views = Views(sale_id);
+  std::vector<std::pair<int64_t, std::string>> donors;
+  for (const auto& [region, q] : views.by_region) {
+    const int64_t remaining = q.value("remaining", int64_t{0});
+    if (region != inter_.self() && remaining > 0) donors.emplace_back(remaining, region);
   }
   std::sort(donors.begin(), donors.end(), std::greater<>());
   for (const auto& [remaining, donor] : donors) {
@@ -91,7 +116,11 @@ int64_t Rebalancer::Pull(const std::string& sale_id, bool asker_out) {
                    "/internal/v1/sales/" + sale_id + "/transfers/" + tid + "/ack", Json());
     return units;
   }
-  return donors.empty() ? 0 : shop::kUnitsElsewhere;
+  // Sold out only when every region answered with none and no grant is on its way.
+  if (!donors.empty() || !views.complete || InFlight(views.by_region) > 0) {
+    return shop::kUnitsElsewhere;
+  }
+  return 0;
 }
 
 void Rebalancer::Redeliver() {
@@ -105,29 +134,10 @@ void Rebalancer::Redeliver() {
 
 void Rebalancer::RefreshPeers() {
   for (const auto& sale_id : shop_.OpenSales()) {
-    std::map<std::string, Json> quotas;
-    bool complete = true;
-    for (auto& [region, res] :
-         inter_.FanOutHomes(Get("/internal/v1/sales/" + sale_id + "/quota?counts=0"))) {
-      auto q = res.ok() && res->status == 200 ? ParseJsonObject(res->body)
-                                              : Result<Json>(Error(Code::kUnavailable, ""));
-      if (!q.ok()) {
-        complete = false;
-        break;
-      }
-      quotas[region] = *q;
-    }
-    if (!complete) continue;  // unknown stays "not sold out"
-    auto own = shop_.Quota(sale_id, false);
-    if (!own.ok()) continue;
-    Json mine = {{"remaining", own->remaining}};
-    Json out = Json::object();
-    for (const auto& [tid, n] : own->unacked_out) out[tid] = n;
-    mine["unacked_out"] = out;
-    mine["applied_in"] = own->applied_in;
-    quotas[inter_.self()] = mine;
-    int64_t others = InFlight(quotas);
-    for (const auto& [region, q] : quotas) {
+    const QuotaViews views = Views(sale_id);
+    if (!views.complete) continue;  // unknown stays "not sold out"
+    int64_t others = InFlight(views.by_region);
+    for (const auto& [region, q] : views.by_region) {
       if (region != inter_.self()) others += q.value("remaining", int64_t{0});
     }
     shop_.SetPeerRemaining(sale_id, others);

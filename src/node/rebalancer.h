@@ -27,11 +27,18 @@ class Rebalancer {
   void Stop();
   // Pulls units of a sale from the regions with units, the most first, until one grants:
   // for a buyer who found none (`asker_out`, the shop's PullFn) or a region under its
-  // low-water mark. Returns units received, 0 when no region has any, or
-  // shop::kUnitsElsewhere when some region reported units but none came.
+  // low-water mark. Returns units received; 0 when every region answered with none and no
+  // grant is in flight; otherwise shop::kUnitsElsewhere (units exist but none came now).
   int64_t Pull(const std::string& sale_id, bool asker_out);
 
  private:
+  // Every home region's quota view of a sale (as /internal/v1/sales/{id}/quota?counts=0
+  // says; this region's read locally); `complete` is false when one could not be read.
+  struct QuotaViews {
+    std::map<std::string, Json> by_region;
+    bool complete = true;
+  };
+  QuotaViews Views(const std::string& sale_id);
   void Loop();
   void Redeliver();
   void RefreshPeers();

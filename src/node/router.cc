@@ -961,7 +961,7 @@ class Router final : public net::Handler {
     const std::string& sale_id = params[0];
     if (id == RouteId::kInternalGrant) {
       auto units = c_.shop.Donate(sale_id, j.value("to", ""), j.value("units", int64_t{0}),
-                                  j.value("transfer_id", ""), j.value("asker_out", false));
+                                  j.value("transfer_id", ""), j.value("asker_out", true));
       return units.ok() ? JsonOk(200, {{"units", *units}})
                         : HttpResponse::FromStatus(units.status());
     }

@@ -947,8 +947,8 @@ bool Shop::StartPurchase(const std::string& user_id, const std::string& sale_id,
     // leaves nothing to give back. (Waiting, a buyer who finds none left seals nothing.)
     if (!may_wait) RETURN_IF_ERROR(seal());
     // Take a slot of this node's lease. Out of slots, lease more from the region's pool,
-    // and when the pool is empty pull units from the other regions, once, before
-    // answering sold out.
+    // and when the pool is empty pull units from the other regions (at most twice) before
+    // answering sold out or, when units exist elsewhere but none came, "retry shortly".
     std::optional<Slot> slot;
     // Others may take the slots of a lease another buyer just made: try again while the
     // pool gives units (sold out is said only when it gives none).
@@ -962,23 +962,25 @@ bool Shop::StartPurchase(const std::string& user_id, const std::string& sale_id,
       if (taken && !some) buyers_.Add(user_id);
       return taken;
     };
+    int pulls = 0;
     for (int attempt = 0; !(slot = take()); ++attempt) {
       if (!may_wait) return Error(Code::kWouldBlock, "no unit in this node's lease");
       if (attempt >= 64) return Error(Code::kUnavailable, "the sale is busy; retry shortly");
       if (clock_.NowMs() < rt->elsewhere_until_ms.load()) {
-        return Error(Code::kUnavailable, "the last units are on another node; retry shortly");
+        return Error(Code::kUnavailable, "the last units are elsewhere; retry shortly");
       }
       std::lock_guard pull_lock(rt->pull_mu);  // the first buyer leases, the others wait
       if (rt->remaining.load() > 0) continue;
       ASSIGN_OR_RETURN(int64_t units, LeaseMore(rt));
-      const int64_t pulled = units <= 0 && pull_ ? pull_(sale_id) : 0;
+      const int64_t pulled = units <= 0 && pull_ ? (++pulls, pull_(sale_id)) : 0;
       if (pulled > 0) {
         ASSIGN_OR_RETURN(units, LeaseMore(rt));
-        if (units <= 0) continue;  // taken by other buyers meanwhile: look again
+        // Leased by this region's other nodes or granted on meanwhile: look again, once.
+        if (units <= 0 && pulls < 2) continue;
       }
-      if (pulled == kUnitsElsewhere) {
+      if (pulled == kUnitsElsewhere || (pulled > 0 && units <= 0)) {
         rt->elsewhere_until_ms = clock_.NowMs() + 100;  // the next buyers need not ask
-        return Error(Code::kUnavailable, "the last units are in another region; retry shortly");
+        return Error(Code::kUnavailable, "the last units are elsewhere; retry shortly");
       }
       if (units <= 0) {
         // Units on another node's lease are not sold out: that node is asked to hand its

@@ -87,8 +87,9 @@ struct PendingGrant {
 
 // Pulls units of a sale from other regions into this one for a buyer who found none here
 // (the node wires it to the inter-region channel). Returns how many units arrived: 0 when
-// no other region has any, kUnitsElsewhere when one has some but gave none now (they are
-// on its nodes' leases, or it did not answer).
+// every region answered that it has none and no transfer is in flight; kUnitsElsewhere
+// when units exist but none came now (kept, on a donor's nodes' leases, in flight, or a
+// region did not answer).
 using PullFn = std::function<int64_t(const std::string& sale_id)>;
 inline constexpr int64_t kUnitsElsewhere = -1;
 
@@ -201,9 +202,9 @@ class Shop {
   // acknowledges. No unit is counted twice or lost.
   void SetPull(PullFn pull) { pull_ = std::move(pull); }
   // Gives up to `units` for transfer `tid`; the same tid returns the same grant. While this
-  // region has buyers of its own it keeps half of what is left: rounded up when the asker
-  // still has some, rounded down when the asker is out (`asker_out`), so a last unit goes
-  // where a buyer is waiting for it instead of that buyer hearing "sold out".
+  // region has buyers of its own it keeps half of what is left: rounded down for a buyer
+  // who found none (`asker_out`), so a last unit goes where a buyer waits for it; rounded
+  // up for a low-water top-up, so a last unit does not swing between two regions.
   Result<int64_t> Donate(const std::string& sale_id, const std::string& to, int64_t units,
                          const std::string& tid, bool asker_out = false);
   Status ApplyGrant(const std::string& sale_id, const std::string& from, int64_t units,
