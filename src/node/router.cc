@@ -1165,18 +1165,23 @@ class Router final : public net::Handler {
     return kSoldOut;
   }
 
-  // Sold out is answered on the event loop, from memory, for a buyer whose token this thread
-  // verified lately (one lookup, no storage read) when the region's counter, read without a
-  // lock, says so. Anything else (a new token, the admin's, another region's, a request the
-  // worker would refuse for its own faults) takes the longer way below.
+  // Sold out for this buyer, from memory: the region's counter read without a lock, no
+  // storage read. A request the worker would refuse for its own faults goes there instead.
+  bool SoldOutFor(const std::string& sale_id, std::string_view user_id, const HttpRequest& req,
+                  int64_t now) const {
+    return shop::IsValidIdempotencyKey(req.Header("idempotency-key")) &&
+           c_.shop.SoldOutNow(sale_id, user_id, now);
+  }
+
+  // The sold-out answer for a buyer whose token this thread verified lately (one lookup).
+  // Anything else (a new token, another region's) takes the longer way below.
   bool SoldOutFromMemory(const std::string& sale_id, std::string_view token,
                          const HttpRequest& req) {
     if (c_.accounts == nullptr) return false;
     const int64_t now = SystemClock::Instance().NowMs();
     const crypto::TokenClaims* claims = crypto::RecentlyVerified(token, c_.keys.TokenKey(), now);
     return claims != nullptr && claims->region == c_.self.name &&
-           shop::IsValidIdempotencyKey(req.Header("idempotency-key")) &&
-           c_.shop.SoldOutNow(sale_id, claims->user_id, now);
+           SoldOutFor(sale_id, claims->user_id, req, now);
   }
 
   void UserRequest(const Route& route, std::vector<std::string> params, HttpRequest&& req,
@@ -1210,11 +1215,9 @@ class Router final : public net::Handler {
       return done(HttpResponse::FromStatus(Error(Code::kUnauthenticated, "invalid token")));
     }
     if (route.id == RouteId::kPurchase) {
-      // A token not met lately: its MAC is checked here (no storage read) before sold out is
-      // said from memory.
+      // A token not met lately: its MAC is checked only when the answer would be sold out.
       const int64_t now = SystemClock::Instance().NowMs();
-      if (shop::IsValidIdempotencyKey(req.Header("idempotency-key")) &&
-          c_.shop.SoldOutNow(params[0], claims->user_id, now) &&
+      if (SoldOutFor(params[0], claims->user_id, req, now) &&
           crypto::VerifyToken(token, c_.keys.TokenKey(), now).ok()) {
         return done(SoldOutAnswer());
       }

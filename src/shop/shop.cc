@@ -962,7 +962,13 @@ bool Shop::StartPurchase(const std::string& user_id, const std::string& sale_id,
       if (taken && !some) buyers_.Add(user_id);
       return taken;
     };
-    int pulls = 0;
+    // Units that exist but are not here now are no "sold out": the buyer retries shortly,
+    // and the next buyers need not look for them for a while.
+    auto elsewhere = [&] {
+      rt->elsewhere_until_ms = clock_.NowMs() + 100;
+      return Error(Code::kUnavailable, "the last units are elsewhere; retry shortly");
+    };
+    int pulls_taken_meanwhile = 0;
     for (int attempt = 0; !(slot = take()); ++attempt) {
       if (!may_wait) return Error(Code::kWouldBlock, "no unit in this node's lease");
       if (attempt >= 64) return Error(Code::kUnavailable, "the sale is busy; retry shortly");
@@ -972,24 +978,25 @@ bool Shop::StartPurchase(const std::string& user_id, const std::string& sale_id,
       std::lock_guard pull_lock(rt->pull_mu);  // the first buyer leases, the others wait
       if (rt->remaining.load() > 0) continue;
       ASSIGN_OR_RETURN(int64_t units, LeaseMore(rt));
-      const int64_t pulled = units <= 0 && pull_ ? (++pulls, pull_(sale_id)) : 0;
-      if (pulled > 0) {
-        ASSIGN_OR_RETURN(units, LeaseMore(rt));
-        // Leased by this region's other nodes or granted on meanwhile: look again, once.
-        if (units <= 0 && pulls < 2) continue;
-      }
-      if (pulled == kUnitsElsewhere || (pulled > 0 && units <= 0)) {
-        rt->elsewhere_until_ms = clock_.NowMs() + 100;  // the next buyers need not ask
-        return Error(Code::kUnavailable, "the last units are elsewhere; retry shortly");
+      if (units <= 0 && pull_) {
+        const int64_t pulled = pull_(sale_id);
+        if (pulled > 0) {
+          ASSIGN_OR_RETURN(units, LeaseMore(rt));
+        }
+        if (units <= 0 && pulled != 0) {
+          // Pulled, then leased by this region's other nodes or granted on meanwhile: look
+          // again, once. Or units exist elsewhere but none came.
+          if (pulled > 0 && ++pulls_taken_meanwhile < 2) continue;
+          return elsewhere();
+        }
       }
       if (units <= 0) {
         // Units on another node's lease are not sold out: that node is asked to hand its
-        // lease back (it does within a second), and the buyer to retry.
+        // lease back (it does within a second).
         ASSIGN_OR_RETURN(int64_t leased_elsewhere, FreeInOtherLeases(rt));
         if (leased_elsewhere > 0) {
           AskForLeases(sale_id);
-          rt->elsewhere_until_ms = clock_.NowMs() + 100;  // the next buyers need not look
-          return Error(Code::kUnavailable, "the last units are on another node; retry shortly");
+          return elsewhere();
         }
         rt->empty_until_ms = clock_.NowMs() + 250;  // "sold out" from memory for a while
         return Error(Code::kSoldOut, "sold out");

@@ -206,7 +206,7 @@ class Shop {
   // who found none (`asker_out`), so a last unit goes where a buyer waits for it; rounded
   // up for a low-water top-up, so a last unit does not swing between two regions.
   Result<int64_t> Donate(const std::string& sale_id, const std::string& to, int64_t units,
-                         const std::string& tid, bool asker_out = false);
+                         const std::string& tid, bool asker_out);
   Status ApplyGrant(const std::string& sale_id, const std::string& from, int64_t units,
                     const std::string& tid);
   Status AckGrant(const std::string& sale_id, const std::string& tid);
