@@ -1,15 +1,23 @@
 #include "node/metrics.h"
 
+#include <atomic>
 #include <iterator>
 
 #include <fmt/format.h>
 
 namespace meridian::node {
 
+Metrics::Shard& Metrics::ThisThreadsShard() {
+  static std::atomic<size_t> next{0};
+  thread_local const size_t index = next.fetch_add(1, std::memory_order_relaxed) % kShards;
+  return shards_[index];
+}
+
 void Metrics::ObserveRequest(std::string_view route, int status, double seconds, bool answer) {
-  std::lock_guard lock(mu_);
-  auto it = routes_.find(route);
-  if (it == routes_.end()) it = routes_.emplace(std::string(route), Route{}).first;
+  Shard& shard = ThisThreadsShard();
+  std::lock_guard lock(shard.mu);
+  auto it = shard.routes.find(route);
+  if (it == shard.routes.end()) it = shard.routes.emplace(std::string(route), Route{}).first;
   Route& r = it->second;
   ++r.requests[status];
   if (answer) ++r.answers[status];
@@ -20,12 +28,32 @@ void Metrics::ObserveRequest(std::string_view route, int status, double seconds,
   r.latency.sum += seconds;
 }
 
+Metrics::Routes Metrics::Merged() const {
+  Routes all;
+  for (const Shard& shard : shards_) {
+    std::lock_guard lock(shard.mu);
+    for (const auto& [name, r] : shard.routes) {
+      Route& sum = all[name];
+      for (const auto& [status, n] : r.requests) sum.requests[status] += n;
+      for (const auto& [status, n] : r.answers) sum.answers[status] += n;
+      for (size_t i = 0; i < kBuckets.size(); ++i) sum.latency.counts[i] += r.latency.counts[i];
+      sum.latency.count += r.latency.count;
+      sum.latency.sum += r.latency.sum;
+    }
+  }
+  return all;
+}
+
 uint64_t Metrics::Answers(std::string_view route, int status) const {
-  std::lock_guard lock(mu_);
-  auto it = routes_.find(route);
-  if (it == routes_.end()) return 0;
-  auto a = it->second.answers.find(status);
-  return a == it->second.answers.end() ? 0 : a->second;
+  uint64_t n = 0;
+  for (const Shard& shard : shards_) {
+    std::lock_guard lock(shard.mu);
+    auto it = shard.routes.find(route);
+    if (it == shard.routes.end()) continue;
+    auto a = it->second.answers.find(status);
+    if (a != it->second.answers.end()) n += a->second;
+  }
+  return n;
 }
 
 void Metrics::CountForward(std::string_view destination, bool ok) {
@@ -44,6 +72,7 @@ void Metrics::SetGauge(std::string_view name, double value) {
 }
 
 std::string Metrics::Render() const {
+  const Routes routes = Merged();
   std::lock_guard lock(mu_);
   std::string out;
   auto app = [&]<typename... A>(fmt::format_string<A...> f, A&&... a) {
@@ -51,7 +80,7 @@ std::string Metrics::Render() const {
   };
   app("# HELP meridian_requests_total HTTP requests answered, by route template and status.\n");
   app("# TYPE meridian_requests_total counter\n");
-  for (const auto& [route, r] : routes_) {
+  for (const auto& [route, r] : routes) {
     for (const auto& [status, n] : r.requests) {
       app("meridian_requests_total{{region=\"{}\",route=\"{}\",status=\"{}\"}} {}\n", region_,
           route, status, n);
@@ -59,7 +88,7 @@ std::string Metrics::Render() const {
   }
   app("# HELP meridian_request_duration_seconds Time to answer, by route template.\n");
   app("# TYPE meridian_request_duration_seconds histogram\n");
-  for (const auto& [route, r] : routes_) {
+  for (const auto& [route, r] : routes) {
     const Histogram& h = r.latency;
     for (size_t i = 0; i < kBuckets.size(); ++i) {
       app("meridian_request_duration_seconds_bucket{{region=\"{}\",route=\"{}\",le=\"{}\"}} {}\n",
@@ -74,7 +103,7 @@ std::string Metrics::Render() const {
   }
   app("# HELP meridian_answers_total Answers to clients, counted at the node they reached.\n");
   app("# TYPE meridian_answers_total counter\n");
-  for (const auto& [route, r] : routes_) {
+  for (const auto& [route, r] : routes) {
     for (const auto& [status, n] : r.answers) {
       app("meridian_answers_total{{region=\"{}\",route=\"{}\",status=\"{}\"}} {}\n", region_, route,
           status, n);

@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
+#include <vector>
+
 namespace meridian::node {
 namespace {
 
@@ -35,6 +38,33 @@ TEST(MetricsTest, RequestsAnswersAndLatencyAreCountedPerRouteAndStatus) {
   const std::string health = R"(region="singapore",route="/v1/health")";
   has("meridian_request_duration_seconds_bucket{" + health + R"(,le="2.5"} 0)");
   has("meridian_request_duration_seconds_bucket{" + health + R"(,le="+Inf"} 1)");
+}
+
+// Each thread counts in its own shard; what is read is the sum over every thread.
+TEST(MetricsTest, CountsFromManyThreadsAddUp) {
+  Metrics m("singapore");
+  constexpr int kThreads = 12;  // more than the shards: some threads share one
+  constexpr int kEach = 5000;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&m, t] {
+      for (int i = 0; i < kEach; ++i) {
+        m.ObserveRequest("/v1/sales/{id}/purchase", t % 2 == 0 ? 201 : 409, 0.0001, true);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(m.Answers("/v1/sales/{id}/purchase", 201), uint64_t{kThreads / 2 * kEach});
+  EXPECT_EQ(m.Answers("/v1/sales/{id}/purchase", 409), uint64_t{kThreads / 2 * kEach});
+  const std::string text = m.Render();
+  const std::string purchase = R"(region="singapore",route="/v1/sales/{id}/purchase")";
+  EXPECT_NE(text.find("meridian_request_duration_seconds_count{" + purchase + "} " +
+                      std::to_string(kThreads * kEach) + "\n"),
+            std::string::npos)
+      << text;
+  // One series per route and status, however many shards counted it.
+  const std::string series = "meridian_requests_total{" + purchase + R"(,status="201"})";
+  EXPECT_EQ(text.find(series), text.rfind(series));
 }
 
 }  // namespace
