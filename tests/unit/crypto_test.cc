@@ -41,6 +41,33 @@ TEST_F(CryptoTest, HmacSha256LongEmptyAndManyKeys) {
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 }
 
+// Word-at-a-time comparison: every length around the 8-byte steps, a difference in any one
+// byte (in the words and in the tail) and a length difference are each unequal.
+TEST_F(CryptoTest, ConstantTimeEqualsFindsADifferenceInAnyByte) {
+  for (size_t n = 0; n <= 41; ++n) {
+    std::string a;
+    for (size_t i = 0; i < n; ++i) a.push_back(static_cast<char>('a' + i % 26));
+    const std::string same = a;
+    EXPECT_TRUE(ConstantTimeEquals(a, same)) << n;
+    for (size_t i = 0; i < n; ++i) {
+      for (unsigned char bit : {0x01, 0x80}) {
+        std::string b = a;
+        b[i] = static_cast<char>(static_cast<unsigned char>(b[i]) ^ bit);
+        EXPECT_FALSE(ConstantTimeEquals(a, b)) << n << " " << i;
+        EXPECT_FALSE(ConstantTimeEquals(b, a)) << n << " " << i;
+      }
+    }
+    EXPECT_FALSE(ConstantTimeEquals(a, a + "x")) << n;
+    if (n > 0) {
+      EXPECT_FALSE(ConstantTimeEquals(a, a.substr(0, n - 1))) << n;
+    }
+  }
+  // Bytes with the high bit set and embedded zeros compare as bytes.
+  EXPECT_TRUE(ConstantTimeEquals(std::string("\x00\xff\x80z", 4), std::string("\x00\xff\x80z", 4)));
+  EXPECT_FALSE(
+      ConstantTimeEquals(std::string("\x00\xff\x80z", 4), std::string("\x00\xff\x81z", 4)));
+}
+
 TEST_F(CryptoTest, PseudonymIsKeyedAndPerPurpose) {
   auto a = Pseudonym(key_, "phone", "+919876543210");
   EXPECT_EQ(a, Pseudonym(key_, "phone", "+919876543210"));
