@@ -73,9 +73,16 @@ HttpResponse HttpResponse::FromStatus(const Status& status) {
 }
 
 std::string SerializeResponse(const HttpResponse& r, bool keep_alive) {
+  std::string out;
+  SerializeResponse(r, keep_alive, &out);
+  return out;
+}
+
+void SerializeResponse(const HttpResponse& r, bool keep_alive, std::string* out_ptr) {
+  std::string& out = *out_ptr;
   const auto reason = http::obsolete_reason(static_cast<http::status>(r.status));
   const bool bodiless = (r.status >= 100 && r.status < 200) || r.status == 204 || r.status == 304;
-  std::string out;
+  out.clear();
   out.reserve(128 + r.body.size() + r.headers.size() * 48);
   out.append("HTTP/1.1 ").append(std::to_string(r.status)).append(" ");
   out.append(reason.data(), reason.size()).append("\r\n");
@@ -93,7 +100,6 @@ std::string SerializeResponse(const HttpResponse& r, bool keep_alive) {
   if (!keep_alive) out.append("connection: close\r\n");
   out.append("\r\n");
   if (!bodiless) out.append(r.body);
-  return out;
 }
 
 Result<HttpResponse> HttpClient::SendSync(ClientCall call) {

@@ -52,6 +52,9 @@ struct HttpResponse {
 // decided here), Server, Content-Length (none for 1xx, 204 and 304), Connection: close unless
 // the connection stays open, then the body.
 std::string SerializeResponse(const HttpResponse& response, bool keep_alive);
+// The same bytes into `out` (replacing what it held, keeping its capacity: a session reuses
+// one buffer for all its answers).
+void SerializeResponse(const HttpResponse& response, bool keep_alive, std::string* out);
 
 // Called exactly once per request, from any thread.
 using Respond = std::function<void(HttpResponse)>;

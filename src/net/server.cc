@@ -246,7 +246,7 @@ class Session : public SessionBase {
 
   void Write(HttpResponse r, bool allow_keep_alive) {
     keep_open_ = allow_keep_alive && keep_alive_ && !sh_.draining;
-    out_ = SerializeResponse(r, keep_open_);
+    SerializeResponse(r, keep_open_, &out_);
     // Most answers fit the socket's send buffer at once: no write operation, no completion
     // queued on the loop.
     const size_t sent = Self().WriteNow(out_);
@@ -261,6 +261,9 @@ class Session : public SessionBase {
 
   void AfterWrite() {
     if (!keep_open_) return linger_ ? LingerThenClose() : CloseNow();
+    // The answer buffer is reused for the next answer; a large one (an export) is not kept
+    // by an idle connection.
+    if (out_.capacity() > kKeptAnswerBytes) std::string().swap(out_);
     // The next request is read from the loop, after the handlers already waiting there: an
     // answer given at once never nests on the stack (pipelined requests), and the read's
     // first try, made right after the answer, would rarely find the client's next request.
@@ -272,6 +275,7 @@ class Session : public SessionBase {
   beast::flat_buffer buffer_;
   std::optional<RequestParser> parser_;
   bool header_checked_ = false;
+  static constexpr size_t kKeptAnswerBytes = 16 * 1024;
   std::string out_;  // the answer being written
   bool keep_open_ = true;
   bool reading_ = false;

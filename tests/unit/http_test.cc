@@ -145,6 +145,10 @@ TEST(SerializeResponseTest, FramingIsTheServers) {
   empty.body = "dropped";
   EXPECT_EQ(SerializeResponse(empty, false),
             "HTTP/1.1 204 No Content\r\nserver: meridian\r\nconnection: close\r\n\r\n");
+  // Into a session's reused buffer: the earlier answer is replaced, not appended to.
+  std::string buffer = SerializeResponse(r, true) + "left over";
+  SerializeResponse(empty, false, &buffer);
+  EXPECT_EQ(buffer, SerializeResponse(empty, false));
 }
 
 // The server reads with its own loop over Beast's parser: requests that arrive together
