@@ -39,13 +39,15 @@ class Metrics {
     Histogram latency;
   };
   using Routes = std::map<std::string, Route, std::less<>>;
-  // Requests are counted in the calling thread's shard, so event loops never wait for each
-  // other here; reading sums the shards.
+  // Requests are counted in the calling thread's shard, so event loops do not wait for each
+  // other here; reading sums the shards. Shards are handed out in turn, one per thread that
+  // counts: threads share one only past kShards (a node has its event loops, its workers and
+  // a few more).
   struct alignas(64) Shard {
     mutable std::mutex mu;
     Routes routes;  // one lookup per request
   };
-  static constexpr size_t kShards = 8;
+  static constexpr size_t kShards = 64;
   Shard& ThisThreadsShard();
   Routes Merged() const;
 
