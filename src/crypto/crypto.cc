@@ -1,7 +1,6 @@
 #include "crypto/crypto.h"
 
 #include <openssl/core_names.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <sodium.h>
 
