@@ -1,5 +1,6 @@
 #include "audit/log.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include <fmt/format.h>
@@ -140,21 +141,20 @@ void AuditLog::Flush() {
 
 void AuditLog::WriterLoop() {
   std::unique_lock lock(mu_);
+  Edge tail = edge_;  // the tree as written, maybe ahead of what is durable (edge_)
   for (;;) {
     cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) break;  // stopping, and everything queued is written
-    std::vector<Pending> group;
-    group.swap(queue_);
-    Edge edge = edge_;
+    Written w;
+    w.group.swap(queue_);
+    if (edge_.size > tail.size) tail = edge_;  // another node appended (Refresh)
     lock.unlock();
 
-    WriteGroup(group, &edge);
+    w.wrote = WriteGroup(w.group, &tail);
+    w.edge = tail;
 
     lock.lock();
-    // Callers learn the outcome only once the tree they can read includes their entries.
-    // (A refresh may have seen more, written by another node: the view never shrinks.)
-    if (edge.size >= edge_.size) edge_ = std::move(edge);
-    written_.push_back(std::move(group));
+    written_.push_back(std::move(w));
     done_cv_.notify_one();
   }
   writer_done_ = true;
@@ -166,17 +166,33 @@ void AuditLog::CompleterLoop() {
   for (;;) {
     done_cv_.wait(lock, [&] { return writer_done_ || !written_.empty(); });
     if (written_.empty()) return;  // the writer stopped and every caller was answered
-    std::vector<Pending> group = std::move(written_.front());
-    written_.pop_front();
+    std::deque<Written> ready;
+    ready.swap(written_);
     lock.unlock();
-    for (Pending& p : group) p.done(std::move(p.result), p.first_index);
+    // One flush makes every group written so far durable, while the writer goes on with the
+    // next: only then are their callers answered and their entries in the tree readers see.
+    const bool wrote = std::ranges::any_of(ready, [](const Written& w) { return w.wrote; });
+    const Status synced = wrote ? store_.Sync() : Status::Ok();
     lock.lock();
-    completed_ += group.size();
+    if (synced.ok() && ready.back().edge.size >= edge_.size) {
+      edge_ = ready.back().edge;  // a refresh may have seen more: the view never shrinks
+    }
+    lock.unlock();
+    size_t answered = 0;
+    for (Written& w : ready) {
+      for (Pending& p : w.group) {
+        if (!synced.ok() && p.result.ok()) p.result = synced;
+        p.done(std::move(p.result), p.first_index);
+      }
+      answered += w.group.size();
+    }
+    lock.lock();
+    completed_ += answered;
     idle_cv_.notify_all();
   }
 }
 
-Status AuditLog::Append(const std::vector<Pending*>& members, Edge* edge) {
+Status AuditLog::Append(const std::vector<Pending*>& members, Edge* edge, bool* wrote) {
   std::vector<Pending*> live = members;
   for (int attempt = 0;; ++attempt) {
     if (live.empty()) return Status::Ok();  // every member's own condition failed
@@ -192,9 +208,10 @@ Status AuditLog::Append(const std::vector<Pending*>& members, Edge* edge) {
     next.stored = std::to_string(next.size);
     all.Put(Space::kMeta, std::string(kSizeKey), *next.stored);
     all.Expect(Space::kMeta, std::string(kSizeKey), edge->stored);
-    Status st = store_.Write(all);
+    Status st = store_.WriteUnsynced(all);  // durable at the completer's next sync
     if (st.ok()) {
       *edge = std::move(next);
+      *wrote = true;
       return st;
     }
     if (st.code() != Code::kConflict || attempt >= 1000) return st;
@@ -223,21 +240,23 @@ Status AuditLog::Holds(const storage::WriteBatch& batch) const {
   return Status::Ok();
 }
 
-void AuditLog::WriteGroup(std::vector<Pending>& group, Edge* edge) {
+bool AuditLog::WriteGroup(std::vector<Pending>& group, Edge* edge) {
   std::vector<Pending*> all;
   for (Pending& p : group) all.push_back(&p);
-  Status st = Append(all, edge);  // a failed write changes nothing: the edge stays
+  bool wrote = false;
+  Status st = Append(all, edge, &wrote);  // a failed write changes nothing: the edge stays
   if (st.ok() || group.size() == 1) {
     for (Pending& p : group) {
       if (!p.refused) p.result = st;
     }
-    return;
+    return wrote;
   }
   // One member's batch may be what failed (a residency refusal, say): commit each alone
   // so the others are not failed with it.
   for (Pending& p : group) {
-    if (!p.refused) p.result = Append({&p}, edge);
+    if (!p.refused) p.result = Append({&p}, edge, &wrote);
   }
+  return wrote;
 }
 
 uint64_t AuditLog::size() const {

@@ -125,8 +125,6 @@ class AuditLog final : public AuditSink {
   };
   void WriterLoop();
   void CompleterLoop();
-  // Writes one group in one synced batch (each alone if the group's write fails), setting
-  // each member's result and first index; returns the new size and right edge.
   // The tree's right edge as stored: its size, the frontier hashes and the stored size value.
   struct Edge {
     uint64_t size = 0;
@@ -134,12 +132,20 @@ class AuditLog final : public AuditSink {
     std::optional<std::string> stored;  // audit/size as read or written (nullopt: none yet)
   };
   Result<Edge> LoadEdge() const;
-  void WriteGroup(std::vector<Pending>& group, Edge* edge);
+  // Writes one group in one unsynced batch (each alone if the group's write fails) on
+  // `*edge`, moving it on, and sets each member's result and first index. True when some of
+  // it was written: durable once the completer's next sync returns.
+  bool WriteGroup(std::vector<Pending>& group, Edge* edge);
+  struct Written {
+    std::vector<Pending> group;
+    Edge edge;  // the tree once the group is in
+    bool wrote = false;
+  };
   // Writes `members` with their entries on `*edge`; when another writer of the region's
   // database moved the edge meanwhile, reloads it and writes them after its entries.
   // A member whose batch's expectations (storage::WriteBatch::Expect) no longer hold is
   // refused with kConflict, alone.
-  Status Append(const std::vector<Pending*>& members, Edge* edge);
+  Status Append(const std::vector<Pending*>& members, Edge* edge, bool* wrote);
   Status Holds(const storage::WriteBatch& batch) const;
   Result<Hash> Subtree(int level, uint64_t index) const;
   Status PublishLocked();  // publish_mu_ held
@@ -157,17 +163,18 @@ class AuditLog final : public AuditSink {
   std::condition_variable done_cv_;  // the completer waits for written groups
   std::condition_variable idle_cv_;  // Flush() waits for the completer
   std::vector<Pending> queue_;
-  // Written groups whose callers are still to be called back. A second thread does that,
-  // so the writer starts the next group's write while the last group's answers go out.
-  std::deque<std::vector<Pending>> written_;
+  // Written groups whose callers are still to be called back. A second thread syncs them
+  // (one sync for all that are waiting) and then answers them, while the writer goes on
+  // with the next groups: the disk flush overlaps the next write.
+  std::deque<Written> written_;
   uint64_t submitted_ = 0;  // commits queued so far
   uint64_t completed_ = 0;  // of those, written and called back (in order)
   bool stopping_ = false;
   bool writer_done_ = false;
   std::thread writer_;
   std::thread completer_;
-  // Committed leaves: edge_.size. Over a shared database, also what other nodes appended
-  // as last read (Refresh).
+  // Committed (synced) leaves: edge_.size; the writer may be ahead of it. Over a shared
+  // database, also what other nodes appended as last read (Refresh).
   mutable Edge edge_;
   void Refresh() const;
   std::mutex publish_mu_;

@@ -11,10 +11,12 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <condition_variable>
 #include <mutex>
 
 #include <fmt/format.h>
 
+#include "common/string_hash.h"
 #include "storage/store.h"
 
 namespace meridian::storage {
@@ -56,9 +58,11 @@ class RocksStore final : public Store {
   }
 
   Result<std::optional<std::string>> Get(Space space, std::string_view key) override {
+    RETURN_IF_ERROR(AwaitSynced(space, key, Wait::kMay));
     return GetFrom(rocksdb::ReadOptions(), space, key);
   }
   Result<std::optional<std::string>> GetNow(Space space, std::string_view key) override {
+    RETURN_IF_ERROR(AwaitSynced(space, key, Wait::kNever));
     rocksdb::ReadOptions memory_only;
     memory_only.read_tier = rocksdb::kBlockCacheTier;  // Incomplete where a file read is needed
     return GetFrom(memory_only, space, key);
@@ -75,30 +79,80 @@ class RocksStore final : public Store {
     return std::optional<std::string>(std::move(value));
   }
 
-  Status Write(const WriteBatch& batch) override {
-    if (!batch.expectations().empty()) {
-      // One process owns the database: a lock makes the check and the write one step.
-      std::lock_guard lock(conditional_mu_);
-      for (const auto& e : batch.expectations()) {
-        ASSIGN_OR_RETURN(auto current, Get(e.space, e.key));
-        if (current != e.value) return Error(Code::kConflict, "the condition of the write changed");
+  Status Write(const WriteBatch& batch) override { return WriteWith(sync_, batch); }
+
+  // The engine shows an unsynced write to readers at once. So that nobody reads what a crash
+  // could still take back, each user whose personal data it holds is marked with the write's
+  // number until a sync covers it, and reads of that user's personal data wait (or answer
+  // kWouldBlock) meanwhile. Data of no user (sales, the audit tree) is read at once: the
+  // audit log shows only synced entries, and anything written after reading it follows it in
+  // the WAL, so a synced later write makes it durable too.
+  Status WriteUnsynced(const WriteBatch& batch) override {
+    std::lock_guard one_at_a_time(unsynced_write_mu_);  // numbers complete in order
+    uint64_t number;
+    {
+      std::lock_guard lock(unsynced_.mu);
+      number = ++unsynced_.marked;
+      for (const auto& op : batch.ops()) {
+        if (policy::IsPersonal(ClassOf(op.space))) {
+          unsynced_.last.insert_or_assign(std::string(OwnerOf(op.key)), number);
+        }
       }
-      return WriteOps(batch);
     }
-    return WriteOps(batch);
+    Status st = WriteWith(rocksdb::WriteOptions(), batch);
+    std::lock_guard lock(unsynced_.mu);
+    unsynced_.written = number;  // a failed write's marks go with the next sync
+    return st;
+  }
+  // One fsync of the WAL covers every write before it (the WAL is one sequence).
+  Status Sync() override {
+    uint64_t target;
+    {
+      std::lock_guard lock(unsynced_.mu);
+      target = unsynced_.written;
+    }
+    Status st = FromRocks(db_->SyncWAL(), "sync");
+    std::lock_guard lock(unsynced_.mu);
+    if (!st.ok()) {
+      // The engine stops writing after a failed sync: what waits for one would wait forever.
+      unsynced_.failed = st;
+      unsynced_.cv.notify_all();
+      return st;
+    }
+    if (target > unsynced_.synced) {
+      unsynced_.synced = target;
+      std::erase_if(unsynced_.last, [&](const auto& kv) { return kv.second <= target; });
+      unsynced_.cv.notify_all();
+    }
+    return Status::Ok();
   }
 
-  Status WriteOps(const WriteBatch& batch) {
+  Status WriteWith(const rocksdb::WriteOptions& wo, const WriteBatch& batch) {
+    if (!batch.expectations().empty()) {
+      // One process owns the database: a lock makes the check and the write one step. The
+      // check reads the latest values, synced or not: the write follows them in the WAL.
+      std::lock_guard lock(conditional_mu_);
+      for (const auto& e : batch.expectations()) {
+        ASSIGN_OR_RETURN(auto current, GetFrom(rocksdb::ReadOptions(), e.space, e.key));
+        if (current != e.value) return Error(Code::kConflict, "the condition of the write changed");
+      }
+      return WriteOps(wo, batch);
+    }
+    return WriteOps(wo, batch);
+  }
+
+  Status WriteOps(const rocksdb::WriteOptions& wo, const WriteBatch& batch) {
     rocksdb::WriteBatch wb;
     for (const auto& op : batch.ops()) {
       auto s = op.is_delete ? wb.Delete(Handle(op.space), ToSlice(op.key))
                             : wb.Put(Handle(op.space), ToSlice(op.key), ToSlice(op.value));
       RETURN_IF_ERROR(FromRocks(s, "batch"));
     }
-    return FromRocks(db_->Write(sync_, &wb), "write");
+    return FromRocks(db_->Write(wo, &wb), "write");
   }
 
   Status Scan(Space space, std::string_view prefix, const ScanFn& fn) override {
+    RETURN_IF_ERROR(AwaitSynced(space, prefix, Wait::kMay));
     rocksdb::ReadOptions ro;
     // A user's keys in a space hashed by user (UserPrefix) are read within the user's bucket;
     // any other scan (a whole space, in tests and tools) in key order across buckets.
@@ -127,10 +181,40 @@ class RocksStore final : public Store {
  private:
   rocksdb::ColumnFamilyHandle* Handle(Space s) { return handles_[static_cast<size_t>(s)]; }
 
+  // Before a read of `key` (or of the keys under a prefix) of `space`: returns once no
+  // unsynced write of its owner's personal data is pending. A prefix naming no user (a scan
+  // of a whole space) waits for every unsynced write so far.
+  Status AwaitSynced(Space space, std::string_view key, Wait wait) {
+    if (!policy::IsPersonal(ClassOf(space))) return Status::Ok();
+    std::unique_lock lock(unsynced_.mu);
+    if (unsynced_.synced == unsynced_.marked) return Status::Ok();
+    uint64_t needed = unsynced_.marked;
+    if (key.find('/') != std::string_view::npos) {
+      auto it = unsynced_.last.find(OwnerOf(key));
+      if (it == unsynced_.last.end()) return Status::Ok();
+      needed = it->second;
+    }
+    if (unsynced_.synced >= needed) return Status::Ok();
+    if (!unsynced_.failed.ok()) return unsynced_.failed;
+    if (wait == Wait::kNever) return Error(Code::kWouldBlock, "a write of it is being synced");
+    unsynced_.cv.wait(lock, [&] { return unsynced_.synced >= needed || !unsynced_.failed.ok(); });
+    return unsynced_.synced >= needed ? Status::Ok() : unsynced_.failed;
+  }
+
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   rocksdb::WriteOptions sync_;
   std::mutex conditional_mu_;
+  std::mutex unsynced_write_mu_;
+  struct {
+    std::mutex mu;
+    std::condition_variable cv;  // readers wait for `synced` to pass their user's number
+    uint64_t marked = 0;         // numbers given to unsynced writes
+    uint64_t written = 0;        // the last of them whose write returned
+    uint64_t synced = 0;         // covered by a sync
+    StringMap<uint64_t> last;    // owner -> number of their last unsynced write
+    Status failed;               // a sync failed: what it did not cover may be lost
+  } unsynced_;
 };
 
 // Keys appended in order under one prefix (the audit log's entries and tree nodes, a lease's

@@ -1,5 +1,6 @@
 #include "storage/store.h"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <map>
@@ -145,8 +146,18 @@ class ResidencyGuard final : public Store {
 
   bool Shared() const override { return inner_->Shared(); }
 
+  Status Write(const WriteBatch& batch) override { return Checked(batch, true); }
+  // A placement change is durable before this guard's copy (read by authentication and every
+  // residency check) shows it: a crash cannot take back what a request was answered on.
+  Status WriteUnsynced(const WriteBatch& batch) override {
+    const bool places = std::ranges::any_of(
+        batch.ops(), [](const WriteBatch::Op& op) { return op.space == Space::kPlacement; });
+    return Checked(batch, places);
+  }
+  Status Sync() override { return inner_->Sync(); }
+
   // Checks `batch` and writes it if it may be stored here.
-  Status Write(const WriteBatch& batch) override {
+  Status Checked(const WriteBatch& batch, bool synced) {
     // The check and the write are atomic for each user the batch touches: a placement
     // change (a fence) cannot slip between another write's check and its write. Within
     // this process the users' stripes do it; across the nodes of a shared database, the
@@ -199,9 +210,9 @@ class ResidencyGuard final : public Store {
       for (const auto& [user, bytes] : read) {
         expecting.Expect(Space::kPlacement, std::string(user), bytes);
       }
-      return inner_->Write(expecting);
+      return synced ? inner_->Write(expecting) : inner_->WriteUnsynced(expecting);
     }
-    RETURN_IF_ERROR(inner_->Write(batch));
+    RETURN_IF_ERROR(synced ? inner_->Write(batch) : inner_->WriteUnsynced(batch));
     // Still under the users' stripes: the next write for them sees the new placement.
     for (const auto& op : batch.ops()) {
       if (op.space != Space::kPlacement) continue;

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <mutex>
 #include <thread>
@@ -10,6 +12,7 @@
 #include "audit/log.h"
 #include "common/random.h"
 #include "crypto/crypto.h"
+#include "test_support.h"
 
 namespace meridian::audit {
 namespace {
@@ -248,6 +251,117 @@ TEST(AuditLogFailureTest, ARefusedCommitLeavesNoHole) {
     EXPECT_EQ(*root, mirror.Root());
   }
   std::filesystem::remove_all(dir);
+}
+
+// A store whose syncs wait to be let through (or fail): what the audit log does between
+// writing a group and its sync.
+class GatedSync final : public testing::ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  Status Sync() override {
+    std::unique_lock lock(mu_);
+    ++entered_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return open_; });
+    if (fail_) return Error(Code::kUnavailable, "storage sync failed: disk gone");
+    return ForwardingStore::Sync();
+  }
+  void WaitForSync() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return entered_ > 0; });
+  }
+  void Open(bool fail) {
+    std::lock_guard lock(mu_);
+    open_ = true;
+    fail_ = fail;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int entered_ = 0;
+  bool open_ = false;
+  bool fail_ = false;
+};
+
+class AuditLogSyncTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = storage::OpenRocksDb(dir_.str());
+    ASSERT_TRUE(s.ok());
+    engine_ = std::move(s).value();
+    gated_ = std::make_unique<GatedSync>(*engine_);
+    log_ = std::make_unique<AuditLog>(
+        *gated_, "singapore", clock_, [](std::string_view) { return std::string(64, '\0'); },
+        std::string(32, '\0'));
+    ASSERT_TRUE(log_->Start().ok());
+  }
+  void TearDown() override {
+    gated_->Open(false);
+    log_.reset();
+  }
+  void Commit(const std::string& key) {
+    storage::WriteBatch b;
+    b.Put(storage::Space::kPublic, key, "v");
+    log_->CommitAsync(std::move(b), {Json{{"op", "sale.update"}}}, [this](Status st, uint64_t) {
+      std::lock_guard lock(mu_);
+      answers_.push_back(st);
+    });
+  }
+  bool Written(const std::string& key) {
+    auto v = engine_->Get(storage::Space::kPublic, key);
+    return v.ok() && v->has_value();
+  }
+  std::vector<Status> Answers() {
+    std::lock_guard lock(mu_);
+    return answers_;
+  }
+
+  testing::TempDir dir_;
+  ManualClock clock_{1'790'000'000'000};
+  storage::StorePtr engine_;
+  std::unique_ptr<GatedSync> gated_;
+  std::unique_ptr<AuditLog> log_;
+  std::mutex mu_;
+  std::vector<Status> answers_;
+};
+
+// A group is written, then synced while the writer goes on with the next one; its callers
+// are answered, and its entries join the tree readers see, only once the sync returns.
+TEST_F(AuditLogSyncTest, CallersAndReadersSeeACommitOnlyOnceItsWriteIsSynced) {
+  Commit("first");
+  gated_->WaitForSync();
+  EXPECT_TRUE(Written("first"));
+  EXPECT_TRUE(Answers().empty());
+  EXPECT_EQ(log_->size(), 0u);
+  Commit("second");  // written while the first group's sync is still running
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!Written("second") && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_TRUE(Written("second"));
+  EXPECT_TRUE(Answers().empty());
+  EXPECT_EQ(log_->size(), 0u);
+  gated_->Open(false);
+  log_->Flush();
+  auto answers = Answers();
+  ASSERT_EQ(answers.size(), 2u);
+  for (const Status& st : answers) EXPECT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(log_->size(), 2u);
+}
+
+// When the sync fails, the callers it was to cover are told so (their outcome is unknown:
+// a retry with the same idempotency key is safe) and the tree readers see does not grow.
+TEST_F(AuditLogSyncTest, AFailedSyncFailsItsCallersAndShowsNoneOfTheirEntries) {
+  Commit("lost");
+  gated_->WaitForSync();
+  gated_->Open(/*fail=*/true);
+  log_->Flush();
+  auto answers = Answers();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].code(), Code::kUnavailable);
+  EXPECT_EQ(log_->size(), 0u);
 }
 
 }  // namespace

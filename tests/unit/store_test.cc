@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <thread>
 
@@ -151,6 +152,50 @@ TEST(RocksStoreTest, GetNowAnswersFromMemoryOnly) {
   EXPECT_EQ(DecodePlacement(**placed)->region, "oregon");
 }
 
+// An unsynced write is in the engine at once, but nobody reads a user's personal data that
+// a crash could still take back: until a sync covers the user's last such write, a read
+// that may not wait answers kWouldBlock and one that may (a get, a scan of the user's keys
+// or of the whole space) returns only once Sync() has. Other users' data and data of no
+// user are read at once.
+TEST(RocksStoreTest, AUsersPersonalDataIsReadOnlyOnceTheirUnsyncedWriteIsSynced) {
+  TempDir dir;
+  auto opened = OpenRocksDb(dir.str());
+  ASSERT_TRUE(opened.ok());
+  Store& store = **opened;
+  WriteBatch earlier;
+  earlier.Put(Space::kCommerce, "u2/count/s1", "7");
+  ASSERT_TRUE(store.Write(earlier).ok());
+  WriteBatch b;
+  b.Put(Space::kCommerce, "u1/count/s1", "1");
+  b.Put(Space::kPublic, "sale/s1", "open");
+  ASSERT_TRUE(store.WriteUnsynced(b).ok());
+  EXPECT_EQ(store.GetNow(Space::kCommerce, "u1/count/s1").status().code(), Code::kWouldBlock);
+  EXPECT_EQ(*store.GetNow(Space::kPublic, "sale/s1").value(), "open");
+  EXPECT_EQ(*store.GetNow(Space::kCommerce, "u2/count/s1").value(), "7");
+
+  std::atomic<bool> synced{false};
+  std::atomic<int> saw_it_after_the_sync{0};
+  std::vector<std::thread> readers;
+  readers.emplace_back([&] {
+    auto v = store.Get(Space::kCommerce, "u1/count/s1");
+    if (v.ok() && v->value_or("") == "1" && synced) ++saw_it_after_the_sync;
+  });
+  for (const char* prefix : {"u1/", ""}) {
+    readers.emplace_back([&, prefix] {
+      int keys = 0;
+      Status st = store.Scan(Space::kCommerce, prefix, [&](auto, auto) { return ++keys > 0; });
+      if (st.ok() && keys == (*prefix ? 1 : 2) && synced) ++saw_it_after_the_sync;
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(saw_it_after_the_sync.load(), 0);  // all three still wait
+  synced = true;
+  ASSERT_TRUE(store.Sync().ok());
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(saw_it_after_the_sync.load(), 3);
+  EXPECT_EQ(*store.GetNow(Space::kCommerce, "u1/count/s1").value(), "1");
+}
+
 TEST(PlacementTest, DecodesWhatItEncodesAndAnyEquivalentJson) {
   const Placement cases[] = {{"oregon", "active", 1, 1},
                              {"singapore", "fenced", 12, 3},
@@ -235,6 +280,55 @@ TEST_F(GuardTest, HomeRegionRefusesUsersHomedElsewhere) {
 // The guard keeps placements in memory; every change through it must be seen at once, a
 // refused batch must leave the remembered placement as stored, and readers racing writers
 // must never leave an old placement remembered.
+// Which of the engine's writes the guard asks for: synced or not.
+class CountingWrites final : public testing::ForwardingStore {
+ public:
+  explicit CountingWrites(StorePtr inner) : ForwardingStore(*inner), inner_(std::move(inner)) {}
+  Status Write(const WriteBatch& b) override {
+    ++synced;
+    return ForwardingStore::Write(b);
+  }
+  Status WriteUnsynced(const WriteBatch& b) override {
+    ++unsynced;
+    return ForwardingStore::WriteUnsynced(b);
+  }
+  int synced = 0;
+  int unsynced = 0;
+
+ private:
+  StorePtr inner_;
+};
+
+// The guard's copy of placements (read by authentication and every residency check) shows
+// a change as soon as it is written, so a placement change is written synced even when the
+// caller asked for an unsynced write; other unsynced writes stay unsynced and are checked
+// like any other.
+TEST_F(GuardTest, APlacementChangeIsNeverLeftUnsynced) {
+  auto raw = OpenRocksDb(dir_.str());
+  ASSERT_TRUE(raw.ok());
+  auto counting = std::make_unique<CountingWrites>(std::move(raw).value());
+  CountingWrites* engine = counting.get();
+  auto store = WithResidencyGuard(std::move(counting), "oregon", [](auto) { return true; });
+  WriteBatch create;
+  create.Put(Space::kPlacement, "u1", EncodePlacement({"oregon"}));
+  create.Put(Space::kIdentity, "u1/profile", "a");
+  ASSERT_TRUE(store->WriteUnsynced(create).ok());
+  EXPECT_EQ(engine->synced, 1);
+  EXPECT_EQ(engine->unsynced, 0);
+  WriteBatch update;
+  update.Put(Space::kIdentity, "u1/profile", "b");
+  ASSERT_TRUE(store->WriteUnsynced(update).ok());
+  EXPECT_EQ(engine->synced, 1);
+  EXPECT_EQ(engine->unsynced, 1);
+  WriteBatch stranger;  // u2 lives nowhere: refused, nothing written
+  stranger.Put(Space::kIdentity, "u2/profile", "c");
+  EXPECT_EQ(store->WriteUnsynced(stranger).code(), Code::kResidencyViolation);
+  EXPECT_EQ(engine->unsynced, 1);
+  ASSERT_TRUE(store->Sync().ok());
+  EXPECT_EQ(*store->GetNow(Space::kIdentity, "u1/profile").value(), "b");
+  EXPECT_FALSE(store->Get(Space::kIdentity, "u2/profile").value().has_value());
+}
+
 TEST_F(GuardTest, RememberedPlacementsFollowEveryChange) {
   auto store = Guarded("oregon", /*edge=*/false);
   auto state_of = [&](std::string_view user) -> std::string {

@@ -37,6 +37,8 @@ class ForwardingStore : public storage::Store {
     return inner_.GetNow(s, k);
   }
   Status Write(const storage::WriteBatch& b) override { return inner_.Write(b); }
+  Status WriteUnsynced(const storage::WriteBatch& b) override { return inner_.WriteUnsynced(b); }
+  Status Sync() override { return inner_.Sync(); }
   Status Scan(storage::Space s, std::string_view p, const storage::ScanFn& fn) override {
     return inner_.Scan(s, p, fn);
   }
