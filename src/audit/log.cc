@@ -1,6 +1,5 @@
 #include "audit/log.h"
 
-#include <algorithm>
 #include <charconv>
 
 #include <fmt/format.h>
@@ -150,7 +149,7 @@ void AuditLog::WriterLoop() {
     if (edge_.size > tail.size) tail = edge_;  // another node appended (Refresh)
     lock.unlock();
 
-    w.wrote = WriteGroup(w.group, &tail);
+    WriteGroup(w.group, &tail);
     w.edge = tail;
 
     lock.lock();
@@ -171,8 +170,8 @@ void AuditLog::CompleterLoop() {
     lock.unlock();
     // One flush makes every group written so far durable, while the writer goes on with the
     // next: only then are their callers answered and their entries in the tree readers see.
-    const bool wrote = std::ranges::any_of(ready, [](const Written& w) { return w.wrote; });
-    const Status synced = wrote ? store_.Sync() : Status::Ok();
+    // (Also when every write failed: a failed write may have left its users waiting.)
+    const Status synced = store_.Sync();
     lock.lock();
     if (synced.ok() && ready.back().edge.size >= edge_.size) {
       edge_ = ready.back().edge;  // a refresh may have seen more: the view never shrinks
@@ -192,7 +191,7 @@ void AuditLog::CompleterLoop() {
   }
 }
 
-Status AuditLog::Append(const std::vector<Pending*>& members, Edge* edge, bool* wrote) {
+Status AuditLog::Append(const std::vector<Pending*>& members, Edge* edge) {
   std::vector<Pending*> live = members;
   for (int attempt = 0;; ++attempt) {
     if (live.empty()) return Status::Ok();  // every member's own condition failed
@@ -211,7 +210,6 @@ Status AuditLog::Append(const std::vector<Pending*>& members, Edge* edge, bool* 
     Status st = store_.WriteUnsynced(all);  // durable at the completer's next sync
     if (st.ok()) {
       *edge = std::move(next);
-      *wrote = true;
       return st;
     }
     if (st.code() != Code::kConflict || attempt >= 1000) return st;
@@ -220,7 +218,7 @@ Status AuditLog::Append(const std::vector<Pending*>& members, Edge* edge, bool* 
     ASSIGN_OR_RETURN(*edge, LoadEdge());
     std::vector<Pending*> still;
     for (Pending* p : live) {
-      Status holds = Holds(p->batch);
+      Status holds = store_.ExpectationsHold(p->batch);
       if (holds.ok()) {
         still.push_back(p);
       } else {
@@ -232,31 +230,21 @@ Status AuditLog::Append(const std::vector<Pending*>& members, Edge* edge, bool* 
   }
 }
 
-Status AuditLog::Holds(const storage::WriteBatch& batch) const {
-  for (const auto& e : batch.expectations()) {
-    ASSIGN_OR_RETURN(auto current, store_.Get(e.space, e.key));
-    if (current != e.value) return Error(Code::kConflict, "the condition of the write changed");
-  }
-  return Status::Ok();
-}
-
-bool AuditLog::WriteGroup(std::vector<Pending>& group, Edge* edge) {
+void AuditLog::WriteGroup(std::vector<Pending>& group, Edge* edge) {
   std::vector<Pending*> all;
   for (Pending& p : group) all.push_back(&p);
-  bool wrote = false;
-  Status st = Append(all, edge, &wrote);  // a failed write changes nothing: the edge stays
+  Status st = Append(all, edge);  // a failed write changes nothing: the edge stays
   if (st.ok() || group.size() == 1) {
     for (Pending& p : group) {
       if (!p.refused) p.result = st;
     }
-    return wrote;
+    return;
   }
   // One member's batch may be what failed (a residency refusal, say): commit each alone
   // so the others are not failed with it.
   for (Pending& p : group) {
-    if (!p.refused) p.result = Append({&p}, edge, &wrote);
+    if (!p.refused) p.result = Append({&p}, edge);
   }
-  return wrote;
 }
 
 uint64_t AuditLog::size() const {

@@ -133,20 +133,18 @@ class AuditLog final : public AuditSink {
   };
   Result<Edge> LoadEdge() const;
   // Writes one group in one unsynced batch (each alone if the group's write fails) on
-  // `*edge`, moving it on, and sets each member's result and first index. True when some of
-  // it was written: durable once the completer's next sync returns.
-  bool WriteGroup(std::vector<Pending>& group, Edge* edge);
+  // `*edge`, moving it on, and sets each member's result and first index. Durable once the
+  // completer's next sync returns.
+  void WriteGroup(std::vector<Pending>& group, Edge* edge);
   struct Written {
     std::vector<Pending> group;
     Edge edge;  // the tree once the group is in
-    bool wrote = false;
   };
   // Writes `members` with their entries on `*edge`; when another writer of the region's
   // database moved the edge meanwhile, reloads it and writes them after its entries.
   // A member whose batch's expectations (storage::WriteBatch::Expect) no longer hold is
   // refused with kConflict, alone.
-  Status Append(const std::vector<Pending*>& members, Edge* edge, bool* wrote);
-  Status Holds(const storage::WriteBatch& batch) const;
+  Status Append(const std::vector<Pending*>& members, Edge* edge);
   Result<Hash> Subtree(int level, uint64_t index) const;
   Status PublishLocked();  // publish_mu_ held
   Result<std::string> CheckpointAt(uint64_t size) const;

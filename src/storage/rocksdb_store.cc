@@ -12,6 +12,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 
 #include <fmt/format.h>
@@ -57,15 +58,20 @@ class RocksStore final : public Store {
     db_->Close();
   }
 
+  // Each read waits after it has read: whatever it saw of an unsynced write was marked
+  // before it was written (WriteUnsynced), so once its owner's marks are synced, all of it
+  // is durable; a mark made after the read only makes it wait longer.
   Result<std::optional<std::string>> Get(Space space, std::string_view key) override {
+    auto value = GetFrom(rocksdb::ReadOptions(), space, key);
     RETURN_IF_ERROR(AwaitSynced(space, key, Wait::kMay));
-    return GetFrom(rocksdb::ReadOptions(), space, key);
+    return value;
   }
   Result<std::optional<std::string>> GetNow(Space space, std::string_view key) override {
-    RETURN_IF_ERROR(AwaitSynced(space, key, Wait::kNever));
     rocksdb::ReadOptions memory_only;
     memory_only.read_tier = rocksdb::kBlockCacheTier;  // Incomplete where a file read is needed
-    return GetFrom(memory_only, space, key);
+    auto value = GetFrom(memory_only, space, key);
+    RETURN_IF_ERROR(AwaitSynced(space, key, Wait::kNever));
+    return value;
   }
   Result<std::optional<std::string>> GetFrom(const rocksdb::ReadOptions& ro, Space space,
                                              std::string_view key) {
@@ -79,18 +85,20 @@ class RocksStore final : public Store {
     return std::optional<std::string>(std::move(value));
   }
 
-  Status Write(const WriteBatch& batch) override { return WriteWith(sync_, batch); }
+  Status Write(const WriteBatch& batch) override { return WriteWith(sync_, batch, nullptr); }
 
-  // The engine shows an unsynced write to readers at once. So that nobody reads what a crash
-  // could still take back, each user whose personal data it holds is marked with the write's
-  // number until a sync covers it, and reads of that user's personal data wait (or answer
-  // kWouldBlock) meanwhile. Data of no user (sales, the audit tree) is read at once: the
-  // audit log shows only synced entries, and anything written after reading it follows it in
-  // the WAL, so a synced later write makes it durable too.
+  // The engine shows an unsynced write to readers at once. So that nobody reads a user's
+  // personal data that a crash could still take back, each user whose personal data it holds
+  // is marked with the write's number until a sync covers it, and reads of that user's
+  // personal data wait (or answer kWouldBlock) meanwhile. Data of no user is read at once:
+  // the audit log shows only synced entries, anything written after reading it follows it
+  // in the WAL (its synced write makes both durable), and a sale's counts may include a
+  // purchase being synced, as its remaining stock in memory always did.
   Status WriteUnsynced(const WriteBatch& batch) override {
     std::lock_guard one_at_a_time(unsynced_write_mu_);  // numbers complete in order
-    uint64_t number;
-    {
+    uint64_t number = 0;
+    // Marked only once the batch's expectations hold and just before the engine shows it.
+    Status st = WriteWith(rocksdb::WriteOptions(), batch, [&] {
       std::lock_guard lock(unsynced_.mu);
       number = ++unsynced_.marked;
       for (const auto& op : batch.ops()) {
@@ -98,10 +106,11 @@ class RocksStore final : public Store {
           unsynced_.last.insert_or_assign(std::string(OwnerOf(op.key)), number);
         }
       }
+    });
+    if (number != 0) {
+      std::lock_guard lock(unsynced_.mu);
+      unsynced_.written = number;  // a failed write's marks go with the next sync
     }
-    Status st = WriteWith(rocksdb::WriteOptions(), batch);
-    std::lock_guard lock(unsynced_.mu);
-    unsynced_.written = number;  // a failed write's marks go with the next sync
     return st;
   }
   // One fsync of the WAL covers every write before it (the WAL is one sequence).
@@ -109,12 +118,15 @@ class RocksStore final : public Store {
     uint64_t target;
     {
       std::lock_guard lock(unsynced_.mu);
+      RETURN_IF_ERROR(unsynced_.failed);
       target = unsynced_.written;
     }
     Status st = FromRocks(db_->SyncWAL(), "sync");
     std::lock_guard lock(unsynced_.mu);
     if (!st.ok()) {
-      // The engine stops writing after a failed sync: what waits for one would wait forever.
+      // After a failed fsync the kernel may have dropped the unsynced pages: a later sync
+      // would not bring them back, and the WAL would have a hole. Nothing more is written
+      // (WriteWith) or synced, and readers waiting for a sync are told.
       unsynced_.failed = st;
       unsynced_.cv.notify_all();
       return st;
@@ -127,32 +139,46 @@ class RocksStore final : public Store {
     return Status::Ok();
   }
 
-  Status WriteWith(const rocksdb::WriteOptions& wo, const WriteBatch& batch) {
-    if (!batch.expectations().empty()) {
-      // One process owns the database: a lock makes the check and the write one step. The
-      // check reads the latest values, synced or not: the write follows them in the WAL.
-      std::lock_guard lock(conditional_mu_);
-      for (const auto& e : batch.expectations()) {
-        ASSIGN_OR_RETURN(auto current, GetFrom(rocksdb::ReadOptions(), e.space, e.key));
-        if (current != e.value) return Error(Code::kConflict, "the condition of the write changed");
-      }
-      return WriteOps(wo, batch);
+  // The batch's expectations against the latest values, synced or not: a write that depends
+  // on them follows them in the WAL.
+  Status ExpectationsHold(const WriteBatch& batch) override {
+    for (const auto& e : batch.expectations()) {
+      ASSIGN_OR_RETURN(auto current, GetFrom(rocksdb::ReadOptions(), e.space, e.key));
+      if (current != e.value) return Error(Code::kConflict, "the condition of the write changed");
     }
-    return WriteOps(wo, batch);
+    return Status::Ok();
   }
 
-  Status WriteOps(const rocksdb::WriteOptions& wo, const WriteBatch& batch) {
+  // `before_write` runs once the batch's expectations hold, just before the engine writes it.
+  Status WriteWith(const rocksdb::WriteOptions& wo, const WriteBatch& batch,
+                   const std::function<void()>& before_write) {
+    {
+      std::lock_guard lock(unsynced_.mu);
+      RETURN_IF_ERROR(unsynced_.failed);
+    }
+    std::unique_lock<std::mutex> conditional;
+    if (!batch.expectations().empty()) {
+      // One process owns the database: a lock makes the check and the write one step.
+      conditional = std::unique_lock(conditional_mu_);
+      RETURN_IF_ERROR(ExpectationsHold(batch));
+    }
     rocksdb::WriteBatch wb;
     for (const auto& op : batch.ops()) {
       auto s = op.is_delete ? wb.Delete(Handle(op.space), ToSlice(op.key))
                             : wb.Put(Handle(op.space), ToSlice(op.key), ToSlice(op.value));
       RETURN_IF_ERROR(FromRocks(s, "batch"));
     }
+    if (before_write) before_write();
     return FromRocks(db_->Write(wo, &wb), "write");
   }
 
+  // Callers act on what a scan gave once it returns: the wait comes before that, after the
+  // scan (see Get).
   Status Scan(Space space, std::string_view prefix, const ScanFn& fn) override {
-    RETURN_IF_ERROR(AwaitSynced(space, prefix, Wait::kMay));
+    RETURN_IF_ERROR(ScanEngine(space, prefix, fn));
+    return AwaitSynced(space, prefix, Wait::kMay);
+  }
+  Status ScanEngine(Space space, std::string_view prefix, const ScanFn& fn) {
     rocksdb::ReadOptions ro;
     // A user's keys in a space hashed by user (UserPrefix) are read within the user's bucket;
     // any other scan (a whole space, in tests and tools) in key order across buckets.
@@ -181,7 +207,7 @@ class RocksStore final : public Store {
  private:
   rocksdb::ColumnFamilyHandle* Handle(Space s) { return handles_[static_cast<size_t>(s)]; }
 
-  // Before a read of `key` (or of the keys under a prefix) of `space`: returns once no
+  // After a read of `key` (or of the keys under a prefix) of `space`: returns once no
   // unsynced write of its owner's personal data is pending. A prefix naming no user (a scan
   // of a whole space) waits for every unsynced write so far.
   Status AwaitSynced(Space space, std::string_view key, Wait wait) {

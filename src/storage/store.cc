@@ -125,6 +125,14 @@ Result<std::optional<std::string>> Store::GetNow(Space, std::string_view) {
   return Error(Code::kWouldBlock, "this store reads only with waiting");
 }
 
+Status Store::ExpectationsHold(const WriteBatch& batch) {
+  for (const auto& e : batch.expectations()) {
+    ASSIGN_OR_RETURN(auto current, Get(e.space, e.key));
+    if (current != e.value) return Error(Code::kConflict, "the condition of the write changed");
+  }
+  return Status::Ok();
+}
+
 namespace {
 class ResidencyGuard final : public Store {
  public:
@@ -155,6 +163,9 @@ class ResidencyGuard final : public Store {
     return Checked(batch, places);
   }
   Status Sync() override { return inner_->Sync(); }
+  Status ExpectationsHold(const WriteBatch& batch) override {
+    return inner_->ExpectationsHold(batch);
+  }
 
   // Checks `batch` and writes it if it may be stored here.
   Status Checked(const WriteBatch& batch, bool synced) {

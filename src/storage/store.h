@@ -86,12 +86,16 @@ class Store {
   // All or nothing, and durable (synced to disk) when it returns Ok. When one of the
   // batch's expectations does not hold, kConflict and nothing is written.
   virtual Status Write(const WriteBatch& batch) = 0;
-  // Like Write, but durable only once a later Sync() (or Write) returns Ok; readers see it at
-  // once. For a writer that overlaps its next batch with the disk flush of this one (the
-  // audit log), and answers nobody before that flush. The default writes durably.
+  // Like Write, but durable only once a later Sync() (or Write) returns Ok; meanwhile reads
+  // of the personal data it holds wait for that sync (RocksDB). For a writer that overlaps
+  // its next batch with the disk flush of this one (the audit log), and answers nobody
+  // before that flush. The default writes durably.
   virtual Status WriteUnsynced(const WriteBatch& batch) { return Write(batch); }
   // Makes every write made before it durable.
   virtual Status Sync() { return Status::Ok(); }
+  // Ok while every expectation of `batch` holds against the latest values (kConflict when
+  // one does not): the check a conditional write makes, for a writer deciding what to retry.
+  virtual Status ExpectationsHold(const WriteBatch& batch);
   // True when other processes write the same data (a database several nodes share): what
   // a node read may have changed since, unless a write's expectations check it.
   virtual bool Shared() const { return false; }

@@ -5,7 +5,9 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -362,6 +364,36 @@ TEST_F(AuditLogSyncTest, AFailedSyncFailsItsCallersAndShowsNoneOfTheirEntries) {
   ASSERT_EQ(answers.size(), 1u);
   EXPECT_EQ(answers[0].code(), Code::kUnavailable);
   EXPECT_EQ(log_->size(), 0u);
+}
+
+// A member whose own condition fails is refused alone, at once, also when it writes a
+// user's personal data: the writer checks conditions against the latest values, and a write
+// that is not made marks nobody as waiting for a sync. (It once waited, in the writer, for a
+// sync that only the writer could cause.)
+TEST_F(AuditLogSyncTest, ARefusedConditionOnPersonalDataIsAnsweredAtOnce) {
+  gated_->Open(false);
+  storage::WriteBatch seed;
+  seed.Put(storage::Space::kCommerce, "u1/count/s1", "1");
+  ASSERT_TRUE(engine_->Write(seed).ok());
+  auto commit = std::async(std::launch::async, [&] {
+    storage::WriteBatch b;
+    b.Put(storage::Space::kCommerce, "u1/count/s1", "2");
+    b.Expect(storage::Space::kCommerce, "u1/count/s1", "0");  // it is "1": refused
+    return log_->Commit(std::move(b), {Json{{"op", "order.create"}}});
+  });
+  if (commit.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+    ADD_FAILURE() << "the refused commit was not answered";
+    std::abort();  // the writer is stuck: the log cannot be closed
+  }
+  EXPECT_EQ(commit.get().code(), Code::kConflict);
+  EXPECT_EQ(*engine_->Get(storage::Space::kCommerce, "u1/count/s1").value(), "1");
+  EXPECT_EQ(log_->size(), 0u);
+  storage::WriteBatch next;
+  next.Put(storage::Space::kCommerce, "u1/count/s1", "2");
+  next.Expect(storage::Space::kCommerce, "u1/count/s1", "1");
+  ASSERT_TRUE(log_->Commit(std::move(next), {Json{{"op", "order.create"}}}).ok());
+  EXPECT_EQ(*engine_->GetNow(storage::Space::kCommerce, "u1/count/s1").value(), "2");
+  EXPECT_EQ(log_->size(), 1u);
 }
 
 }  // namespace

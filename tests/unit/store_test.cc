@@ -277,9 +277,6 @@ TEST_F(GuardTest, HomeRegionRefusesUsersHomedElsewhere) {
   EXPECT_FALSE(store->Get(Space::kContent, "u_home/r2").value().has_value());
 }
 
-// The guard keeps placements in memory; every change through it must be seen at once, a
-// refused batch must leave the remembered placement as stored, and readers racing writers
-// must never leave an old placement remembered.
 // Which of the engine's writes the guard asks for: synced or not.
 class CountingWrites final : public testing::ForwardingStore {
  public:
@@ -329,6 +326,9 @@ TEST_F(GuardTest, APlacementChangeIsNeverLeftUnsynced) {
   EXPECT_FALSE(store->Get(Space::kIdentity, "u2/profile").value().has_value());
 }
 
+// The guard keeps placements in memory; every change through it must be seen at once, a
+// refused batch must leave the remembered placement as stored, and readers racing writers
+// must never leave an old placement remembered.
 TEST_F(GuardTest, RememberedPlacementsFollowEveryChange) {
   auto store = Guarded("oregon", /*edge=*/false);
   auto state_of = [&](std::string_view user) -> std::string {

@@ -39,6 +39,9 @@ class ForwardingStore : public storage::Store {
   Status Write(const storage::WriteBatch& b) override { return inner_.Write(b); }
   Status WriteUnsynced(const storage::WriteBatch& b) override { return inner_.WriteUnsynced(b); }
   Status Sync() override { return inner_.Sync(); }
+  Status ExpectationsHold(const storage::WriteBatch& b) override {
+    return inner_.ExpectationsHold(b);
+  }
   Status Scan(storage::Space s, std::string_view p, const storage::ScanFn& fn) override {
     return inner_.Scan(s, p, fn);
   }
