@@ -1,10 +1,11 @@
 // The region's tamper-evident log: an append-only RFC 6962 Merkle tree of canonical JSON
 // entries, stored in the region's store next to the data it describes.
 //
-// A commit writes a caller's batch and its log entries in one synced write, so there is no
+// A commit writes a caller's batch and its log entries in one write, so there is no
 // operation without its entry and no entry without its operation. One writer thread takes
-// everything queued since its last write as one group (group commit): one fsync for many
-// operations, contiguous indexes, and O(log n) stored subtree hashes per appended leaf.
+// everything queued since its last write as one group (group commit): contiguous indexes
+// and O(log n) stored subtree hashes per appended leaf. A second thread syncs once for every
+// group written meanwhile (one fsync for many operations, overlapping the next write).
 // Callers either wait (Commit) or are called back once durable (CommitAsync), so a request
 // waiting for the disk holds no thread.
 #pragma once

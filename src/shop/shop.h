@@ -5,7 +5,7 @@
 // one of its nodes, or an order. A node leases a chunk of units from the pool (one
 // conditional write) and sells from memory: a purchase takes the next slot of the node's
 // lease and writes the order, its idempotency entry, the buyer's purchase count, the quota
-// ledger entry and the slot in one synced batch that expects the slot free and the buyer's
+// ledger entry and the slot in one durable batch that expects the slot free and the buyer's
 // entries unchanged, so nodes sharing a database neither oversell nor double a buyer's
 // order. Closing a lease (unused, the node stopping, or its node silent past the lease
 // timeout) marks its free slots taken and returns them to the pool in one write: a late
