@@ -1,6 +1,5 @@
 #include "storage/store.h"
 
-#include <algorithm>
 #include <array>
 #include <charconv>
 #include <map>
@@ -127,7 +126,7 @@ Result<std::optional<std::string>> Store::GetNow(Space, std::string_view) {
 
 Status Store::ExpectationsHold(const WriteBatch& batch) {
   for (const auto& e : batch.expectations()) {
-    ASSIGN_OR_RETURN(auto current, Get(e.space, e.key));
+    ASSIGN_OR_RETURN(auto current, GetLatest(e.space, e.key));
     if (current != e.value) return Error(Code::kConflict, "the condition of the write changed");
   }
   return Status::Ok();
@@ -155,16 +154,10 @@ class ResidencyGuard final : public Store {
   bool Shared() const override { return inner_->Shared(); }
 
   Status Write(const WriteBatch& batch) override { return Checked(batch, true); }
-  // A placement change is durable before this guard's copy (read by authentication and every
-  // residency check) shows it: a crash cannot take back what a request was answered on.
-  Status WriteUnsynced(const WriteBatch& batch) override {
-    const bool places = std::ranges::any_of(
-        batch.ops(), [](const WriteBatch::Op& op) { return op.space == Space::kPlacement; });
-    return Checked(batch, places);
-  }
+  Status WriteUnsynced(const WriteBatch& batch) override { return Checked(batch, false); }
   Status Sync() override { return inner_->Sync(); }
-  Status ExpectationsHold(const WriteBatch& batch) override {
-    return inner_->ExpectationsHold(batch);
+  Result<std::optional<std::string>> GetLatest(Space space, std::string_view key) override {
+    return inner_->GetLatest(space, key);
   }
 
   // Checks `batch` and writes it if it may be stored here.
@@ -175,6 +168,10 @@ class ResidencyGuard final : public Store {
     // write expects each placement to be what the check read.
     std::set<size_t> stripes;
     for (const auto& op : batch.ops()) {
+      // A placement change is durable before this guard's copy (read by authentication and
+      // every residency check) shows it: a crash cannot take back what a request was
+      // answered on.
+      if (op.space == Space::kPlacement) synced = true;
       if (op.space == Space::kPlacement || policy::IsPersonal(ClassOf(op.space))) {
         stripes.insert(
             ShardIndex(op.space == Space::kPlacement ? std::string_view(op.key) : OwnerOf(op.key)));

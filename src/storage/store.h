@@ -93,9 +93,14 @@ class Store {
   virtual Status WriteUnsynced(const WriteBatch& batch) { return Write(batch); }
   // Makes every write made before it durable.
   virtual Status Sync() { return Status::Ok(); }
+  // The latest value, written durably or not: what a conditional write checks against.
+  // (Get may wait until a value is durable; the default is Get.)
+  virtual Result<std::optional<std::string>> GetLatest(Space space, std::string_view key) {
+    return Get(space, key);
+  }
   // Ok while every expectation of `batch` holds against the latest values (kConflict when
   // one does not): the check a conditional write makes, for a writer deciding what to retry.
-  virtual Status ExpectationsHold(const WriteBatch& batch);
+  Status ExpectationsHold(const WriteBatch& batch);
   // True when other processes write the same data (a database several nodes share): what
   // a node read may have changed since, unless a write's expectations check it.
   virtual bool Shared() const { return false; }

@@ -39,8 +39,8 @@ class ForwardingStore : public storage::Store {
   Status Write(const storage::WriteBatch& b) override { return inner_.Write(b); }
   Status WriteUnsynced(const storage::WriteBatch& b) override { return inner_.WriteUnsynced(b); }
   Status Sync() override { return inner_.Sync(); }
-  Status ExpectationsHold(const storage::WriteBatch& b) override {
-    return inner_.ExpectationsHold(b);
+  Result<std::optional<std::string>> GetLatest(storage::Space s, std::string_view k) override {
+    return inner_.GetLatest(s, k);
   }
   Status Scan(storage::Space s, std::string_view p, const storage::ScanFn& fn) override {
     return inner_.Scan(s, p, fn);
