@@ -6,6 +6,7 @@
 
 #include "common/await.h"
 #include "common/encoding.h"
+#include "common/thread.h"
 #include "crypto/crypto.h"
 
 namespace meridian::audit {
@@ -84,8 +85,8 @@ Status AuditLog::Start() {
   std::lock_guard lock(mu_);
   edge_ = std::move(edge);
   if (!writer_.joinable()) {
-    writer_ = std::thread([this] { WriterLoop(); });
-    completer_ = std::thread([this] { CompleterLoop(); });
+    writer_ = NamedThread("audit-write", [this] { WriterLoop(); });
+    completer_ = NamedThread("audit-sync", [this] { CompleterLoop(); });
   }
   return Status::Ok();
 }

@@ -1,9 +1,10 @@
 #include "common/worker_pool.h"
+#include "common/thread.h"
 
 namespace meridian {
 
 WorkerPool::WorkerPool(int threads, size_t max_queued) : max_queued_(max_queued) {
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
+  for (int i = 0; i < threads; ++i) threads_.push_back(NamedThread("worker", [this] { Loop(); }));
 }
 
 WorkerPool::~WorkerPool() { Stop(); }

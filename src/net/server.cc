@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "common/log.h"
+#include "common/thread.h"
 #include "net/beast.h"
 
 namespace meridian::net {
@@ -406,7 +407,8 @@ class Server final : public HttpServer {
     for (size_t i = 0; i < contexts_.size(); ++i) {
       Accept(i);
       guards_.emplace_back(asio::make_work_guard(*contexts_[i]));
-      threads_.emplace_back([ctx = contexts_[i].get()] { ctx->run(); });
+      threads_.push_back(
+          NamedThread("http-" + std::to_string(i), [ctx = contexts_[i].get()] { ctx->run(); }));
     }
     return Status::Ok();
   }

@@ -8,6 +8,7 @@
 #include "common/await.h"
 #include "common/log.h"
 #include "common/string_hash.h"
+#include "common/thread.h"
 #include "crypto/crypto.h"
 
 namespace meridian::shop {
@@ -354,7 +355,8 @@ Status Shop::Start() {
   if (settings_.home) RETURN_IF_ERROR(MaintainLeases());
   std::lock_guard lock(sweep_mu_);
   stopping_ = false;
-  if (settings_.home && !sweeper_.joinable()) sweeper_ = std::thread([this] { SweepLoop(); });
+  if (settings_.home && !sweeper_.joinable())
+    sweeper_ = NamedThread("shop-sweep", [this] { SweepLoop(); });
   return Status::Ok();
 }
 

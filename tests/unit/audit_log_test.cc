@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -253,6 +254,19 @@ TEST(AuditLogFailureTest, ARefusedCommitLeavesNoHole) {
     EXPECT_EQ(*root, mirror.Root());
   }
   std::filesystem::remove_all(dir);
+}
+
+// An operator's `top -H` or perf tells the log's two threads from the event loops.
+TEST_F(AuditLogTest, ItsWriterAndCompleterThreadsAreNamed) {
+  std::vector<std::string> names;
+  for (const auto& task : fs::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    names.push_back(name);
+  }
+  EXPECT_EQ(std::count(names.begin(), names.end(), "audit-write"), 1);
+  EXPECT_EQ(std::count(names.begin(), names.end(), "audit-sync"), 1);
 }
 
 // A store whose syncs wait to be let through (or fail): what the audit log does between
