@@ -54,6 +54,9 @@ class PrivateCluster {
   void StopRegion(const std::string& region, int sig);
   // CPU time (user + system, all threads) the region's processes have used so far.
   double CpuSeconds(const std::string& region) const;
+  // The same per thread name (the node names its threads: http-N, audit-write, ...), summed
+  // over threads of one name; a thread that has ended is no longer counted.
+  std::map<std::string, double> CpuSecondsByThread(const std::string& region) const;
 
  private:
   explicit PrivateCluster(PrivateClusterOptions o) : opts_(std::move(o)) {}

@@ -340,9 +340,21 @@ class FlashSale {
     Progress(fmt::format("firing {} purchases at {}/s over {} connections (open loop)", requests,
                          Rate(o_.rate), o_.connections));
     const double node_cpu_start = cluster_ ? cluster_->CpuSeconds(home_) : 0;
+    const auto threads_start =
+        cluster_ ? cluster_->CpuSecondsByThread(home_) : std::map<std::string, double>();
     ASSIGN_OR_RETURN(auto sum, RunLoad(lo, make, on));
-    // Who used the two cores: the home node and the generator (the other nodes are idle).
-    if (cluster_) report_["home_node_cpu_s"] = cluster_->CpuSeconds(home_) - node_cpu_start;
+    // Who used the two cores: the home node and the generator (the other nodes are idle),
+    // and within the node each kind of thread.
+    if (cluster_) {
+      report_["home_node_cpu_s"] = cluster_->CpuSeconds(home_) - node_cpu_start;
+      Json by_thread = Json::object();
+      for (const auto& [name, s] : cluster_->CpuSecondsByThread(home_)) {
+        auto was = threads_start.find(name);
+        const double used = s - (was == threads_start.end() ? 0 : was->second);
+        if (used > 0) by_thread[name] = used;
+      }
+      report_["home_node_cpu_by_thread_s"] = std::move(by_thread);
+    }
     report_["generator_cpu_s"] = sum.generator_cpu_s;
 
     // A sell-out the generator could not see whole (an answer lost to an error) is dated by

@@ -5,6 +5,7 @@
 #include <map>
 #include <thread>
 
+#include "common/thread.h"
 #include "net/beast.h"
 
 namespace meridian::net {
@@ -89,7 +90,7 @@ class Client final : public HttpClient {
       if (!ec) tls_.use_private_key_file(opts_.key_file, ssl::context::pem, ec);
       if (ec) return Error(Code::kInternal, "cannot load the client certificate");
     }
-    thread_ = std::thread([this] { ctx_.run(); });
+    thread_ = NamedThread("http-client", [this] { ctx_.run(); });
     return Status::Ok();
   }
 

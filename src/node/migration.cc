@@ -12,6 +12,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/random.h"
+#include "common/thread.h"
 #include "crypto/crypto.h"
 #include "crypto/hpke.h"
 
@@ -97,7 +98,7 @@ bool Migrations::KeepRunning(const std::string& id) {
 }
 
 Status Migrations::Start() {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = NamedThread("migration", [this] { Loop(); });
   return Status::Ok();
 }
 
@@ -558,7 +559,8 @@ void Migrations::RunOne(const std::string& id) {
     }
   };
   std::vector<std::thread> threads;
-  for (int t = 0; t < std::max(1, s_.parallel); ++t) threads.emplace_back(worker);
+  for (int t = 0; t < std::max(1, s_.parallel); ++t)
+    threads.push_back(NamedThread("migrate-user", worker));
   for (auto& t : threads) t.join();
   Publish(id);
 }

@@ -14,6 +14,7 @@
 #include "audit/log.h"
 #include "common/log.h"
 #include "common/random.h"
+#include "common/thread.h"
 #include "common/worker_pool.h"
 #include "crypto/crypto.h"
 #include "keys/envelope.h"
@@ -38,9 +39,11 @@ class KeyMaintenance {
  public:
   KeyMaintenance(keys::KeyProvider& keys, keys::EnvelopeCodec& codec, audit::AuditSink& audit,
                  std::string region)
-      : keys_(keys), codec_(codec), audit_(audit), region_(std::move(region)), thread_([this] {
-          Loop();
-        }) {
+      : keys_(keys),
+        codec_(codec),
+        audit_(audit),
+        region_(std::move(region)),
+        thread_(NamedThread("key-upkeep", [this] { Loop(); })) {
     Trigger();
   }
   ~KeyMaintenance() { Stop(); }

@@ -4,6 +4,7 @@
 
 #include "common/log.h"
 #include "common/random.h"
+#include "common/thread.h"
 
 namespace meridian::node {
 namespace {
@@ -49,7 +50,7 @@ Rebalancer::Rebalancer(shop::Shop& shop, InterRegion& inter, const config::Clust
 Rebalancer::~Rebalancer() { Stop(); }
 
 void Rebalancer::Start() {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = NamedThread("rebalancer", [this] { Loop(); });
 }
 
 void Rebalancer::Stop() {

@@ -5,6 +5,7 @@
 #include "audit/merkle.h"
 #include "common/encoding.h"
 #include "common/log.h"
+#include "common/thread.h"
 
 namespace meridian::node {
 namespace {
@@ -37,7 +38,7 @@ AuditDaemon::~AuditDaemon() { Stop(); }
 
 void AuditDaemon::Start() {
   metrics_.SetGauge("meridian_audit_alarms", 0);
-  thread_ = std::thread([this] {
+  thread_ = NamedThread("audit-witness", [this] {
     std::unique_lock lock(mu_);
     while (!stop_) {
       cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_; });
