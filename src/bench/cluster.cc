@@ -8,9 +8,9 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <optional>
 #include <thread>
 
+#include "common/proc_stat.h"
 #include "common/random.h"
 #include "dev/dev.h"
 #include "net/http.h"
@@ -193,34 +193,11 @@ Status PrivateCluster::WaitHealthy(const std::string& region, size_t node, pid_t
   return Error(Code::kUnavailable, region + " node did not become healthy");
 }
 
-namespace {
-
-// User + system CPU seconds in a /proc stat file (a process's or one of its threads'), with
-// the command name it gives; nullopt when it is gone.
-std::optional<std::pair<std::string, double>> ReadCpu(const std::string& path) {
-  std::string stat = config::ReadFileOr(path);
-  // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-  size_t open = stat.find('(');
-  size_t close = stat.rfind(')');
-  if (open == std::string::npos || close == std::string::npos || close < open) {
-    return std::nullopt;
-  }
-  unsigned long long utime = 0, stime = 0;
-  if (std::sscanf(stat.c_str() + close + 1,
-                  " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2) {
-    return std::nullopt;
-  }
-  return std::pair(stat.substr(open + 1, close - open - 1),
-                   static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK)));
-}
-
-}  // namespace
-
 double PrivateCluster::CpuSeconds(const std::string& region) const {
   double total = 0;
   for (const auto& [node, pid] : pids_) {
     if (node.first != region) continue;
-    if (auto cpu = ReadCpu("/proc/" + std::to_string(pid) + "/stat")) total += cpu->second;
+    if (auto s = ReadProcStat("/proc/" + std::to_string(pid) + "/stat")) total += s->cpu_s;
   }
   return total;
 }
@@ -232,7 +209,7 @@ std::map<std::string, double> PrivateCluster::CpuSecondsByThread(const std::stri
     const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
     std::error_code ec;
     for (const auto& task : std::filesystem::directory_iterator(tasks, ec)) {
-      if (auto cpu = ReadCpu(task.path().string() + "/stat")) by_name[cpu->first] += cpu->second;
+      if (auto s = ReadProcStat(task.path().string() + "/stat")) by_name[s->name] += s->cpu_s;
     }
   }
   return by_name;

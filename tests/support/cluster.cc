@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/proc_stat.h"
 #include "common/random.h"
 #include "config/cluster.h"
 #include "dev/dev.h"
@@ -319,15 +320,8 @@ std::vector<pid_t> ChildrenOf(pid_t parent) {
   for (const auto& e : fs::directory_iterator("/proc")) {
     std::string name = e.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string stat = config::ReadFileOr(e.path().string() + "/stat");
-    auto close = stat.rfind(')');
-    if (close == std::string::npos) continue;
-    int ppid = 0;
-    char state = 0;
-    if (std::sscanf(stat.c_str() + close + 2, "%c %d", &state, &ppid) == 2 && ppid == parent &&
-        state != 'Z') {
-      out.push_back(std::stoi(name));
-    }
+    auto stat = ReadProcStat(e.path().string() + "/stat");
+    if (stat && stat->ppid == parent && stat->state != 'Z') out.push_back(std::stoi(name));
   }
   return out;
 }

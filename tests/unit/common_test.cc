@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <ctime>
 
@@ -8,11 +9,34 @@
 #include "common/encoding.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/proc_stat.h"
 #include "common/status.h"
 #include "net/http.h"
 
 namespace meridian {
 namespace {
+
+// A thread may name itself anything, spaces and parentheses included: the fields after the
+// name are still found.
+TEST(ProcStatTest, ReadsNameStateParentAndCpuWhateverTheName) {
+  const long tick = sysconf(_SC_CLK_TCK);
+  auto s = ParseProcStat("4242 (a) (b c) S 17 4242 4242 0 -1 4194304 10 0 0 0 " +
+                         std::to_string(3 * tick) + " " + std::to_string(tick) + " 0 0 20 0 1");
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->name, "a) (b c");
+  EXPECT_EQ(s->state, 'S');
+  EXPECT_EQ(s->ppid, 17);
+  EXPECT_DOUBLE_EQ(s->cpu_s, 4.0);
+
+  EXPECT_FALSE(ParseProcStat("").has_value());
+  EXPECT_FALSE(ParseProcStat("4242 (cut short) S 17").has_value());
+  EXPECT_FALSE(ReadProcStat("/proc/self/task/0/stat").has_value());
+
+  auto self = ReadProcStat("/proc/self/stat");
+  ASSERT_TRUE(self.has_value());
+  EXPECT_EQ(self->ppid, getppid());
+  EXPECT_EQ(self->state, 'R');  // reading its own stat, it runs
+}
 
 TEST(StatusTest, CodesMapToTheApiVocabulary) {
   EXPECT_EQ(CodeName(Code::kPhoneTaken), "phone_taken");
