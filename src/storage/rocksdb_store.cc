@@ -12,7 +12,6 @@
 #include <rocksdb/write_batch.h>
 
 #include <condition_variable>
-#include <functional>
 #include <mutex>
 
 #include <fmt/format.h>
@@ -97,16 +96,7 @@ class RocksStore final : public Store {
   Status WriteUnsynced(const WriteBatch& batch) override {
     std::lock_guard one_at_a_time(unsynced_write_mu_);  // numbers complete in order
     uint64_t number = 0;
-    // Marked only once the batch's expectations hold and just before the engine shows it.
-    Status st = WriteWith(rocksdb::WriteOptions(), batch, [&] {
-      std::lock_guard lock(unsynced_.mu);
-      number = ++unsynced_.marked;
-      for (const auto& op : batch.ops()) {
-        if (policy::IsPersonal(ClassOf(op.space))) {
-          unsynced_.last.insert_or_assign(std::string(OwnerOf(op.key)), number);
-        }
-      }
-    });
+    Status st = WriteWith(rocksdb::WriteOptions(), batch, &number);
     if (number != 0) {
       std::lock_guard lock(unsynced_.mu);
       unsynced_.written = number;  // a failed write's marks go with the next sync
@@ -144,9 +134,10 @@ class RocksStore final : public Store {
     return GetFrom(rocksdb::ReadOptions(), space, key);
   }
 
-  // `before_write` runs once the batch's expectations hold, just before the engine writes it.
-  Status WriteWith(const rocksdb::WriteOptions& wo, const WriteBatch& batch,
-                   const std::function<void()>& before_write) {
+  // With `mark` (an unsynced write), the users whose personal data the batch holds are marked
+  // with the next number, set in `*mark`, once its expectations hold and just before the
+  // engine shows it.
+  Status WriteWith(const rocksdb::WriteOptions& wo, const WriteBatch& batch, uint64_t* mark) {
     {
       std::lock_guard lock(unsynced_.mu);
       RETURN_IF_ERROR(unsynced_.failed);
@@ -163,17 +154,13 @@ class RocksStore final : public Store {
                             : wb.Put(Handle(op.space), ToSlice(op.key), ToSlice(op.value));
       RETURN_IF_ERROR(FromRocks(s, "batch"));
     }
-    if (before_write) before_write();
+    if (mark != nullptr) *mark = MarkUnsynced(batch);
     return FromRocks(db_->Write(wo, &wb), "write");
   }
 
   // Callers act on what a scan gave once it returns: the wait comes before that, after the
   // scan (see Get).
   Status Scan(Space space, std::string_view prefix, const ScanFn& fn) override {
-    RETURN_IF_ERROR(ScanEngine(space, prefix, fn));
-    return AwaitSynced(space, prefix, Wait::kMay);
-  }
-  Status ScanEngine(Space space, std::string_view prefix, const ScanFn& fn) {
     rocksdb::ReadOptions ro;
     // A user's keys in a space hashed by user (UserPrefix) are read within the user's bucket;
     // any other scan (a whole space, in tests and tools) in key order across buckets.
@@ -188,7 +175,8 @@ class RocksStore final : public Store {
       if (k.substr(0, prefix.size()) != prefix) break;
       if (!fn(k, std::string_view(it->value().data(), it->value().size()))) break;
     }
-    return FromRocks(it->status(), "scan");
+    RETURN_IF_ERROR(FromRocks(it->status(), "scan"));
+    return AwaitSynced(space, prefix, Wait::kMay);
   }
 
   Status Purge(Space space) override {
@@ -201,6 +189,18 @@ class RocksStore final : public Store {
 
  private:
   rocksdb::ColumnFamilyHandle* Handle(Space s) { return handles_[static_cast<size_t>(s)]; }
+
+  // Gives an unsynced write its number and marks each user whose personal data it holds.
+  uint64_t MarkUnsynced(const WriteBatch& batch) {
+    std::lock_guard lock(unsynced_.mu);
+    const uint64_t number = ++unsynced_.marked;
+    for (const auto& op : batch.ops()) {
+      if (policy::IsPersonal(ClassOf(op.space))) {
+        unsynced_.last.insert_or_assign(std::string(OwnerOf(op.key)), number);
+      }
+    }
+    return number;
+  }
 
   // After a read of `key` (or of the keys under a prefix) of `space`: returns once no
   // unsynced write of its owner's personal data is pending. A prefix naming no user (a scan
