@@ -57,16 +57,17 @@ class AuditVerifyTest : public ::testing::Test {
     EXPECT_EQ(r.status, 200) << r.body;
     return r.body;
   }
-  // Singapore's tree head once it covers at least `min_size` leaves and carries at least
+  // A region's tree head once it covers at least `min_size` leaves and carries at least
   // `signatures` signature lines (checkpoints are published and cosigned every second).
-  std::string WaitForTreeHead(uint64_t min_size, int signatures = 1) {
+  std::string WaitForTreeHead(uint64_t min_size, int signatures = 1,
+                              const std::string& region = "singapore") {
     std::string note;
     for (int i = 0; i < 100; ++i) {
-      note = TreeHead();
+      note = TreeHead(region);
       if (NoteSize(note) >= min_size && SignatureLines(note) >= signatures) return note;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    ADD_FAILURE() << "no tree head of size " << min_size << ":\n" << note;
+    ADD_FAILURE() << "no tree head of " << region << " of size " << min_size << ":\n" << note;
     return note;
   }
   CommandOutput Verify(const std::vector<std::string>& extra, bool token_file = true) {
@@ -146,8 +147,9 @@ TEST_F(AuditVerifyTest, VerifiesTheLogFollowsASavedCheckpointAndRefusesAForgedOn
   EXPECT_NE(refused.text.find("signature does not verify"), std::string::npos) << refused.text;
 
   // Another region's checkpoint is not singapore's, even though it carries singapore's valid
-  // cosignature once witnessed.
-  Write(File("beijing-checkpoint"), TreeHead("beijing"));
+  // cosignature: wait until beijing's own, singapore's and oregon's signatures are on it, or the
+  // signature check would refuse it first.
+  Write(File("beijing-checkpoint"), WaitForTreeHead(1, 3, "beijing"));
   auto other = Verify({"--trusted", File("beijing-checkpoint")});
   EXPECT_EQ(other.exit_code, 1) << other.text;
   EXPECT_NE(other.text.find("is the checkpoint of meridian/beijing, not of meridian/singapore"),
