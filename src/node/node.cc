@@ -270,8 +270,9 @@ int RunNode(const std::string& config_path, const std::string& region, int node_
   }
   Rebalancer rebalancer(shop, inter, *cfg);
   if (role == policy::Role::kHome) {
-    shop.SetPull(
-        [&rebalancer](const std::string& sale_id) { return rebalancer.Pull(sale_id, true); });
+    shop.SetPull([&rebalancer](const std::string& sale_id, bool asker_out) {
+      return rebalancer.Pull(sale_id, asker_out);
+    });
     rebalancer.Start();
   }
   policies.CatchUp(inter);  // a policy changed while this node was down

@@ -152,7 +152,7 @@ void Rebalancer::Loop() {
     cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_; });
     if (stop_) break;
     lock.unlock();
-    for (const auto& sale_id : shop_.SalesNeedingStock()) Pull(sale_id, false);
+    shop_.TopUpLowStock();  // calls Pull(sale, false), one pull at a time with the buyers'
     if (tick % 3 == 0) RefreshPeers();
     if (tick % 5 == 0) Redeliver();
     ++tick;

@@ -26,9 +26,10 @@ class Rebalancer {
   void Start();
   void Stop();
   // Pulls units of a sale from the regions with units, the most first, until one grants:
-  // for a buyer who found none (`asker_out`, the shop's PullFn) or a region under its
-  // low-water mark. Returns units received; 0 when every region answered with none and no
-  // grant is in flight; otherwise shop::kUnitsElsewhere (units exist but none came now).
+  // for a buyer who found none (`asker_out`) or a region under its low-water mark (both
+  // through the shop's PullFn, which the shop calls one at a time per sale). Returns units
+  // received; 0 when every region answered with none and no grant is in flight; otherwise
+  // shop::kUnitsElsewhere (units exist but none came now).
   int64_t Pull(const std::string& sale_id, bool asker_out);
 
  private:

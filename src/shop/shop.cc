@@ -639,7 +639,9 @@ std::optional<Shop::Slot> Shop::TakeSlot(SaleRuntime* rt) {
 }
 
 void Shop::BackOnSale(SaleRuntime* rt, int64_t units) {
+  // Units came: neither "sold out" nor "retry shortly" holds for the next buyer.
   rt->empty_until_ms = 0;
+  rt->elsewhere_until_ms = 0;
   int64_t seen = rt->elsewhere.load();
   while (seen != INT64_MAX && !rt->elsewhere.compare_exchange_weak(seen, seen + units)) {
   }
@@ -981,10 +983,10 @@ bool Shop::StartPurchase(const std::string& user_id, const std::string& sale_id,
       if (rt->remaining.load() > 0) continue;
       ASSIGN_OR_RETURN(int64_t units, LeaseMore(rt));
       if (units <= 0 && pull_) {
-        const int64_t pulled = pull_(sale_id);
-        if (pulled > 0) {
-          ASSIGN_OR_RETURN(units, LeaseMore(rt));
-        }
+        const int64_t pulled = pull_(sale_id, true);
+        // Whatever the pull says, units may have come to the pool meanwhile: its own grant,
+        // or another node's, or a grant re-delivered by a donor.
+        ASSIGN_OR_RETURN(units, LeaseMore(rt));
         if (units <= 0 && pulled != 0) {
           // Pulled, then leased by this region's other nodes or granted on meanwhile: look
           // again, once. Or units exist elsewhere but none came.
@@ -1301,20 +1303,21 @@ std::vector<PendingGrant> Shop::UnackedGrants() {
   return out;
 }
 
-std::vector<std::string> Shop::SalesNeedingStock() const {
-  const int64_t now = clock_.NowMs();
-  std::vector<std::string> out;
-  std::shared_lock lock(catalog_mu_);
-  for (const auto& [id, rt] : sales_) {
-    if (now < rt->sale.starts_at_ms || now >= rt->sale.ends_at_ms) continue;
+void Shop::TopUpLowStock() {
+  if (!pull_) return;
+  for (const auto& sale_id : OpenSales()) {
+    SaleRuntime* rt = Runtime(sale_id);
+    // Not alongside a buyer's pull on this node: the donor would give everything to one of
+    // the two, and the other would tell its buyer "retry" while the units arrive here.
+    std::lock_guard pulling(rt->pull_mu);
+    const int64_t now = clock_.NowMs();
     const int64_t low_water = std::max<int64_t>(1, rt->sale.stock / 50);
     const int64_t elsewhere = rt->elsewhere.load();  // the rest of the region, as last read
     if (elsewhere != INT64_MAX && rt->remaining.load() + elsewhere <= low_water &&
         now - rt->last_demand_ms.load() < 2000) {
-      out.push_back(id);
+      (void)pull_(sale_id, false);  // what came is on sale; what did not is asked again later
     }
   }
-  return out;
 }
 
 Result<Json> Shop::SnapshotUser(const std::string& user_id) {

@@ -90,7 +90,8 @@ struct PendingGrant {
 // every region answered that it has none and no transfer is in flight; kUnitsElsewhere
 // when units exist but none came now (kept, on a donor's nodes' leases, in flight, or a
 // region did not answer).
-using PullFn = std::function<int64_t(const std::string& sale_id)>;
+// `asker_out`: for a buyer who found none, not for a low-water top-up.
+using PullFn = std::function<int64_t(const std::string& sale_id, bool asker_out)>;
 inline constexpr int64_t kUnitsElsewhere = -1;
 
 struct Order {
@@ -211,9 +212,10 @@ class Shop {
                     const std::string& tid);
   Status AckGrant(const std::string& sale_id, const std::string& tid);
   std::vector<PendingGrant> UnackedGrants();
-  // Sales open now whose local remaining is at or under the low-water mark and that saw
-  // demand in the last two seconds: candidates for a pull.
-  std::vector<std::string> SalesNeedingStock() const;
+  // Pulls units for each sale open now whose local remaining is at or under the low-water
+  // mark and that saw demand in the last two seconds (the rebalancer runs it), one pull at
+  // a time per sale with the buyers' own pulls.
+  void TopUpLowStock();
 
   // Lease upkeep (the sweeper runs it every second): this node's heartbeat, its idle
   // leases returned, and the leases of nodes silent past the timeout closed.

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <future>
+#include <thread>
 
 #include "audit/log.h"
 #include "config/cluster.h"
@@ -215,6 +216,80 @@ TEST_F(PurchaseNowTest, RunsOnlyWhatNeedNotWaitAndOtherwiseChangesNothing) {
   ASSERT_TRUE(q.ok());
   EXPECT_EQ(q->reserved, 3);
   EXPECT_EQ(q->remaining, 5);
+}
+
+// Pulls from other regions, with the inter-region part played by the test's PullFn: a sale
+// whose units all start elsewhere.
+class PullTest : public PurchaseNowTest {
+ protected:
+  void SetUp() override {
+    PurchaseNowTest::SetUp();
+    Sale s{"s2",
+           "mi4",
+           4,
+           1,
+           clock_.NowMs() - 60'000,
+           clock_.NowMs() + 3'600'000,
+           900,
+           {{"singapore", 0}, {"oregon", 4}}};
+    ASSERT_TRUE(shop_->PutSale(s).ok());
+  }
+  Result<Shop::Purchased> Buy(const std::string& user) {
+    return shop_->Purchase(user, "s2", "k-" + user);
+  }
+};
+
+TEST_F(PullTest, AUnitThatArrivesDuringTheBuyersPullIsSoldWhateverThePullSays) {
+  // Another pull of this region (the rebalancer's, another node's) was granted everything;
+  // the buyer's own pull came back empty-handed.
+  shop_->SetPull([this](const std::string& sale, bool asker_out) {
+    EXPECT_TRUE(asker_out);
+    EXPECT_TRUE(shop_->ApplyGrant(sale, "oregon", 4, "t-other").ok());
+    return kUnitsElsewhere;
+  });
+  auto won = Buy("u1");
+  ASSERT_TRUE(won.ok()) << won.status().ToString();
+  EXPECT_TRUE(won->created);
+  EXPECT_EQ(shop_->Quota("s2").value().remaining, 3);
+}
+
+TEST_F(PullTest, UnitsThatArriveEndTheRetryShortlyAnswersAtOnce) {
+  bool granted = false;
+  shop_->SetPull([&](const std::string&, bool) { return granted ? 0 : kUnitsElsewhere; });
+  auto first = Buy("u1");
+  EXPECT_EQ(first.status().code(), Code::kUnavailable);
+  auto second = Buy("u2");  // the same millisecond: answered from memory
+  EXPECT_EQ(second.status().code(), Code::kUnavailable);
+  // The donor's grant arrives (re-delivered, say): the next buyer is not told to retry.
+  ASSERT_TRUE(shop_->ApplyGrant("s2", "oregon", 4, "t1").ok());
+  granted = true;
+  auto third = Buy("u3");
+  ASSERT_TRUE(third.ok()) << third.status().ToString();
+  EXPECT_TRUE(third->created);
+}
+
+TEST_F(PullTest, ALowWaterTopUpWaitsForABuyersPull) {
+  // Both pulls at once would ask the same donor; one would be given everything and the
+  // other would tell its buyer "retry" while the units arrive.
+  std::atomic<int> active{0}, top_ups{0};
+  std::atomic<bool> overlap{false};
+  shop_->SetPull([&](const std::string&, bool asker_out) {
+    if (++active > 1) overlap = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!asker_out) ++top_ups;
+    --active;
+    return int64_t{0};
+  });
+  ASSERT_TRUE(shop_->Quota("s2").ok());  // this region's own remaining: none
+  auto buyer = std::async(std::launch::async, [&] { return Buy("u1"); });
+  for (int i = 0; i < 2000 && active == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_EQ(active.load(), 1) << "the buyer's pull did not start";
+  shop_->TopUpLowStock();  // the buyer's demand makes the sale a candidate
+  EXPECT_FALSE(overlap.load());
+  EXPECT_EQ(top_ups.load(), 1);
+  EXPECT_EQ(buyer.get().status().code(), Code::kSoldOut);
 }
 
 }  // namespace
