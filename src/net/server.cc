@@ -25,11 +25,17 @@ using Acceptor = asio::basic_socket_acceptor<tcp, Executor>;
 using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
                                          asio::wait_traits<std::chrono::steady_clock>, Executor>;
 
+struct Shared;
+
 class SessionBase : public std::enable_shared_from_this<SessionBase> {
  public:
-  virtual ~SessionBase() = default;
+  explicit SessionBase(Shared& sh) : sh_(sh) {}
+  virtual ~SessionBase();
   virtual void Drain() = 0;  // runs on the session's executor
   virtual asio::any_io_executor Executor() = 0;
+
+ protected:
+  Shared& sh_;
 };
 
 struct Shared {
@@ -52,6 +58,11 @@ struct Shared {
   }
 };
 
+// The session leaves the server's set only here, after the derived parts (its socket, its
+// timer) are gone: the last owner may be a handler's thread, and once the set is empty the
+// server may destroy the event loops those parts belong to.
+SessionBase::~SessionBase() { sh_.Remove(this); }
+
 HttpResponse PlainError(Code code, std::string msg) {
   return HttpResponse::FromStatus(Status(code, std::move(msg)));
 }
@@ -61,8 +72,7 @@ HttpResponse PlainError(Code code, std::string msg) {
 template <typename Derived>
 class Session : public SessionBase {
  public:
-  explicit Session(Shared& sh) : sh_(sh) {}
-  ~Session() override { sh_.Remove(this); }
+  explicit Session(Shared& sh) : SessionBase(sh) {}
 
   void Register() { sh_.Add(this, weak_from_this()); }
 
@@ -272,7 +282,6 @@ class Session : public SessionBase {
                [self = Self().shared_from_this()] { self->DoRead(); });
   }
 
-  Shared& sh_;
   beast::flat_buffer buffer_;
   std::optional<RequestParser> parser_;
   bool header_checked_ = false;
