@@ -63,6 +63,7 @@ TEST(PrivacyTest, NothingPersonalIsReadableInAnyByteTheClusterWrote) {
   ASSERT_TRUE(ada_reg.ok()) << ada_reg.status().ToString();
   EXPECT_EQ((*ada_reg)["home_region"], "oregon");
   auto li = Connect(c, "california");
+  ASSERT_TRUE(li);
   auto li_reg = li->Register({{"country", "CN"},
                               {"phone", "138 0013 8000"},
                               {"password", "correct horse battery"},
@@ -85,6 +86,7 @@ TEST(PrivacyTest, NothingPersonalIsReadableInAnyByteTheClusterWrote) {
 
   // 3. A sealed login through another region: forwarded unread to oregon by key id.
   auto ada2 = Connect(c, "beijing");
+  ASSERT_TRUE(ada2);
   auto login = ada2->Login("+16502530000", "correct horse battery");
   ASSERT_TRUE(login.ok()) << login.status().ToString();
   EXPECT_EQ((*login)["user_id"], (*ada_reg)["user_id"]);
@@ -120,6 +122,7 @@ TEST(PrivacyTest, NothingPersonalIsReadableInAnyByteTheClusterWrote) {
   EXPECT_EQ(c.Call("beijing", "GET", "/v1/me", "", Bearer(li->token())).status, 401);
   EXPECT_FALSE(li->Login("+8613800138000", "correct horse battery").ok());
   auto li_again = Connect(c, "beijing");
+  ASSERT_TRUE(li_again);
   EXPECT_TRUE(li_again
                   ->Register({{"country", "CN"},
                               {"phone", "+86 138 0013 8000"},
