@@ -788,8 +788,12 @@ Status Shop::MaintainLeases() {
   std::map<std::string, int64_t> heard;  // node -> last heartbeat
   for (const auto& sale_id : sale_ids) {
     SaleRuntime* rt = Runtime(sale_id);
-    std::lock_guard leasing(rt->pull_mu);  // no lease of this node is being made meanwhile
-    std::set<std::string> mine;            // this node's leases still in use
+    // No lease of this node is being made meanwhile. A pull under way (a buyer's, or a
+    // top-up) may wait seconds on a slow region: this sale's upkeep waits for the next
+    // round rather than hold up the heartbeat and the other sales.
+    std::unique_lock leasing(rt->pull_mu, std::try_to_lock);
+    if (!leasing.owns_lock()) continue;
+    std::set<std::string> mine;  // this node's leases still in use
     std::vector<Lease> settled;
     // Another node ran out while this one holds units: hand the lease back (the pool then
     // splits what is left between the nodes still selling).

@@ -292,5 +292,28 @@ TEST_F(PullTest, ALowWaterTopUpWaitsForABuyersPull) {
   EXPECT_EQ(buyer.get().status().code(), Code::kSoldOut);
 }
 
+TEST_F(PullTest, LeaseUpkeepDoesNotWaitForAPullUnderWay) {
+  // A pull may wait seconds on a slow region; the upkeep (and with it the node's heartbeat)
+  // goes on meanwhile.
+  std::atomic<bool> pulling{false}, release{false};
+  shop_->SetPull([&](const std::string&, bool) {
+    pulling = true;
+    for (int i = 0; i < 2000 && !release; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return int64_t{0};
+  });
+  auto buyer = std::async(std::launch::async, [&] { return Buy("u1"); });
+  for (int i = 0; i < 2000 && !pulling; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_TRUE(pulling.load()) << "the buyer's pull did not start";
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(shop_->MaintainLeases().ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1000));
+  release = true;
+  EXPECT_EQ(buyer.get().status().code(), Code::kSoldOut);
+}
+
 }  // namespace
 }  // namespace meridian::shop
