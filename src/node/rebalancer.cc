@@ -152,7 +152,7 @@ void Rebalancer::Loop() {
     cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_; });
     if (stop_) break;
     lock.unlock();
-    shop_.TopUpLowStock();  // calls Pull(sale, false), one pull at a time with the buyers'
+    shop_.TopUpLowStock();  // calls Pull(sale, false) unless a buyer's pull is under way
     if (tick % 3 == 0) RefreshPeers();
     if (tick % 5 == 0) Redeliver();
     ++tick;

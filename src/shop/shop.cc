@@ -648,10 +648,7 @@ void Shop::BackOnSale(SaleRuntime* rt, int64_t units) {
 }
 
 Status Shop::ReturnLeases(SaleRuntime* rt) {
-  // Not while this node is itself leasing or pulling (it may be waiting on the very region
-  // that asks): then its lease is being replaced anyway.
-  std::unique_lock leasing(rt->pull_mu, std::try_to_lock);
-  if (!leasing.owns_lock()) return Status::Ok();
+  std::lock_guard leasing(rt->leasing_mu);
   std::vector<Lease> settled;
   {
     std::lock_guard lock(rt->lease_mu);
@@ -696,6 +693,7 @@ Result<int64_t> Shop::FreeInOtherLeases(SaleRuntime* rt) {
 
 Result<int64_t> Shop::LeaseMore(SaleRuntime* rt) {
   const std::string& sale_id = rt->sale.id;
+  std::lock_guard leasing(rt->leasing_mu);
   {
     std::lock_guard lock(rt->lease_mu);
     if (rt->lease && rt->lease->next < rt->lease->units) return rt->lease->units - rt->lease->next;
@@ -788,11 +786,9 @@ Status Shop::MaintainLeases() {
   std::map<std::string, int64_t> heard;  // node -> last heartbeat
   for (const auto& sale_id : sale_ids) {
     SaleRuntime* rt = Runtime(sale_id);
-    // No lease of this node is being made meanwhile. A pull under way (a buyer's, or a
-    // top-up) may wait seconds on a slow region: this sale's upkeep waits for the next
-    // round rather than hold up the heartbeat and the other sales.
-    std::unique_lock leasing(rt->pull_mu, std::try_to_lock);
-    if (!leasing.owns_lock()) continue;
+    // No lease of this node is half made meanwhile; a pull under way (which may wait
+    // seconds on a slow region) does not hold this up.
+    std::lock_guard leasing(rt->leasing_mu);
     std::set<std::string> mine;  // this node's leases still in use
     std::vector<Lease> settled;
     // Another node ran out while this one holds units: hand the lease back (the pool then
@@ -980,11 +976,12 @@ bool Shop::StartPurchase(const std::string& user_id, const std::string& sale_id,
     for (int attempt = 0; !(slot = take()); ++attempt) {
       if (!may_wait) return Error(Code::kWouldBlock, "no unit in this node's lease");
       if (attempt >= 64) return Error(Code::kUnavailable, "the sale is busy; retry shortly");
+      std::lock_guard pull_lock(rt->pull_mu);  // the first buyer leases, the others wait
+      if (rt->remaining.load() > 0) continue;
+      // Looked at once the lock is held: a buyer who waited for another's pull takes its word.
       if (clock_.NowMs() < rt->elsewhere_until_ms.load()) {
         return Error(Code::kUnavailable, "the last units are elsewhere; retry shortly");
       }
-      std::lock_guard pull_lock(rt->pull_mu);  // the first buyer leases, the others wait
-      if (rt->remaining.load() > 0) continue;
       ASSIGN_OR_RETURN(int64_t units, LeaseMore(rt));
       if (units <= 0 && pull_) {
         const int64_t pulled = pull_(sale_id, true);
@@ -1311,16 +1308,18 @@ void Shop::TopUpLowStock() {
   if (!pull_) return;
   for (const auto& sale_id : OpenSales()) {
     SaleRuntime* rt = Runtime(sale_id);
-    // Not alongside a buyer's pull on this node: the donor would give everything to one of
-    // the two, and the other would tell its buyer "retry" while the units arrive here.
-    std::lock_guard pulling(rt->pull_mu);
     const int64_t now = clock_.NowMs();
     const int64_t low_water = std::max<int64_t>(1, rt->sale.stock / 50);
     const int64_t elsewhere = rt->elsewhere.load();  // the rest of the region, as last read
-    if (elsewhere != INT64_MAX && rt->remaining.load() + elsewhere <= low_water &&
-        now - rt->last_demand_ms.load() < 2000) {
-      (void)pull_(sale_id, false);  // what came is on sale; what did not is asked again later
+    if (elsewhere == INT64_MAX || rt->remaining.load() + elsewhere > low_water ||
+        now - rt->last_demand_ms.load() >= 2000) {
+      continue;
     }
+    // Not alongside a buyer's pull on this node (that one is the top-up): both would ask
+    // the same donor, one would be given everything and the other would tell its buyer
+    // "retry" while the units arrive here.
+    std::unique_lock pulling(rt->pull_mu, std::try_to_lock);
+    if (pulling.owns_lock()) (void)pull_(sale_id, false);
   }
 }
 

@@ -213,8 +213,8 @@ class Shop {
   Status AckGrant(const std::string& sale_id, const std::string& tid);
   std::vector<PendingGrant> UnackedGrants();
   // Pulls units for each sale open now whose local remaining is at or under the low-water
-  // mark and that saw demand in the last two seconds (the rebalancer runs it), one pull at
-  // a time per sale with the buyers' own pulls.
+  // mark and that saw demand in the last two seconds (the rebalancer runs it); a sale whose
+  // buyer is pulling already is passed over.
   void TopUpLowStock();
 
   // Lease upkeep (the sweeper runs it every second): this node's heartbeat, its idle
@@ -252,7 +252,10 @@ class Shop {
     std::mutex lease_mu;                             // the slot counter of `lease`, and `used_up`
     std::optional<Lease> lease;
     std::vector<Lease> used_up;  // leases with every slot handed out, closed once settled
-    std::mutex pull_mu;          // one lease or pull at a time per sale
+    std::mutex pull_mu;          // one buyer's lease-or-pull, or one top-up, at a time
+    // Held across a lease's write and its install in `lease` (never across a remote call):
+    // the upkeep and a hand-back never see a lease of this node written but not installed.
+    std::mutex leasing_mu;
   };
   struct Due {
     std::string sale_id;

@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <cstdlib>
+#include <functional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -57,18 +58,29 @@ class AuditVerifyTest : public ::testing::Test {
     EXPECT_EQ(r.status, 200) << r.body;
     return r.body;
   }
-  // A region's tree head once it covers at least `min_size` leaves and carries at least
-  // `signatures` signature lines (checkpoints are published and cosigned every second).
-  std::string WaitForTreeHead(uint64_t min_size, int signatures = 1,
-                              const std::string& region = "singapore") {
+  // A region's tree head once `ready` holds for it (checkpoints are published and
+  // cosigned every second).
+  std::string WaitForNote(const std::string& region,
+                          const std::function<bool(const std::string&)>& ready,
+                          const std::string& what) {
     std::string note;
     for (int i = 0; i < 100; ++i) {
       note = TreeHead(region);
-      if (NoteSize(note) >= min_size && SignatureLines(note) >= signatures) return note;
+      if (ready(note)) return note;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    ADD_FAILURE() << "no tree head of " << region << " of size " << min_size << ":\n" << note;
+    ADD_FAILURE() << "no tree head of " << region << " " << what << ":\n" << note;
     return note;
+  }
+  // Singapore's tree head once it covers at least `min_size` leaves and carries at least
+  // `signatures` signature lines.
+  std::string WaitForTreeHead(uint64_t min_size, int signatures = 1) {
+    return WaitForNote(
+        "singapore",
+        [&](const std::string& note) {
+          return NoteSize(note) >= min_size && SignatureLines(note) >= signatures;
+        },
+        "of size " + std::to_string(min_size));
   }
   CommandOutput Verify(const std::vector<std::string>& extra, bool token_file = true) {
     std::vector<std::string> args = {MERIDIAN_BIN, "audit", "verify", "--url",
@@ -147,9 +159,11 @@ TEST_F(AuditVerifyTest, VerifiesTheLogFollowsASavedCheckpointAndRefusesAForgedOn
   EXPECT_NE(refused.text.find("signature does not verify"), std::string::npos) << refused.text;
 
   // Another region's checkpoint is not singapore's, even though it carries singapore's valid
-  // cosignature: wait until beijing's own, singapore's and oregon's signatures are on it, or the
-  // signature check would refuse it first.
-  Write(File("beijing-checkpoint"), WaitForTreeHead(1, 3, "beijing"));
+  // cosignature (waited for: without it the signature check would refuse it first).
+  const auto cosigned = [](const std::string& note) {
+    return note.find("\n— meridian/singapore ") != std::string::npos;
+  };
+  Write(File("beijing-checkpoint"), WaitForNote("beijing", cosigned, "cosigned by singapore"));
   auto other = Verify({"--trusted", File("beijing-checkpoint")});
   EXPECT_EQ(other.exit_code, 1) << other.text;
   EXPECT_NE(other.text.find("is the checkpoint of meridian/beijing, not of meridian/singapore"),
