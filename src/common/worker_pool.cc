@@ -3,8 +3,8 @@
 
 namespace meridian {
 
-WorkerPool::WorkerPool(int threads, size_t max_queued) : max_queued_(max_queued) {
-  for (int i = 0; i < threads; ++i) threads_.push_back(NamedThread("worker", [this] { Loop(); }));
+WorkerPool::WorkerPool(int threads, size_t max_queued, std::string name) : max_queued_(max_queued) {
+  for (int i = 0; i < threads; ++i) threads_.push_back(NamedThread(name, [this] { Loop(); }));
 }
 
 WorkerPool::~WorkerPool() { Stop(); }

@@ -6,6 +6,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -13,7 +14,8 @@ namespace meridian {
 
 class WorkerPool {
  public:
-  WorkerPool(int threads, size_t max_queued);
+  // `name` names its threads (at most 15 characters).
+  WorkerPool(int threads, size_t max_queued, std::string name = "worker");
   ~WorkerPool();
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;

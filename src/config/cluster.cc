@@ -166,6 +166,7 @@ Result<ClusterConfig> Load(const std::string& path, std::vector<policy::Diagnost
     };
     num("io_threads", k.io_threads, 1, 64);
     num("workers", k.workers, 1, 256);
+    num("internal_workers", k.internal_workers, 1, 256);
     num("max_body_bytes", k.max_body_bytes, 1024, 64 << 20);
     num("max_record_bytes", k.max_record_bytes, 1024, 64 << 20);
     num("max_header_bytes", k.max_header_bytes, 1024, 1 << 20);

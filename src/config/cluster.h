@@ -43,6 +43,11 @@ struct RegionConfig {
 struct NodeKnobs {
   int io_threads = 2;
   int workers = 16;
+  // Requests from other regions (stock grants and quotas, phone checks, migration steps,
+  // cosignatures) have workers of their own: a region whose workers all wait on another
+  // region (a buyer's pull, say) still answers that region, so two regions never wait on
+  // each other until a timeout.
+  int internal_workers = 8;
   size_t max_body_bytes = 16 * 1024;
   size_t max_record_bytes = 1024 * 1024;
   size_t max_header_bytes = 8 * 1024;

@@ -49,7 +49,7 @@ std::string RenderConfig(const DevOptions& o, const std::string& dir,
       "[cluster]\npolicy = \"{}\"\ntls = {}\nca_file = \"ca.pem\"\n"
       "admin_token_file = \"admin.token\"\nsecrets_dir = \"secrets\"\n"
       "keystore_secret_file = \"secrets/keystore.secret\"\nkeystore_kdf = \"dev-fast\"\n\n"
-      "[node]\nio_threads = {}\nworkers = 16\npassword_hashing = \"dev-fast\"\n"
+      "[node]\nio_threads = {}\npassword_hashing = \"dev-fast\"\n"
       "emulate_latency = {}\n\n",
       policy_spec, o.plaintext ? "false" : "true", o.io_threads,
       o.emulate_latency ? "true" : "false");

@@ -287,14 +287,16 @@ int RunNode(const std::string& config_path, const std::string& region, int node_
                           .runner_timeout_ms = cfg->knobs.lease_timeout_ms});
   }
   WorkerPool workers(cfg->knobs.workers, static_cast<size_t>(cfg->knobs.workers) * 64);
+  WorkerPool internal_workers(cfg->knobs.internal_workers,
+                              static_cast<size_t>(cfg->knobs.internal_workers) * 64, "internal");
   KeyMaintenance maintenance(key_provider, codec, audit_log, region);
   AuditDaemon audit_daemon(audit_log, *store, inter, *cfg, key_provider, metrics,
                            role == policy::Role::kHome);
   audit_daemon.Start();
-  auto router = MakeRouter(NodeContext{*cfg, *self, *admin_token, key_provider, *phone_key,
-                                       accounts.get(), shop, audit_log, policies, migrations.get(),
-                                       [&] { return audit_daemon.Alarms(); },
-                                       [&] { maintenance.Trigger(); }, inter, metrics, workers});
+  auto router = MakeRouter(
+      NodeContext{*cfg, *self, *admin_token, key_provider, *phone_key, accounts.get(), shop,
+                  audit_log, policies, migrations.get(), [&] { return audit_daemon.Alarms(); },
+                  [&] { maintenance.Trigger(); }, inter, metrics, workers, internal_workers});
 
   net::ServerOptions sopts;
   sopts.host = self->listen_host;
@@ -327,6 +329,7 @@ int RunNode(const std::string& config_path, const std::string& region, int node_
   (*server)->Wait();
   if (migrations) migrations->Stop();
   workers.Stop();
+  internal_workers.Stop();
   audit_log.Flush();  // purchases answered from its writer finish before the shop stops
   audit_daemon.Stop();
   rebalancer.Stop();

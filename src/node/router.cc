@@ -336,24 +336,27 @@ class Router final : public net::Handler {
     return crypto::ConstantTimeEquals(BearerToken(req), c_.admin_token);
   }
 
-  // Runs `fn(done)` on a worker, which answers through `done` then or later; a full queue
-  // answers 429 at once.
+  // Runs `fn(done)` on a worker of `pool` (the node's own by default), which answers
+  // through `done` then or later; a full queue answers 429 at once.
   template <typename Fn>
-  void OnWorkerAsync(Respond done, Fn fn) {
-    OnWorkerAsync(std::make_shared<Respond>(std::move(done)), std::move(fn));
+  void OnWorkerAsync(Respond done, Fn fn, WorkerPool* pool = nullptr) {
+    OnWorkerAsync(std::make_shared<Respond>(std::move(done)), std::move(fn), pool);
   }
   template <typename Fn>
-  void OnWorkerAsync(std::shared_ptr<Respond> shared, Fn fn) {
-    bool posted = c_.workers.TryPost([shared, fn = std::move(fn)]() mutable { fn(*shared); });
+  void OnWorkerAsync(std::shared_ptr<Respond> shared, Fn fn, WorkerPool* pool = nullptr) {
+    bool posted = (pool ? *pool : c_.workers).TryPost([shared, fn = std::move(fn)]() mutable {
+      fn(*shared);
+    });
     if (!posted) {
       (*shared)(HttpResponse::FromStatus(Error(Code::kOverloaded, "node is overloaded")));
     }
   }
   // Runs `fn` on a worker and answers with what it returns.
   template <typename Fn>
-  void OnWorker(Respond done, Fn fn) {
-    OnWorkerAsync(std::move(done),
-                  [fn = std::move(fn)](const Respond& respond) mutable { respond(fn()); });
+  void OnWorker(Respond done, Fn fn, WorkerPool* pool = nullptr) {
+    OnWorkerAsync(
+        std::move(done), [fn = std::move(fn)](const Respond& respond) mutable { respond(fn()); },
+        pool);
   }
 
   void Dispatch(const Route& route, std::vector<std::string> params, HttpRequest&& req,
@@ -452,7 +455,8 @@ class Router final : public net::Handler {
                 return Transfer(id, params, body);
               }
               return Internal(id, params.empty() ? std::string() : params[0]);
-            });
+            },
+            &c_.internal_workers);  // never queued behind this region's own waiting work
       case Access::kUser:
         return UserRequest(route, std::move(params), std::move(req), std::move(done));
     }

@@ -48,6 +48,7 @@ struct NodeContext {
   InterRegion& inter;
   Metrics& metrics;
   WorkerPool& workers;
+  WorkerPool& internal_workers;  // for /internal/ requests only (config::NodeKnobs)
 };
 
 std::unique_ptr<net::Handler> MakeRouter(NodeContext ctx);

@@ -519,6 +519,78 @@ TEST_F(ShopTest, TransfersSurviveKillingDonorAndReceiver) {
 namespace meridian::testing {
 namespace {
 
+// One worker per node, emulated WAN delays, and a long forward timeout: a region whose only
+// worker waits on another region shows at once.
+class ShopOneWorkerTest : public ShopTest {
+ protected:
+  ClusterOptions Options() override {
+    ClusterOptions o;
+    o.latency = true;
+    o.node_knobs = "workers = 1\nforward_timeout_ms = 30000\n";
+    return o;
+  }
+};
+
+// The stock is all in beijing; buyers in singapore and oregon press at once. Each region
+// pulls, and the first to get beijing's units is asked by the other, while its own worker
+// waits in its own buyer's pull. Requests from other regions have workers of their own, so
+// neither region waits for the other until the forward timeout.
+TEST_F(ShopOneWorkerTest, TwoRegionsPullingFromEachOtherDoNotWaitForEachOther) {
+  ASSERT_EQ(CreateSale("cross", 40, {{"singapore", 0}, {"oregon", 0}, {"beijing", 40}}).status,
+            201);
+  std::vector<TestUser> buyers;  // one at a time: the sale is what this test presses at once
+  for (int i = 0; i < 16; ++i) buyers.push_back(NewUser(i % 2 == 0 ? "IN" : "US", 1200 + i));
+  std::atomic<int> won{0};
+  std::mutex mu;
+  std::vector<std::string> other;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (const auto& b : buyers) {
+    threads.emplace_back([&, b] {
+      // "Retry shortly" is a fair answer while units move: the buyer presses again.
+      for (int attempt = 0; attempt < 40; ++attempt) {
+        auto r = Buy(b, "cross", "k" + b.user_id);
+        if (r.status == 201 || r.status == 200) {
+          ++won;
+          return;
+        }
+        if (r.status != 503) {
+          std::lock_guard lock(mu);
+          other.push_back(std::to_string(r.status) + " " + r.body);
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const auto elapsed = std::chrono::steady_clock::now() - t0;
+  EXPECT_TRUE(other.empty()) << other.front();
+  EXPECT_EQ(won.load(), 16);
+  EXPECT_LT(elapsed, std::chrono::seconds(15))
+      << "the regions waited on each other for the forward timeout";
+  Json stats = Stats("cross");
+  EXPECT_EQ(stats["sold"].get<int64_t>(), 16);
+  EXPECT_EQ(stats["sold"].get<int64_t>() + stats["remaining"].get<int64_t>(), 40);
+}
+
+// Sign-ups in two regions at once: each home asks the other whether the phone is taken while
+// its only worker waits for the answer.
+TEST_F(ShopOneWorkerTest, SignUpsInTwoRegionsAtOnceDoNotWaitForEachOther) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto users = NewUsers(
+      16, [](int i) { return std::pair<std::string, int>(i % 2 == 0 ? "IN" : "US", 1300 + i); });
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(15))
+      << "the regions waited on each other for the forward timeout";
+  for (const auto& u : users) EXPECT_FALSE(u.token.empty()) << u.e164;
+}
+
+}  // namespace
+}  // namespace meridian::testing
+
+namespace meridian::testing {
+namespace {
+
 // Two nodes per region over the region's PostgreSQL database; leases time out quickly.
 class ShopTwoNodesTest : public ShopTest {
  protected:
