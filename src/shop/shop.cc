@@ -968,9 +968,12 @@ bool Shop::StartPurchase(const std::string& user_id, const std::string& sale_id,
     };
     // Units that exist but are not here now are no "sold out": the buyer retries shortly,
     // and the next buyers need not look for them for a while.
+    auto retry_shortly = [] {
+      return Error(Code::kUnavailable, "the last units are elsewhere; retry shortly");
+    };
     auto elsewhere = [&] {
       rt->elsewhere_until_ms = clock_.NowMs() + 100;
-      return Error(Code::kUnavailable, "the last units are elsewhere; retry shortly");
+      return retry_shortly();
     };
     int pulls_taken_meanwhile = 0;
     for (int attempt = 0; !(slot = take()); ++attempt) {
@@ -979,9 +982,7 @@ bool Shop::StartPurchase(const std::string& user_id, const std::string& sale_id,
       std::lock_guard pull_lock(rt->pull_mu);  // the first buyer leases, the others wait
       if (rt->remaining.load() > 0) continue;
       // Looked at once the lock is held: a buyer who waited for another's pull takes its word.
-      if (clock_.NowMs() < rt->elsewhere_until_ms.load()) {
-        return Error(Code::kUnavailable, "the last units are elsewhere; retry shortly");
-      }
+      if (clock_.NowMs() < rt->elsewhere_until_ms.load()) return retry_shortly();
       ASSIGN_OR_RETURN(int64_t units, LeaseMore(rt));
       if (units <= 0 && pull_) {
         const int64_t pulled = pull_(sale_id, true);

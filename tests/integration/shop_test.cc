@@ -585,12 +585,6 @@ TEST_F(ShopOneWorkerTest, SignUpsInTwoRegionsAtOnceDoNotWaitForEachOther) {
   for (const auto& u : users) EXPECT_FALSE(u.token.empty()) << u.e164;
 }
 
-}  // namespace
-}  // namespace meridian::testing
-
-namespace meridian::testing {
-namespace {
-
 // Two nodes per region over the region's PostgreSQL database; leases time out quickly.
 class ShopTwoNodesTest : public ShopTest {
  protected:

@@ -239,6 +239,13 @@ class PullTest : public PurchaseNowTest {
   Result<Shop::Purchased> Buy(const std::string& user) {
     return shop_->Purchase(user, "s2", "k-" + user);
   }
+  // Waits up to 5 s for `flag`; returns it.
+  static bool Await(const std::atomic<bool>& flag) {
+    for (int i = 0; i < 5000 && !flag; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return flag;
+  }
 };
 
 TEST_F(PullTest, AUnitThatArrivesDuringTheBuyersPullIsSoldWhateverThePullSays) {
@@ -276,9 +283,10 @@ TEST_F(PullTest, ATopUpPassesOverASaleWhoseBuyerIsPulling) {
   shop_->SetPull([&](const std::string&, bool asker_out) {
     started = true;
     if (++active > 1) overlap = true;
-    if (!asker_out) ++top_ups;
-    for (int i = 0; i < 5000 && asker_out && !release; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (asker_out) {
+      Await(release);
+    } else {
+      ++top_ups;
     }
     --active;
     return int64_t{0};
@@ -286,10 +294,7 @@ TEST_F(PullTest, ATopUpPassesOverASaleWhoseBuyerIsPulling) {
   // Reading the quota makes this region's own remaining (none) known: the sale is low.
   ASSERT_TRUE(shop_->Quota("s2").ok());
   auto buyer = std::async(std::launch::async, [&] { return Buy("u1"); });
-  for (int i = 0; i < 5000 && !started; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  ASSERT_TRUE(started.load()) << "the buyer's pull did not start";
+  ASSERT_TRUE(Await(started)) << "the buyer's pull did not start";
   shop_->TopUpLowStock();  // the buyer's demand makes the sale a candidate
   EXPECT_EQ(top_ups.load(), 0);
   release = true;
@@ -306,16 +311,11 @@ TEST_F(PullTest, LeaseUpkeepDoesNotWaitForAPullUnderWay) {
   std::atomic<bool> pulling{false}, release{false};
   shop_->SetPull([&](const std::string&, bool) {
     pulling = true;
-    for (int i = 0; i < 2000 && !release; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    Await(release);
     return int64_t{0};
   });
   auto buyer = std::async(std::launch::async, [&] { return Buy("u1"); });
-  for (int i = 0; i < 2000 && !pulling; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  ASSERT_TRUE(pulling.load()) << "the buyer's pull did not start";
+  ASSERT_TRUE(Await(pulling)) << "the buyer's pull did not start";
   const auto t0 = std::chrono::steady_clock::now();
   EXPECT_TRUE(shop_->MaintainLeases().ok());
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1000));
